@@ -1,0 +1,56 @@
+//! epoll through tokio: a current-thread runtime per worker thread.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
+
+struct EpollStream(TcpStream);
+
+impl EchoStream for EpollStream {
+    async fn recv(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        // Readiness I/O reads into initialised memory: zero it once, on the first receive.
+        if buf.len() < buf.capacity() {
+            buf.resize(buf.capacity(), 0);
+        }
+        let res = self.0.read(&mut buf).await;
+        (res, buf)
+    }
+
+    async fn send_all(&mut self, buf: Vec<u8>, len: usize) -> (io::Result<()>, Vec<u8>) {
+        let res = self.0.write_all(&buf[..len]).await;
+        (res, buf)
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+struct EpollAcceptor(TcpListener);
+
+impl Acceptor for EpollAcceptor {
+    type Stream = EpollStream;
+
+    async fn accept(&self) -> io::Result<EpollStream> {
+        let (stream, _) = self.0.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok(EpollStream(stream))
+    }
+}
+
+/// Runs one worker thread's runtime until its connections are drained.
+pub fn run(listener: std::net::TcpListener, worker: Worker) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = TcpListener::from_std(listener)?;
+        run_accept_loop(EpollAcceptor(listener), worker).await;
+        Ok(())
+    })
+}

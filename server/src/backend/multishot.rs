@@ -1,0 +1,488 @@
+//! io_uring driven directly (io-uring crate): one multishot accept per listener, one multishot
+//! receive per connection drawing from a per-thread provided buffer ring, and each received
+//! buffer sent back as it is and returned to the ring when its send completes.
+//!
+//! Compared with one recv submission per message, a multishot receive is armed once and then
+//! completes every time data arrives, and buffers belong to the ring, not to connections, so an
+//! idle connection costs no buffer memory at all.
+//!
+//! The raw memory handling lives in [`super::ring`]; this module is the safe state machine.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::ring::{accepted_fd, buffer_id, more, Ring, TaskRun};
+use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
+use crate::listener::is_resource_exhaustion;
+use crate::shutdown::Phase;
+use crate::stats::CloseKind;
+
+/// The buffer ring's shape, from `--ring-buffers` and `--buffer-size`.
+#[derive(Debug, Clone, Copy)]
+pub struct RingConfig {
+    pub buffers: u16,
+    pub buffer_size: u32,
+}
+
+/// Submission queue entries per ring.
+const SQ_ENTRIES: u32 = 4096;
+/// How often the loop looks at the shutdown phase and idle timers when nothing completes.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What a completion belongs to, packed into user_data with the connection's slot and
+/// generation (so a completion can never be mistaken for a later connection's in that slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Accept = 0,
+    Recv = 1,
+    Send = 2,
+    Cancel = 3,
+}
+
+fn tag(op: Op, slot: usize, gen: u32) -> u64 {
+    (op as u64) | ((slot as u64) << 8) | ((gen as u64) << 40)
+}
+
+fn untag(user_data: u64) -> (Option<Op>, usize, u32) {
+    let op = match user_data & 0xff {
+        0 => Some(Op::Accept),
+        1 => Some(Op::Recv),
+        2 => Some(Op::Send),
+        3 => Some(Op::Cancel),
+        _ => None,
+    };
+    let slot = ((user_data >> 8) & 0xffff_ffff) as usize;
+    (op, slot, (user_data >> 40) as u32)
+}
+
+/// Received bytes waiting to be sent back: a ring buffer held by the connection.
+#[derive(Debug)]
+struct Chunk {
+    bid: u16,
+    len: u32,
+    sent: u32,
+}
+
+/// One connection's state. Its buffers are the chunks in `queue`.
+struct Conn {
+    fd: OwnedFd,
+    gen: u32,
+    /// Received, not yet fully sent; the front one is in flight while `sending`.
+    queue: VecDeque<Chunk>,
+    sending: bool,
+    recv_armed: bool,
+    recv_cancelling: bool,
+    /// The receive stopped because the ring was empty; re-armed when buffers come back.
+    starved: bool,
+    peer_eof: bool,
+    closing: Option<CloseKind>,
+    last_active: Instant,
+}
+
+/// Runs one worker thread's ring until its connections are drained.
+pub fn run(listener: std::net::TcpListener, worker: Worker, cfg: RingConfig) -> io::Result<()> {
+    let ring = Ring::new(SQ_ENTRIES, cfg.buffers, cfg.buffer_size)?;
+    match ring.taskrun() {
+        TaskRun::Deferred => tracing::debug!("ring set up with SINGLE_ISSUER and DEFER_TASKRUN"),
+        TaskRun::Cooperative => tracing::info!("kernel refused DEFER_TASKRUN; using COOP_TASKRUN"),
+        TaskRun::Default => {
+            tracing::info!("kernel refused DEFER_TASKRUN and COOP_TASKRUN; using default task run")
+        }
+    }
+    // One connection may hold at most this many buffers (received but not yet sent back);
+    // past it its receive is cancelled until sends drain, so a peer that never reads cannot
+    // drain the ring that every other connection shares.
+    let max_held = (cfg.buffers as usize / 16).clamp(2, 64);
+    let mut lp = Loop {
+        ring,
+        conns: Slab::new(),
+        worker,
+        listener: Some(listener),
+        accept_armed: false,
+        accept_cancelling: false,
+        accept_retry_at: Some(Instant::now()),
+        starved: Vec::new(),
+        returned: false,
+        max_held,
+        next_gen: 0,
+        warn: RateLimitedWarn::new(),
+    };
+    lp.run()
+}
+
+struct Loop {
+    ring: Ring,
+    conns: Slab<Conn>,
+    worker: Worker,
+    listener: Option<std::net::TcpListener>,
+    accept_armed: bool,
+    accept_cancelling: bool,
+    /// When to (re-)arm the accept: now at start, later after running out of descriptors.
+    accept_retry_at: Option<Instant>,
+    /// Connections whose receive stopped on an empty ring.
+    starved: Vec<usize>,
+    /// Buffers went back to the ring since the last look at `starved`.
+    returned: bool,
+    max_held: usize,
+    next_gen: u32,
+    warn: RateLimitedWarn,
+}
+
+impl Loop {
+    fn run(&mut self) -> io::Result<()> {
+        let mut cqes = Vec::with_capacity(1024);
+        let mut last_sweep = Instant::now();
+        loop {
+            let phase = *self.worker.phase.borrow();
+            if phase != Phase::Running {
+                self.stop_accepting()?;
+            }
+            if phase == Phase::Closing {
+                let open: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+                for slot in open {
+                    self.begin_close(slot, CloseKind::Server)?;
+                    self.finish_if_done(slot);
+                }
+            }
+            if phase != Phase::Running && self.listener.is_none() && self.conns.is_empty() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if phase == Phase::Running && self.accept_retry_at.is_some_and(|t| t <= now) {
+                self.arm_accept()?;
+            }
+            if now.duration_since(last_sweep) >= TICK {
+                self.close_idle(now)?;
+                last_sweep = now;
+            }
+            if self.returned && !self.starved.is_empty() {
+                self.wake_starved()?;
+            }
+            self.returned = false;
+            self.ring.submit_and_wait(TICK)?;
+            self.ring.drain_completions(&mut cqes);
+            for (user_data, res, flags) in cqes.drain(..) {
+                let (op, slot, gen) = untag(user_data);
+                match op {
+                    Some(Op::Accept) => self.on_accept(res, flags)?,
+                    Some(Op::Recv) if self.is_live(slot, gen) => self.on_recv(slot, res, flags)?,
+                    Some(Op::Send) if self.is_live(slot, gen) => self.on_send(slot, res)?,
+                    // Cancellations report only whether they found their target; the target's
+                    // own completion carries what matters.
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn is_live(&self, slot: usize, gen: u32) -> bool {
+        self.conns.get(slot).is_some_and(|c| c.gen == gen)
+    }
+
+    fn arm_accept(&mut self) -> io::Result<()> {
+        self.accept_retry_at = None;
+        if let (Some(l), false) = (&self.listener, self.accept_armed) {
+            self.ring
+                .accept_multi(l.as_raw_fd(), tag(Op::Accept, 0, 0))?;
+            self.accept_armed = true;
+        }
+        Ok(())
+    }
+
+    /// Cancels the accept and closes the listener once the kernel has let go of it.
+    fn stop_accepting(&mut self) -> io::Result<()> {
+        self.accept_retry_at = None;
+        if self.accept_armed {
+            if !self.accept_cancelling {
+                self.ring
+                    .cancel(tag(Op::Accept, 0, 0), tag(Op::Cancel, 0, 0))?;
+                self.accept_cancelling = true;
+            }
+        } else {
+            self.listener = None;
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) -> io::Result<()> {
+        if !more(flags) {
+            self.accept_armed = false;
+            self.accept_cancelling = false;
+        }
+        if res < 0 {
+            let err = io::Error::from_raw_os_error(-res);
+            match -res {
+                libc::ECANCELED | libc::ECONNABORTED => {}
+                _ => {
+                    self.worker.counters.accept_errors.add(1);
+                    self.warn.warn("accept failed", &err);
+                    if is_resource_exhaustion(&err) {
+                        // Pause accepting: a still-armed accept would complete with the same
+                        // error for every connection waiting in the backlog.
+                        if self.accept_armed && !self.accept_cancelling {
+                            self.ring
+                                .cancel(tag(Op::Accept, 0, 0), tag(Op::Cancel, 0, 0))?;
+                            self.accept_cancelling = true;
+                        }
+                        self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
+                        return Ok(());
+                    }
+                }
+            }
+        } else {
+            self.admit(accepted_fd(res))?;
+        }
+        if !self.accept_armed
+            && self.accept_retry_at.is_none()
+            && *self.worker.phase.borrow() == Phase::Running
+        {
+            self.arm_accept()?;
+        }
+        Ok(())
+    }
+
+    fn admit(&mut self, fd: OwnedFd) -> io::Result<()> {
+        if !self.worker.admit() {
+            return Ok(());
+        }
+        if *self.worker.phase.borrow() != Phase::Running {
+            self.worker.release(&CloseKind::Server);
+            return Ok(());
+        }
+        if let Err(e) = socket2::SockRef::from(&fd).set_nodelay(true) {
+            self.worker.release(&CloseKind::from_error(&e));
+            return Ok(());
+        }
+        self.next_gen = self.next_gen.wrapping_add(1) & 0x00ff_ffff;
+        let gen = self.next_gen;
+        let raw = fd.as_raw_fd();
+        let slot = self.conns.insert(Conn {
+            fd,
+            gen,
+            queue: VecDeque::new(),
+            sending: false,
+            recv_armed: true,
+            recv_cancelling: false,
+            starved: false,
+            peer_eof: false,
+            closing: None,
+            last_active: Instant::now(),
+        });
+        tracing::debug!(fd = raw, "session open");
+        self.ring.recv_multi(raw, tag(Op::Recv, slot, gen))
+    }
+
+    fn on_recv(&mut self, slot: usize, res: i32, flags: u32) -> io::Result<()> {
+        let c = &mut self.conns[slot];
+        if !more(flags) {
+            c.recv_armed = false;
+            c.recv_cancelling = false;
+        }
+        if res > 0 {
+            let bid =
+                buffer_id(flags).ok_or_else(|| io::Error::other("receive without a buffer"))?;
+            if c.closing.is_some() {
+                self.recycle(bid);
+            } else {
+                c.queue.push_back(Chunk {
+                    bid,
+                    len: res as u32,
+                    sent: 0,
+                });
+                c.last_active = Instant::now();
+                if !c.sending {
+                    self.send_front(slot)?;
+                }
+                let c = &mut self.conns[slot];
+                if c.queue.len() >= self.max_held && c.recv_armed && !c.recv_cancelling {
+                    c.recv_cancelling = true;
+                    let (target, gen) = (tag(Op::Recv, slot, c.gen), c.gen);
+                    self.ring.cancel(target, tag(Op::Cancel, slot, gen))?;
+                }
+            }
+        } else if res == 0 {
+            c.peer_eof = true;
+            if c.queue.is_empty() {
+                self.begin_close(slot, CloseKind::Fin)?;
+            }
+        } else {
+            match -res {
+                libc::ENOBUFS => {
+                    c.starved = true;
+                    self.starved.push(slot);
+                }
+                libc::ECANCELED => self.rearm_recv(slot)?,
+                errno => self.begin_close(slot, CloseKind::from_errno(errno))?,
+            }
+        }
+        self.finish_if_done(slot);
+        Ok(())
+    }
+
+    fn send_front(&mut self, slot: usize) -> io::Result<()> {
+        let c = &mut self.conns[slot];
+        if let Some(front) = c.queue.front() {
+            c.sending = true;
+            let (fd, gen) = (c.fd.as_raw_fd(), c.gen);
+            let (bid, sent, len) = (front.bid, front.sent, front.len);
+            self.ring
+                .send(fd, bid, sent, len - sent, tag(Op::Send, slot, gen))?;
+        }
+        Ok(())
+    }
+
+    fn on_send(&mut self, slot: usize, res: i32) -> io::Result<()> {
+        let c = &mut self.conns[slot];
+        c.sending = false;
+        if res < 0 {
+            self.begin_close(slot, CloseKind::from_errno(-res))?;
+            // Already closing (a cancelled send): its buffers go back now the send is over.
+            self.release_queue(slot);
+            self.finish_if_done(slot);
+            return Ok(());
+        }
+        let front = c
+            .queue
+            .front_mut()
+            .expect("a send completed with nothing queued");
+        front.sent += res as u32;
+        if c.closing.is_none() {
+            c.last_active = Instant::now();
+        }
+        if front.sent == front.len {
+            let done = c.queue.pop_front().expect("front exists");
+            self.worker.counters.recvs.add(1);
+            self.worker.counters.bytes_echoed.add(done.len as u64);
+            self.recycle(done.bid);
+        }
+        let c = &self.conns[slot];
+        if c.closing.is_some() {
+            self.release_queue(slot);
+        } else if !c.queue.is_empty() {
+            self.send_front(slot)?;
+        } else if c.peer_eof {
+            self.begin_close(slot, CloseKind::Fin)?;
+        } else {
+            self.rearm_recv(slot)?;
+        }
+        self.finish_if_done(slot);
+        Ok(())
+    }
+
+    /// Re-arms a connection's receive once it holds few enough buffers again.
+    fn rearm_recv(&mut self, slot: usize) -> io::Result<()> {
+        let c = &mut self.conns[slot];
+        let low_water = self.max_held / 2;
+        if c.closing.is_none()
+            && !c.peer_eof
+            && !c.recv_armed
+            && !c.starved
+            && c.queue.len() <= low_water
+        {
+            c.recv_armed = true;
+            let (fd, gen) = (c.fd.as_raw_fd(), c.gen);
+            self.ring.recv_multi(fd, tag(Op::Recv, slot, gen))?;
+        }
+        Ok(())
+    }
+
+    /// Hands a buffer back to the ring, noting it for connections waiting on an empty ring.
+    fn recycle(&mut self, bid: u16) {
+        self.ring.recycle(bid);
+        self.returned = true;
+    }
+
+    /// Buffers came back to the ring: let the connections that ran dry receive again.
+    fn wake_starved(&mut self) -> io::Result<()> {
+        while let Some(slot) = self.starved.pop() {
+            if let Some(c) = self.conns.get_mut(slot) {
+                c.starved = false;
+                self.rearm_recv(slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts closing a connection: cancels its operations; it is released when they end.
+    fn begin_close(&mut self, slot: usize, how: CloseKind) -> io::Result<()> {
+        let c = &mut self.conns[slot];
+        if c.closing.is_some() {
+            return Ok(());
+        }
+        c.closing = Some(how);
+        let gen = c.gen;
+        if c.recv_armed && !c.recv_cancelling {
+            c.recv_cancelling = true;
+            self.ring
+                .cancel(tag(Op::Recv, slot, gen), tag(Op::Cancel, slot, gen))?;
+        }
+        if self.conns[slot].sending {
+            self.ring
+                .cancel(tag(Op::Send, slot, gen), tag(Op::Cancel, slot, gen))?;
+        }
+        self.release_queue(slot);
+        Ok(())
+    }
+
+    /// Returns a closing connection's buffers to the ring, except one still being sent.
+    fn release_queue(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let keep = usize::from(c.sending);
+        while c.queue.len() > keep {
+            let chunk = c.queue.pop_back().expect("len checked");
+            self.ring.recycle(chunk.bid);
+            self.returned = true;
+        }
+    }
+
+    /// Frees a closing connection once the kernel holds nothing of it.
+    fn finish_if_done(&mut self, slot: usize) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        if c.closing.is_some() && !c.recv_armed && !c.sending {
+            let c = self.conns.remove(slot);
+            debug_assert!(c.queue.is_empty());
+            let how = c.closing.expect("checked");
+            drop(c.fd);
+            self.worker.release(&how);
+        }
+    }
+
+    fn close_idle(&mut self, now: Instant) -> io::Result<()> {
+        let Some(limit) = self.worker.limits.idle_timeout else {
+            return Ok(());
+        };
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closing.is_none() && now.duration_since(c.last_active) >= limit)
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in idle {
+            self.begin_close(slot, CloseKind::Server)?;
+            self.finish_if_done(slot);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip() {
+        for (op, slot, gen) in [
+            (Op::Recv, 0, 0),
+            (Op::Send, 123_456, 0x00ff_ffff),
+            (Op::Cancel, 7, 9),
+        ] {
+            assert_eq!(untag(tag(op, slot, gen)), (Some(op), slot, gen));
+        }
+    }
+}

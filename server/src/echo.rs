@@ -1,0 +1,237 @@
+//! The backend-independent half of the server: the accept loop and the per-connection echo
+//! loop, written once over two small traits that each async backend implements.
+//!
+//! Both loops run on one thread's single-threaded runtime, so connection state is `Rc`, not
+//! `Arc`, and nothing on the per-message path takes a lock or an atomic read-modify-write.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::listener::is_resource_exhaustion;
+use crate::shutdown::Phase;
+use crate::stats::{CloseKind, Counters};
+
+/// A connected socket that can receive into and send from an owned buffer.
+///
+/// Owned buffers are what io_uring needs (the kernel writes into the memory after the call
+/// returns); readiness-based backends accept the same shape at no cost.
+pub(crate) trait EchoStream {
+    /// Receives into the start of `buf`'s capacity; returns the count and the buffer.
+    async fn recv(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Sends `buf[..len]` completely (short writes are continued); returns the buffer.
+    async fn send_all(&mut self, buf: Vec<u8>, len: usize) -> (io::Result<()>, Vec<u8>);
+    /// The socket's descriptor, so shutdown can wake a connection blocked in the kernel.
+    fn raw_fd(&self) -> RawFd;
+}
+
+/// A listener whose accepted sockets are [`EchoStream`]s.
+pub(crate) trait Acceptor {
+    type Stream: EchoStream + 'static;
+    /// Accepts one connection and sets TCP_NODELAY on it.
+    async fn accept(&self) -> io::Result<Self::Stream>;
+}
+
+/// Settings every connection reads; copied, never shared mutably.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Receive buffer size.
+    pub buffer_size: usize,
+    /// Close a connection after this long without progress.
+    pub idle_timeout: Option<Duration>,
+    /// Connections open at most across all threads.
+    pub max_conns: Option<u64>,
+}
+
+/// What one worker thread's tasks share.
+#[derive(Clone)]
+pub(crate) struct Worker {
+    pub counters: Arc<Counters>,
+    pub limits: Limits,
+    /// Open connections across all threads, for `--max-conns`.
+    pub open: Arc<AtomicU64>,
+    pub phase: watch::Receiver<Phase>,
+    /// Descriptors of this thread's open connections, shut down when draining times out.
+    fds: Rc<RefCell<HashSet<RawFd>>>,
+}
+
+impl Worker {
+    pub fn new(
+        counters: Arc<Counters>,
+        limits: Limits,
+        open: Arc<AtomicU64>,
+        phase: watch::Receiver<Phase>,
+    ) -> Self {
+        Worker {
+            counters,
+            limits,
+            open,
+            phase,
+            fds: Rc::default(),
+        }
+    }
+
+    /// Counts an accepted connection and says whether `--max-conns` leaves room for it.
+    pub fn admit(&self) -> bool {
+        self.counters.accepted.add(1);
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        if self.limits.max_conns.is_some_and(|max| before >= max) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.counters.rejected.add(1);
+            self.counters.record_close(&CloseKind::Server);
+            return false;
+        }
+        true
+    }
+
+    /// Records the end of an admitted connection.
+    pub fn release(&self, how: &CloseKind) {
+        self.counters.record_close(how);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(how = how.label(), "session closed");
+    }
+
+    /// Whether the drain deadline passed: a close now is the server's doing.
+    pub fn closing(&self) -> bool {
+        *self.phase.borrow() == Phase::Closing
+    }
+}
+
+/// Logs a recurring warning at most once a second, with the number suppressed.
+pub(crate) struct RateLimitedWarn {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedWarn {
+    pub fn new() -> Self {
+        RateLimitedWarn {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    pub fn warn(&mut self, what: &str, err: &io::Error) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            suppressed = self.suppressed,
+            "{what}: {err}; backing off and serving the open connections"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// How long to pause accepting after running out of descriptors or memory: long enough not to
+/// spin on a full backlog, short enough that service resumes promptly when clients leave.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Accepts until shutdown, spawning one echo task per connection; then drains.
+pub(crate) async fn run_accept_loop<A: Acceptor>(acceptor: A, worker: Worker) {
+    let mut conns = JoinSet::new();
+    let mut phase = worker.phase.clone();
+    let mut warn = RateLimitedWarn::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            biased;
+            _ = phase.wait_for(|p| *p != Phase::Running) => break,
+            r = acceptor.accept() => r,
+        };
+        match accepted {
+            Ok(stream) => {
+                if worker.admit() {
+                    conns.spawn_local(serve(stream, worker.clone()));
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+            Err(e) => {
+                worker.counters.accept_errors.add(1);
+                warn.warn("accept failed", &e);
+                if is_resource_exhaustion(&e) {
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+    drop(acceptor);
+    tokio::select! {
+        _ = async { while conns.join_next().await.is_some() {} } => return,
+        _ = phase.wait_for(|p| *p == Phase::Closing) => {}
+    }
+    for &fd in worker.fds.borrow().iter() {
+        // SAFETY: every fd in the set belongs to a live connection of this thread (removed
+        // before its stream is dropped); shutdown does not close it, only wakes its I/O.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+/// Echoes one connection until it ends, then records how.
+async fn serve<S: EchoStream>(mut stream: S, worker: Worker) {
+    let fd = stream.raw_fd();
+    worker.fds.borrow_mut().insert(fd);
+    tracing::debug!(fd, "session open");
+    let mut how = echo_until_closed(&mut stream, &worker).await;
+    worker.fds.borrow_mut().remove(&fd);
+    if worker.closing() {
+        how = CloseKind::Server;
+    }
+    drop(stream);
+    worker.release(&how);
+}
+
+/// The echo loop: receive, send back exactly the bytes received, repeat. One buffer for the
+/// connection's life; the next receive is posted only after the send completes, so a peer
+/// that never reads holds at most one buffer and kernel socket buffers, never a queue.
+async fn echo_until_closed<S: EchoStream>(stream: &mut S, worker: &Worker) -> CloseKind {
+    let counters = &worker.counters;
+    let idle = worker.limits.idle_timeout;
+    let mut buf = Vec::with_capacity(worker.limits.buffer_size);
+    loop {
+        let Some((res, b)) = within(idle, stream.recv(buf)).await else {
+            return CloseKind::Server;
+        };
+        buf = b;
+        let n = match res {
+            Ok(0) => return CloseKind::Fin,
+            Ok(n) => n,
+            Err(e) => return CloseKind::from_error(&e),
+        };
+        tracing::trace!(n, "read");
+        let Some((res, b)) = within(idle, stream.send_all(buf, n)).await else {
+            return CloseKind::Server;
+        };
+        buf = b;
+        if let Err(e) = res {
+            return CloseKind::from_error(&e);
+        }
+        counters.recvs.add(1);
+        counters.bytes_echoed.add(n as u64);
+    }
+}
+
+/// Runs `f` to completion, or gives up after `limit` (None: never). No timer is armed when
+/// there is no limit, so the default configuration pays nothing per message.
+async fn within<F: Future>(limit: Option<Duration>, f: F) -> Option<F::Output> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, f).await.ok(),
+        None => Some(f.await),
+    }
+}

@@ -1,0 +1,93 @@
+//! Listener set-up shared by every backend, and the process's file-descriptor limit.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds a non-blocking TCP listener with SO_REUSEPORT, so every worker thread can own one
+/// listener on the same address and the kernel spreads new connections across them.
+pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Accepted sockets inherit TCP_NODELAY on Linux; each backend still sets it per connection.
+    socket.set_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// Binds one listener per thread on `addr`. With port 0 the first bind picks the port and the
+/// rest join it, so tests can start a multi-threaded server on a free port.
+///
+/// SO_REUSEPORT would let a second server on the same port silently share the traffic, so the
+/// address is first probed without it: a port held by anyone else is "address in use".
+pub fn bind_group(
+    addr: SocketAddr,
+    backlog: i32,
+    n: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())?;
+    let addr = probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("listener has no IP address"))?;
+    // The probe holds the port without SO_REUSEPORT, which would refuse the group's binds.
+    drop(probe);
+    (0..n).map(|_| bind_reuseport(addr, backlog)).collect()
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit: each connection is a descriptor, and
+/// the usual soft limit (1024) is far below the thousands of connections a load test opens.
+/// Returns the (old, new) soft limits.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((old, lim.rlim_cur))
+}
+
+/// Whether an accept error means "out of descriptors or memory": back off and retry rather
+/// than exit, since the condition clears as connections close.
+pub fn is_resource_exhaustion(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_group_shares_one_port() {
+        let ls = bind_group("127.0.0.1:0".parse().unwrap(), 16, 3).unwrap();
+        let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
+    }
+
+    #[test]
+    fn taken_port_is_address_in_use() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind_group(held.local_addr().unwrap(), 16, 2).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+}

@@ -1,0 +1,180 @@
+//! Prometheus text exposition at `http://ADDR/metrics`, served from its own thread so scrapes
+//! never run on an echo thread.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::stats::{Snapshot, Stats};
+
+/// Renders a snapshot in the Prometheus text format.
+///
+/// The registry is built per scrape from a snapshot: the echo threads keep plain per-thread
+/// counters and never touch Prometheus types.
+pub fn render(s: &Snapshot) -> String {
+    let mut reg = Registry::default();
+    let counter = |v: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        c
+    };
+    reg.register(
+        "ringecho_connections_accepted",
+        "Connections accepted (including those rejected by --max-conns)",
+        counter(s.accepted),
+    );
+    reg.register(
+        "ringecho_connections_rejected",
+        "Connections closed at once because --max-conns were open",
+        counter(s.rejected),
+    );
+    let active: Gauge = Gauge::default();
+    active.set(s.active() as i64);
+    reg.register(
+        "ringecho_connections_active",
+        "Connections open now",
+        active,
+    );
+    reg.register(
+        "ringecho_bytes_echoed",
+        "Bytes sent back to peers",
+        counter(s.bytes_echoed),
+    );
+    reg.register(
+        "ringecho_messages_echoed",
+        "Receives whose bytes were sent back in full",
+        counter(s.recvs),
+    );
+    reg.register(
+        "ringecho_accept_errors",
+        "Accept calls that failed (EMFILE and the like)",
+        counter(s.accept_errors),
+    );
+    let closes = Family::<Vec<(String, String)>, Counter>::default();
+    for (how, v) in [
+        ("fin", s.fin),
+        ("rst", s.rst),
+        ("error", s.error),
+        ("server", s.server),
+    ] {
+        closes
+            .get_or_create(&vec![("how".into(), how.into())])
+            .inc_by(v);
+    }
+    reg.register(
+        "ringecho_closes",
+        "Connection closes by how they ended: peer fin, peer rst, error, or by the server",
+        closes,
+    );
+    let errors = Family::<Vec<(String, String)>, Counter>::default();
+    for (kind, v) in &s.errors_by_kind {
+        errors
+            .get_or_create(&vec![("kind".into(), kind.clone())])
+            .inc_by(*v);
+    }
+    reg.register(
+        "ringecho_connection_errors",
+        "Connections that ended in an error, by error kind",
+        errors,
+    );
+    let mut out = String::new();
+    encode(&mut out, &reg).expect("formatting into a String cannot fail");
+    out
+}
+
+/// The metrics endpoint; stops when dropped.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and serves `/metrics` from `stats` on a thread of its own.
+    pub fn start(addr: SocketAddr, stats: Stats) -> io::Result<Self> {
+        let server = Arc::new(tiny_http::Server::http(addr).map_err(io::Error::other)?);
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("metrics listener has no IP address"))?;
+        let srv = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("ringecho-metrics".into())
+            .spawn(move || {
+                for req in srv.incoming_requests() {
+                    let resp = if req.url() == "/metrics" {
+                        let header = tiny_http::Header::from_bytes(
+                            "Content-Type",
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )
+                        .expect("static header is valid");
+                        tiny_http::Response::from_string(render(&stats.snapshot()))
+                            .with_header(header)
+                    } else {
+                        tiny_http::Response::from_string("not found; try /metrics\n")
+                            .with_status_code(404)
+                    };
+                    if let Err(e) = req.respond(resp) {
+                        tracing::debug!("metrics response failed: {e}");
+                    }
+                }
+            })?;
+        Ok(MetricsServer {
+            server,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_contract_names() {
+        let s = Snapshot {
+            accepted: 10,
+            fin: 6,
+            rst: 3,
+            bytes_echoed: 640,
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        for line in [
+            "ringecho_connections_accepted_total 10",
+            "ringecho_connections_active 1",
+            "ringecho_bytes_echoed_total 640",
+            "ringecho_closes_total{how=\"fin\"} 6",
+            "ringecho_closes_total{how=\"rst\"} 3",
+            "ringecho_closes_total{how=\"error\"} 0",
+            "ringecho_closes_total{how=\"server\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

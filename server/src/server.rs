@@ -1,0 +1,196 @@
+//! Starting the worker threads, and stopping them: the part of the server every backend shares.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::backend;
+use crate::config::{Backend, Config};
+use crate::echo::{Limits, Worker};
+use crate::listener::bind_group;
+use crate::metrics::MetricsServer;
+use crate::shutdown::Phase;
+use crate::stats::{Snapshot, Stats};
+
+/// Why the server could not start; each names what to change.
+#[derive(Debug)]
+pub struct StartError {
+    what: String,
+    source: io::Error,
+}
+
+impl StartError {
+    fn new(what: impl Into<String>, source: io::Error) -> Self {
+        StartError {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// The underlying OS error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A started server: worker threads echoing on `local_addr` until [`RunningServer::shutdown`].
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    backend: Backend,
+    stats: Stats,
+    phase: watch::Sender<Phase>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+    drain_timeout: Duration,
+    metrics: Option<MetricsServer>,
+}
+
+impl RunningServer {
+    /// The address the listeners are bound to (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The metrics endpoint's address, when `--metrics` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
+    }
+
+    /// The backend the workers run.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether a worker thread has exited while the server should be running (a runtime
+    /// failure); the process should then report it and exit non-zero.
+    pub fn worker_failed(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
+    }
+
+    /// Stops accepting, lets open connections finish for up to the drain timeout, closes the
+    /// rest, joins the workers and returns the final counters.
+    pub fn shutdown(self) -> io::Result<Snapshot> {
+        let _ = self.phase.send(Phase::Draining);
+        let deadline = Instant::now() + self.drain_timeout;
+        while self.stats.snapshot().active() > 0 && Instant::now() < deadline {
+            if self.threads.iter().all(|t| t.is_finished()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.phase.send(Phase::Closing);
+        let mut first_err = None;
+        for t in self.threads {
+            let res = t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("worker thread panicked")));
+            if let Err(e) = res {
+                tracing::error!("worker failed: {e}");
+                first_err.get_or_insert(e);
+            }
+        }
+        drop(self.metrics);
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(self.stats.snapshot()),
+        }
+    }
+}
+
+/// Checks that this process may create an io_uring, so that a kernel without it (or with
+/// `kernel.io_uring_disabled` set, or a seccomp filter) gets a clear message up front.
+fn probe_io_uring() -> Result<(), StartError> {
+    io_uring::IoUring::new(8).map(drop).map_err(|e| {
+        StartError::new(
+            "io_uring is not available (old kernel, kernel.io_uring_disabled, or a seccomp \
+             filter); run with --backend epoll",
+            e,
+        )
+    })
+}
+
+/// Binds the listeners and starts the worker threads.
+pub fn start(config: &Config) -> Result<RunningServer, StartError> {
+    if config.backend != Backend::Epoll {
+        probe_io_uring()?;
+    }
+    let n = config.thread_count();
+    let listeners = bind_group(config.listen, config.backlog, n)
+        .map_err(|e| StartError::new(format!("cannot listen on {}", config.listen), e))?;
+    let local_addr = listeners[0]
+        .local_addr()
+        .map_err(|e| StartError::new("cannot read the listener's address", e))?;
+    let stats = Stats::default();
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            MetricsServer::start(addr, stats.clone())
+                .map_err(|e| StartError::new(format!("cannot serve metrics on {addr}"), e))?,
+        ),
+        None => None,
+    };
+    let (phase, phase_rx) = watch::channel(Phase::Running);
+    let limits = Limits {
+        buffer_size: config.buffer_size as usize,
+        idle_timeout: config.idle_timeout,
+        max_conns: config.max_conns,
+    };
+    let open = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::with_capacity(n);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let counters = stats.register_thread();
+        let (open, phase_rx, backend) = (open.clone(), phase_rx.clone(), config.backend);
+        let ring = backend::multishot::RingConfig {
+            buffers: config.ring_buffers,
+            buffer_size: config.buffer_size,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("ringecho-{}-{i}", backend.name()))
+            .spawn(move || {
+                let worker = Worker::new(counters, limits, open, phase_rx);
+                match backend {
+                    Backend::Epoll => backend::epoll::run(listener, worker),
+                    Backend::Uring => backend::uring::run(listener, worker),
+                    Backend::Multishot => backend::multishot::run(listener, worker, ring),
+                }
+            })
+            .map_err(|e| StartError::new("cannot start a worker thread", e))?;
+        threads.push(spawned);
+    }
+    tracing::info!(
+        backend = config.backend.name(),
+        threads = n,
+        addr = %local_addr,
+        "listening"
+    );
+    Ok(RunningServer {
+        local_addr,
+        backend: config.backend,
+        stats,
+        phase,
+        threads,
+        drain_timeout: config.drain_timeout,
+        metrics,
+    })
+}

@@ -1,0 +1,260 @@
+//! Per-thread counters, summed when read.
+//!
+//! Each worker thread owns one [`Counters`]; only that thread writes it, so an increment is a
+//! relaxed load and store (no locked read-modify-write on the hot path). Readers (metrics,
+//! summary) sum every thread's counters with relaxed loads; a scrape may be a few events
+//! behind, never torn.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A counter with a single writer thread.
+#[derive(Debug, Default)]
+pub struct LocalCounter(AtomicU64);
+
+impl LocalCounter {
+    /// Adds `n`. Only the owning thread may call this: a load and a store, not an atomic add,
+    /// because no other thread writes.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Reads the current value from any thread.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// How a connection ended, as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseKind {
+    /// The peer closed its sending side (recv returned 0) and everything was echoed.
+    Fin,
+    /// The peer reset the connection (ECONNRESET on recv, EPIPE or ECONNRESET on send).
+    Rst,
+    /// The server closed it: idle timeout, over `--max-conns`, or shutdown.
+    Server,
+    /// Any other error, by kind (e.g. `timed_out`, `host_unreachable`).
+    Error(String),
+}
+
+impl CloseKind {
+    /// Classifies an I/O error that ended a connection.
+    pub fn from_error(err: &io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(libc::ECONNRESET) | Some(libc::EPIPE) => CloseKind::Rst,
+            _ => match err.kind() {
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => CloseKind::Rst,
+                kind => CloseKind::Error(error_kind_label(kind)),
+            },
+        }
+    }
+
+    /// Classifies a negative errno returned in an io_uring completion.
+    pub fn from_errno(errno: i32) -> Self {
+        Self::from_error(&io::Error::from_raw_os_error(errno))
+    }
+
+    /// The `how` label used in metrics and summaries.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CloseKind::Fin => "fin",
+            CloseKind::Rst => "rst",
+            CloseKind::Server => "server",
+            CloseKind::Error(_) => "error",
+        }
+    }
+}
+
+/// A stable snake_case label for an error kind (`TimedOut` → `timed_out`).
+pub fn error_kind_label(kind: io::ErrorKind) -> String {
+    let name = format!("{kind:?}");
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One worker thread's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections accepted, including those closed at once for `--max-conns`.
+    pub accepted: LocalCounter,
+    /// Connections closed at once because `--max-conns` were open.
+    pub rejected: LocalCounter,
+    /// Bytes sent back to peers.
+    pub bytes_echoed: LocalCounter,
+    /// Messages (completed receives) echoed back.
+    pub recvs: LocalCounter,
+    /// Closes by peer FIN.
+    pub fin: LocalCounter,
+    /// Closes by peer RST.
+    pub rst: LocalCounter,
+    /// Closes the server initiated.
+    pub server: LocalCounter,
+    /// Closes by any other error.
+    pub error: LocalCounter,
+    /// Accept calls that failed (EMFILE and the like); the server backs off and goes on.
+    pub accept_errors: LocalCounter,
+    /// Error closes by kind; rare, so a lock is fine here.
+    errors_by_kind: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    /// Records how a connection ended.
+    pub fn record_close(&self, how: &CloseKind) {
+        match how {
+            CloseKind::Fin => self.fin.add(1),
+            CloseKind::Rst => self.rst.add(1),
+            CloseKind::Server => self.server.add(1),
+            CloseKind::Error(kind) => {
+                self.error.add(1);
+                let mut map = self
+                    .errors_by_kind
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                *map.entry(kind.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Connections this thread holds open now.
+    pub fn active(&self) -> u64 {
+        let closed = self.fin.get() + self.rst.get() + self.server.get() + self.error.get();
+        self.accepted.get().saturating_sub(closed)
+    }
+}
+
+/// Every thread's counters, for readers.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    threads: Arc<Mutex<Vec<Arc<Counters>>>>,
+}
+
+impl Stats {
+    /// Registers a new thread's counters and returns them to the thread.
+    pub fn register_thread(&self) -> Arc<Counters> {
+        let counters = Arc::new(Counters::default());
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(counters.clone());
+        counters
+    }
+
+    /// Sums all threads' counters.
+    pub fn snapshot(&self) -> Snapshot {
+        let threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = Snapshot::default();
+        for c in threads.iter() {
+            s.accepted += c.accepted.get();
+            s.rejected += c.rejected.get();
+            s.bytes_echoed += c.bytes_echoed.get();
+            s.recvs += c.recvs.get();
+            s.fin += c.fin.get();
+            s.rst += c.rst.get();
+            s.server += c.server.get();
+            s.error += c.error.get();
+            s.accept_errors += c.accept_errors.get();
+            let map = c.errors_by_kind.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, v) in map.iter() {
+                *s.errors_by_kind.entry(k.clone()).or_default() += v;
+            }
+        }
+        s
+    }
+}
+
+/// A sum of all threads' counters at one moment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub bytes_echoed: u64,
+    pub recvs: u64,
+    pub fin: u64,
+    pub rst: u64,
+    pub server: u64,
+    pub error: u64,
+    pub accept_errors: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+}
+
+impl Snapshot {
+    /// Connections open now: accepted minus every kind of close.
+    pub fn active(&self) -> u64 {
+        self.accepted
+            .saturating_sub(self.fin + self.rst + self.server + self.error)
+    }
+
+    /// The one-screen summary printed at shutdown.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "ringecho-server summary\n  connections accepted  {}\n  rejected (max-conns)  {}\n  still open            {}\n  closes: fin {}  rst {}  server {}  error {}\n  bytes echoed          {}\n  receives echoed       {}\n  accept errors         {}\n",
+            self.accepted,
+            self.rejected,
+            self.active(),
+            self.fin,
+            self.rst,
+            self.server,
+            self.error,
+            self.bytes_echoed,
+            self.recvs,
+            self.accept_errors,
+        );
+        for (kind, n) in &self.errors_by_kind {
+            out.push_str(&format!("  error {kind:<20} {n}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_resets_and_errors() {
+        let reset = io::Error::from_raw_os_error(libc::ECONNRESET);
+        let pipe = io::Error::from_raw_os_error(libc::EPIPE);
+        let timeout = io::Error::from_raw_os_error(libc::ETIMEDOUT);
+        assert_eq!(CloseKind::from_error(&reset), CloseKind::Rst);
+        assert_eq!(CloseKind::from_error(&pipe), CloseKind::Rst);
+        assert_eq!(
+            CloseKind::from_error(&timeout),
+            CloseKind::Error("timed_out".into())
+        );
+        assert_eq!(CloseKind::from_errno(libc::EHOSTUNREACH).label(), "error");
+    }
+
+    #[test]
+    fn sums_threads_and_derives_active() {
+        let stats = Stats::default();
+        let a = stats.register_thread();
+        let b = stats.register_thread();
+        a.accepted.add(3);
+        b.accepted.add(2);
+        a.record_close(&CloseKind::Fin);
+        b.record_close(&CloseKind::Rst);
+        b.record_close(&CloseKind::Error("timed_out".into()));
+        let s = stats.snapshot();
+        assert_eq!((s.accepted, s.fin, s.rst, s.error), (5, 1, 1, 1));
+        assert_eq!(s.active(), 2);
+        assert_eq!(s.errors_by_kind["timed_out"], 1);
+        assert!(s.summary().contains("fin 1  rst 1"));
+    }
+}
