@@ -176,9 +176,7 @@ pub(crate) async fn run_accept_loop<A: Acceptor>(acceptor: A, worker: Worker) {
         _ = phase.wait_for(|p| *p == Phase::Closing) => {}
     }
     for &fd in worker.fds.borrow().iter() {
-        // SAFETY: every fd in the set belongs to a live connection of this thread (removed
-        // before its stream is dropped); shutdown does not close it, only wakes its I/O.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        shutdown_socket(fd);
     }
     while conns.join_next().await.is_some() {}
 }
@@ -192,6 +190,11 @@ async fn serve<S: EchoStream>(mut stream: S, worker: Worker) {
     worker.fds.borrow_mut().remove(&fd);
     if worker.closing() {
         how = CloseKind::Server;
+    }
+    if how == CloseKind::Server {
+        // A timed-out io_uring operation may still hold the socket open in the kernel after
+        // its future is dropped; shutting the socket down ends it so the peer sees the close.
+        shutdown_socket(fd);
     }
     drop(stream);
     worker.release(&how);
@@ -225,6 +228,13 @@ async fn echo_until_closed<S: EchoStream>(stream: &mut S, worker: &Worker) -> Cl
         counters.recvs.add(1);
         counters.bytes_echoed.add(n as u64);
     }
+}
+
+/// Shuts a connection's socket down both ways, waking any operation blocked on it.
+fn shutdown_socket(fd: RawFd) {
+    // SAFETY: callers pass the descriptor of a connection this thread still owns (its stream
+    // is alive); shutdown does not close or free it.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
 /// Runs `f` to completion, or gives up after `limit` (None: never). No timer is armed when

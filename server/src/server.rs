@@ -121,8 +121,15 @@ impl RunningServer {
 
 /// Checks that this process may create an io_uring, so that a kernel without it (or with
 /// `kernel.io_uring_disabled` set, or a seccomp filter) gets a clear message up front.
+///
+/// The probe ring lives on a thread of its own: tearing a ring down queues kernel task work on
+/// the thread that created it, which would interrupt that thread's next blocking socket call
+/// (EINTR where SO_RCVTIMEO is set), and the caller may be an application thread.
 fn probe_io_uring() -> Result<(), StartError> {
-    io_uring::IoUring::new(8).map(drop).map_err(|e| {
+    let probe = std::thread::spawn(|| io_uring::IoUring::new(8).map(drop))
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("io_uring probe panicked")));
+    probe.map_err(|e| {
         StartError::new(
             "io_uring is not available (old kernel, kernel.io_uring_disabled, or a seccomp \
              filter); run with --backend epoll",

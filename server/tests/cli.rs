@@ -1,0 +1,87 @@
+//! The binary itself: exit codes and messages for bad input, and a SIGTERM drain.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringecho-server"))
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message() {
+    for args in [
+        &["--threads", "0"][..],
+        &["--listen", "nowhere"],
+        &["--backend", "select"],
+        &["--idle-timeout", "forever"],
+        &["--buffer-size", "-5"],
+        &["--no-such-flag"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn address_in_use_exits_1_naming_the_address() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    for backend in ["uring", "epoll", "multishot"] {
+        let out = bin()
+            .args(["--listen", &addr, "--backend", backend])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_0_with_a_summary() {
+    for backend in ["uring", "epoll", "multishot"] {
+        let mut child = bin()
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                backend,
+                "--drain-timeout",
+                "300ms",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(b"hello").unwrap();
+        let mut back = [0u8; 5];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"hello");
+        // SAFETY: signalling a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{backend}: {rest}");
+        assert!(
+            rest.contains("connections accepted  1"),
+            "{backend}: {rest}"
+        );
+        assert!(
+            rest.contains("server 1"),
+            "{backend}: the open connection is closed by the drain: {rest}"
+        );
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(matches!(s.read(&mut back), Ok(0) | Err(_)));
+    }
+}

@@ -1,0 +1,289 @@
+//! The echo contract, for real, on loopback, against every backend: exact bytes, half-close,
+//! FIN/RST accounting, thousands of connections, limits, and shutdown.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use ringecho_server::listener::raise_nofile_limit;
+use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
+
+fn server(backend: Backend, tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let _ = raise_nofile_limit();
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    c.threads = Some(2);
+    c.drain_timeout = Duration::from_secs(2);
+    tweak(&mut c);
+    start(&c).expect("server starts")
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Polls the server's counters until `done` holds, failing after a generous bound.
+fn wait_for(srv: &RunningServer, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = srv.stats().snapshot();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn pattern(len: usize, seed: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 31 + seed) % 251) as u8).collect()
+}
+
+/// Sends `data` from one thread while reading the echo on another, so payloads larger than
+/// the socket buffers cannot deadlock, then returns what came back.
+fn echo_concurrently(stream: TcpStream, data: Vec<u8>) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let len = data.len();
+    let w = std::thread::spawn(move || writer.write_all(&data).unwrap());
+    let mut got = vec![0u8; len];
+    (&stream).read_exact(&mut got).unwrap();
+    w.join().unwrap();
+    got
+}
+
+fn set_linger0(s: &TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+}
+
+fn exact_echo_of_all_sizes(backend: Backend) {
+    let srv = server(backend, |_| {});
+    for (i, size) in [1usize, 7, 64, 4096, 4097, 65_537, 1 << 20, 5 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let data = pattern(size, i);
+        let got = echo_concurrently(connect(srv.local_addr()), data.clone());
+        assert!(got == data, "{size}-byte echo differs");
+    }
+    let s = wait_for(&srv, "closes", |s| s.fin == 8);
+    assert_eq!(
+        s.bytes_echoed,
+        [1u64, 7, 64, 4096, 4097, 65_537, 1 << 20, 5 << 20]
+            .iter()
+            .sum::<u64>()
+    );
+    srv.shutdown().unwrap();
+}
+
+fn half_close_gets_everything_back(backend: Backend) {
+    let srv = server(backend, |_| {});
+    let mut s = connect(srv.local_addr());
+    let data = pattern(300_000, 3);
+    let mut w = s.try_clone().unwrap();
+    let sent = data.clone();
+    let t = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    t.join().unwrap();
+    assert!(
+        got == data,
+        "half-closed peer got {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+    let snap = wait_for(&srv, "fin", |s| s.fin == 1);
+    assert_eq!(snap.rst + snap.error, 0);
+    srv.shutdown().unwrap();
+}
+
+fn fin_and_rst_are_counted_exactly(backend: Backend) {
+    let srv = server(backend, |c| {
+        c.metrics = Some("127.0.0.1:0".parse().unwrap())
+    });
+    for i in 0..300 {
+        let mut s = connect(srv.local_addr());
+        let msg = pattern(16, i);
+        s.write_all(&msg).unwrap();
+        let mut back = [0u8; 16];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back[..], &msg[..]);
+        if i % 3 == 2 {
+            set_linger0(&s);
+        }
+    }
+    wait_for(&srv, "300 closes", |s| s.fin + s.rst + s.error == 300);
+    let text = scrape(srv.metrics_addr().unwrap());
+    assert_eq!(metric(&text, "ringecho_closes_total{how=\"fin\"}"), 200);
+    assert_eq!(metric(&text, "ringecho_closes_total{how=\"rst\"}"), 100);
+    assert_eq!(metric(&text, "ringecho_closes_total{how=\"error\"}"), 0);
+    assert_eq!(metric(&text, "ringecho_connections_accepted_total"), 300);
+    assert_eq!(metric(&text, "ringecho_connections_active"), 0);
+    assert_eq!(metric(&text, "ringecho_bytes_echoed_total"), 300 * 16);
+    srv.shutdown().unwrap();
+}
+
+fn thousands_of_concurrent_connections(backend: Backend) {
+    const N: usize = 2_500;
+    let srv = server(backend, |_| {});
+    let conns: Vec<TcpStream> = (0..N).map(|_| connect(srv.local_addr())).collect();
+    wait_for(&srv, "all accepted", |s| s.active() == N as u64);
+    for (i, mut s) in conns.iter().enumerate() {
+        s.write_all(&(i as u64).to_le_bytes()).unwrap();
+    }
+    for (i, mut s) in conns.iter().enumerate() {
+        let mut back = [0u8; 8];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(u64::from_le_bytes(back), i as u64);
+    }
+    drop(conns);
+    let s = wait_for(&srv, "all closed", |s| s.fin == N as u64);
+    assert_eq!(s.active(), 0);
+    srv.shutdown().unwrap();
+}
+
+fn never_reading_peer_does_not_block_others(backend: Backend) {
+    let srv = server(backend, |c| c.threads = Some(1));
+    // A peer that only writes: the server's sends back to it block once its receive buffer
+    // fills, and the server must then stop reading from it, not queue without bound.
+    let hog = connect(srv.local_addr());
+    hog.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut pushed = 0usize;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        match (&hog).write(&chunk) {
+            Ok(n) => pushed += n,
+            Err(_) => break, // the pipe is full both ways: backpressure reached us
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "server kept reading a peer that never reads"
+    );
+    assert!(
+        pushed < 64 << 20,
+        "server absorbed {pushed} bytes from a peer that never reads"
+    );
+    // Meanwhile, on the same thread, a healthy peer is served byte for byte.
+    let mut ok = connect(srv.local_addr());
+    for i in 0..200 {
+        let msg = pattern(100, i);
+        ok.write_all(&msg).unwrap();
+        let mut back = [0u8; 100];
+        ok.read_exact(&mut back).unwrap();
+        assert_eq!(&back[..], &msg[..]);
+    }
+    drop(ok);
+    // The hog resets: the server notices however it was blocked.
+    set_linger0(&hog);
+    drop(hog);
+    let s = wait_for(&srv, "both closed", |s| s.active() == 0);
+    assert_eq!((s.fin, s.rst), (1, 1), "{s:?}");
+    srv.shutdown().unwrap();
+}
+
+fn idle_connections_are_closed_and_counted(backend: Backend) {
+    let srv = server(backend, |c| {
+        c.idle_timeout = Some(Duration::from_millis(300))
+    });
+    let mut s = connect(srv.local_addr());
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        s.read(&mut buf).unwrap(),
+        0,
+        "idle connection should be closed by the server"
+    );
+    let snap = wait_for(&srv, "server close", |s| s.server == 1);
+    assert_eq!(snap.active(), 0);
+    srv.shutdown().unwrap();
+}
+
+fn max_conns_rejects_the_excess(backend: Backend) {
+    let srv = server(backend, |c| c.max_conns = Some(2));
+    let a = connect(srv.local_addr());
+    let b = connect(srv.local_addr());
+    wait_for(&srv, "two open", |s| s.active() == 2);
+    let mut c = connect(srv.local_addr());
+    let mut buf = [0u8; 1];
+    let closed = matches!(c.read(&mut buf), Ok(0) | Err(_));
+    assert!(closed, "third connection should be closed at once");
+    let s = wait_for(&srv, "rejection", |s| s.rejected == 1);
+    assert_eq!((s.server, s.active()), (1, 2));
+    for mut s in [&a, &b] {
+        s.write_all(b"still served").unwrap();
+        let mut back = [0u8; 12];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"still served");
+    }
+    srv.shutdown().unwrap();
+}
+
+fn shutdown_drains_then_closes(backend: Backend) {
+    let srv = server(backend, |c| c.drain_timeout = Duration::from_millis(400));
+    // One connection finishes during the drain, one stays open past it.
+    let mut leaving = connect(srv.local_addr());
+    let mut staying = connect(srv.local_addr());
+    wait_for(&srv, "two open", |s| s.active() == 2);
+    let t = std::thread::spawn(move || srv.shutdown().unwrap());
+    std::thread::sleep(Duration::from_millis(100));
+    leaving.write_all(b"bye").unwrap();
+    let mut back = [0u8; 3];
+    leaving.read_exact(&mut back).unwrap();
+    assert_eq!(
+        &back, b"bye",
+        "an open connection is still echoed while draining"
+    );
+    drop(leaving);
+    let mut buf = [0u8; 1];
+    let end = staying.read(&mut buf);
+    assert!(
+        matches!(end, Ok(0) | Err(_)),
+        "server closes what is left after the drain"
+    );
+    let s = t.join().unwrap();
+    assert_eq!((s.fin, s.server, s.active()), (1, 1, 0), "{s:?}");
+}
+
+macro_rules! per_backend {
+    ($($backend:ident => $module:ident),*) => {$(
+        mod $module {
+            use super::*;
+            #[test] fn exact_echo_of_all_sizes() { super::exact_echo_of_all_sizes(Backend::$backend) }
+            #[test] fn half_close_gets_everything_back() { super::half_close_gets_everything_back(Backend::$backend) }
+            #[test] fn fin_and_rst_are_counted_exactly() { super::fin_and_rst_are_counted_exactly(Backend::$backend) }
+            #[test] fn thousands_of_concurrent_connections() { super::thousands_of_concurrent_connections(Backend::$backend) }
+            #[test] fn never_reading_peer_does_not_block_others() { super::never_reading_peer_does_not_block_others(Backend::$backend) }
+            #[test] fn idle_connections_are_closed_and_counted() { super::idle_connections_are_closed_and_counted(Backend::$backend) }
+            #[test] fn max_conns_rejects_the_excess() { super::max_conns_rejects_the_excess(Backend::$backend) }
+            #[test] fn shutdown_drains_then_closes() { super::shutdown_drains_then_closes(Backend::$backend) }
+        }
+    )*};
+}
+
+per_backend!(Uring => uring, Epoll => epoll, Multishot => multishot);
