@@ -1,1 +1,381 @@
+//! ringecho-loadgen: opens many echo connections, sends messages that carry their connection
+//! id and sequence number, verifies every echoed byte, closes a chosen share with
+//! SO_LINGER=0 (RST) and the rest with FIN, and reports HdrHistogram latency, throughput and
+//! close counts, with the server's and the kernel's counts beside ours.
 
+pub mod config;
+pub mod payload;
+pub mod plot;
+pub mod report;
+pub mod run;
+pub mod witness;
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use config::{Cli, Command, RunConfig};
+use report::{Closes, Cpu, Percentiles, Report};
+use run::{Plan, Progress, Tally};
+use witness::{KernelCounters, ServerCloses};
+
+/// A run that could not be carried out, with what to do about it.
+#[derive(Debug)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A finished run: the report and the histograms behind it.
+pub struct Outcome {
+    pub report: Report,
+    pub latency: Histogram<u64>,
+    pub connect: Histogram<u64>,
+}
+
+/// Descriptors the process needs besides one per connection.
+const SPARE_FDS: u64 = 64;
+
+/// How long to wait for the server's close counters to catch up with ours.
+const WITNESS_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs the load described by `cfg`.
+pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
+    let limit = match ringecho_server::listener::raise_nofile_limit() {
+        Ok((_, new)) => new,
+        Err(e) => return Err(LoadError(format!("cannot read the open-file limit: {e}"))),
+    };
+    if cfg.connections as u64 + SPARE_FDS > limit {
+        return Err(LoadError(format!(
+            "{} connections need {} descriptors but the open-file limit is {limit}; raise it \
+             (ulimit -Hn, or prlimit) or open fewer connections",
+            cfg.connections,
+            cfg.connections as u64 + SPARE_FDS
+        )));
+    }
+    let server_before =
+        match &cfg.server_metrics {
+            Some(url) => Some(witness::scrape_closes(url).map_err(|e| {
+                LoadError(format!("cannot read the server's metrics at {url}: {e}"))
+            })?),
+            None => None,
+        };
+    let kernel_before = KernelCounters::read();
+    let threads = cfg.thread_count();
+    let start = Instant::now() + Duration::from_millis(10);
+    let measure_for = cfg.measure_for();
+    let measure_from = if measure_for.is_some() {
+        start + cfg.warmup
+    } else {
+        start
+    };
+    let plan = Arc::new(Plan {
+        addr: cfg.addr,
+        payload: cfg.payload as usize,
+        messages: cfg.messages,
+        churn: cfg.churn,
+        rst_share: cfg.rst_share,
+        interval_s: cfg.rate.map(|r| 1.0 / r),
+        connections: cfg.connections,
+        io_timeout: cfg.io_timeout,
+        source_addrs: cfg.source_addrs.clone().map(|s| s.0).unwrap_or_default(),
+        start,
+        measure_from,
+        end: measure_for.map(|d| measure_from + d),
+        close_tickets: AtomicU64::new(0),
+    });
+    let progress: Vec<Arc<Progress>> = (0..threads).map(|_| Arc::default()).collect();
+    let mut handles = Vec::with_capacity(threads);
+    for (t, prog) in progress.iter().enumerate() {
+        let slots: Vec<u32> = (0..cfg.connections)
+            .filter(|s| *s as usize % threads == t)
+            .collect();
+        let (plan, prog) = (plan.clone(), prog.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("loadgen-{t}"))
+            .spawn(move || run::run_thread(slots, plan, prog))
+            .map_err(|e| LoadError(format!("cannot start a thread: {e}")))?;
+        handles.push(h);
+    }
+    let show = cfg.progress || std::io::stderr().is_terminal();
+    let cpu_at_start = watch_until_done(&handles, &progress, measure_from, show);
+    let mut tally = Tally::default();
+    for h in handles {
+        let t = h
+            .join()
+            .map_err(|_| LoadError("a loadgen thread panicked".into()))?
+            .map_err(|e| LoadError(format!("cannot start a runtime: {e}")))?;
+        tally.merge(&t);
+    }
+    let finished = Instant::now();
+    let cpu = cpu_time().saturating_sub(cpu_at_start.unwrap_or_default());
+    let connects = tally.connect.len();
+    if let Some(n) = tally.errors.get("ephemeral_ports_exhausted") {
+        return Err(LoadError(format!(
+            "ran out of ephemeral ports to {} after {connects} connects ({n} failed); spread \
+             connections over more source addresses with --source-addrs 127.0.0.2-127.0.0.9",
+            cfg.addr
+        )));
+    }
+    if connects == 0 {
+        let why = tally.errors.keys().cloned().collect::<Vec<_>>().join(", ");
+        return Err(LoadError(format!("cannot connect to {}: {why}", cfg.addr)));
+    }
+    let elapsed = match plan.end {
+        Some(end) => end.min(finished).saturating_duration_since(measure_from),
+        None => finished.saturating_duration_since(measure_from),
+    }
+    .as_secs_f64();
+    let (server_closes, server_agrees) = match (&cfg.server_metrics, server_before) {
+        (Some(url), Some(before)) => {
+            let ours = tally.fin + tally.rst + tally.server_closed;
+            let delta = await_server_closes(url, &before, ours).map_err(|e| {
+                LoadError(format!("cannot read the server's metrics at {url}: {e}"))
+            })?;
+            (
+                Some(delta),
+                Some(delta.fin == tally.fin && delta.rst == tally.rst),
+            )
+        }
+        _ => (None, None),
+    };
+    let kernel = match (kernel_before, KernelCounters::read()) {
+        (Some(b), Some(a)) => Some(a.since(&b)),
+        _ => None,
+    };
+    let cpu_s = cpu.user + cpu.sys;
+    let report = Report {
+        addr: cfg.addr.to_string(),
+        connections: cfg.connections,
+        threads,
+        payload: cfg.payload,
+        rst_share: cfg.rst_share,
+        rate: cfg.rate,
+        churn: cfg.churn,
+        messages: tally.messages,
+        bytes: tally.bytes,
+        elapsed_s: elapsed,
+        msgs_per_s: per_s(tally.messages as f64, elapsed),
+        mib_per_s: per_s(tally.bytes as f64 / (1 << 20) as f64, elapsed),
+        latency_us: Percentiles::of(&tally.latency),
+        connect_latency_us: Percentiles::of(&tally.connect),
+        connects,
+        closes: Closes {
+            fin: tally.fin,
+            rst: tally.rst,
+            server: tally.server_closed,
+        },
+        errors: tally.errors.clone(),
+        mismatches: tally.mismatches,
+        server_closes,
+        server_agrees,
+        kernel,
+        loadgen_cpu: Cpu {
+            user_s: cpu.user,
+            sys_s: cpu.sys,
+            us_per_msg: per_s(cpu_s * 1e6, tally.messages as f64),
+            utilisation: per_s(cpu_s, elapsed * threads as f64),
+        },
+    };
+    Ok(Outcome {
+        report,
+        latency: tally.latency,
+        connect: tally.connect,
+    })
+}
+
+fn per_s(x: f64, over: f64) -> f64 {
+    if over > 0.0 {
+        x / over
+    } else {
+        0.0
+    }
+}
+
+/// Shows progress until every thread finished; returns the CPU time at `measure_from`.
+fn watch_until_done(
+    handles: &[std::thread::JoinHandle<std::io::Result<Tally>>],
+    progress: &[Arc<Progress>],
+    measure_from: Instant,
+    show: bool,
+) -> Option<CpuTime> {
+    let bar = show.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed:>4} {msg}").expect("static template"),
+        );
+        b
+    });
+    let mut cpu_at_start = None;
+    let mut last = (Instant::now(), 0u64);
+    let mut next_tick = Instant::now() + Duration::from_secs(1);
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = Instant::now();
+        if cpu_at_start.is_none() && now >= measure_from {
+            cpu_at_start = Some(cpu_time());
+        }
+        if now >= next_tick {
+            next_tick += Duration::from_secs(1);
+            let sum = |f: fn(&Progress) -> &AtomicU64| -> u64 {
+                progress.iter().map(|p| f(p).load(Ordering::Relaxed)).sum()
+            };
+            let sent = sum(|p| &p.sent);
+            let rate = (sent - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+            last = (now, sent);
+            if let Some(b) = &bar {
+                b.set_message(format!(
+                    "{rate:>9.0} msgs/s  {:>6} open  {} errors",
+                    sum(|p| &p.open),
+                    sum(|p| &p.errors)
+                ));
+                b.tick();
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    cpu_at_start
+}
+
+/// Polls the server's close counters until they account for `ours` closes (the server
+/// counts a close when it reads the FIN or RST, a moment after we sent it).
+fn await_server_closes(
+    url: &str,
+    before: &ServerCloses,
+    ours: u64,
+) -> std::io::Result<ServerCloses> {
+    let deadline = Instant::now() + WITNESS_WAIT;
+    loop {
+        let delta = witness::scrape_closes(url)?.since(before);
+        if delta.total() >= ours || Instant::now() >= deadline {
+            return Ok(delta);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// This process's CPU time so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuTime {
+    user: f64,
+    sys: f64,
+}
+
+impl CpuTime {
+    fn saturating_sub(self, o: CpuTime) -> CpuTime {
+        CpuTime {
+            user: (self.user - o.user).max(0.0),
+            sys: (self.sys - o.sys).max(0.0),
+        }
+    }
+}
+
+fn cpu_time() -> CpuTime {
+    // SAFETY: getrusage fills the struct we pass and touches nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    CpuTime {
+        user: secs(ru.ru_utime),
+        sys: secs(ru.ru_stime),
+    }
+}
+
+fn write_file(
+    path: &Path,
+    what: &str,
+    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), LoadError> {
+    let file = std::fs::File::create(path)
+        .map_err(|e| LoadError(format!("cannot write {what} to {}: {e}", path.display())))?;
+    let mut w = std::io::BufWriter::new(file);
+    f(&mut w)
+        .and_then(|_| std::io::Write::flush(&mut w))
+        .map_err(|e| LoadError(format!("cannot write {what} to {}: {e}", path.display())))
+}
+
+fn write_json(path: &Path, report: &Report) -> Result<(), LoadError> {
+    write_file(path, "JSON", |w| {
+        serde_json::to_writer_pretty(&mut *w, report).map_err(std::io::Error::other)?;
+        std::io::Write::write_all(w, b"\n")
+    })
+}
+
+/// Runs the command line; the binary's whole logic.
+pub fn main_with(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Some(Command::Merge { files, json }) => merge(&files, json.as_deref()),
+        Some(Command::Plot { out, title, hgrm }) => plot::plot_hgrm(&out, &title, &hgrm)
+            .map_err(|e| LoadError(format!("cannot plot: {e}")))
+            .map(|_| true),
+        None => load(&cli.run),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ringecho-loadgen: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A load run with its outputs; Ok(false) when the run finished but cannot be trusted.
+fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
+    let out = run_load(cfg)?;
+    let r = &out.report;
+    print!("{}", r.summary());
+    if let Some(p) = &cfg.json {
+        write_json(p, r)?;
+    }
+    if let Some(p) = &cfg.hgrm {
+        write_file(p, "the histogram", |w| report::write_hgrm(&out.latency, w))?;
+    }
+    if let Some(p) = &cfg.hist_log {
+        write_file(p, "the interval log", |w| {
+            report::write_hist_log(r, &out.latency, &out.connect, w)
+        })?;
+    }
+    if !r.is_clean() {
+        let mut why = Vec::new();
+        if r.mismatches > 0 {
+            why.push(format!(
+                "{} echoed bytes differed from what was sent",
+                r.mismatches
+            ));
+        }
+        if !r.errors.is_empty() {
+            why.push(format!(
+                "{} connections failed",
+                r.errors.values().sum::<u64>()
+            ));
+        }
+        if r.server_agrees == Some(false) {
+            why.push("the server's FIN/RST counts disagree with ours".into());
+        }
+        eprintln!("ringecho-loadgen: error: {}", why.join("; "));
+    }
+    Ok(r.is_clean())
+}
+
+fn merge(files: &[std::path::PathBuf], json: Option<&Path>) -> Result<bool, LoadError> {
+    let merged = report::merge_logs(files).map_err(|e| LoadError(format!("cannot merge: {e}")))?;
+    print!("{}", merged.summary());
+    if let Some(p) = json {
+        write_json(p, &merged)?;
+    }
+    Ok(merged.is_clean())
+}

@@ -1,0 +1,273 @@
+//! Command-line configuration of a load run, validated before any connection is opened.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `ringecho-loadgen`: thousands of verified echo connections with FIN/RST closes and
+/// HdrHistogram latency.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringecho-loadgen",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunConfig,
+}
+
+/// Subcommands besides a load run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sums interval logs (--hist-log) from several loadgens into one report.
+    Merge {
+        /// Interval log files to merge.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the merged report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Draws latency percentile curves from .hgrm files (--hgrm) into one SVG.
+    Plot {
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The chart's title.
+        #[arg(long, default_value = "echo round-trip latency")]
+        title: String,
+        /// Curves as LABEL=FILE.hgrm.
+        #[arg(required = true, value_parser = parse_curve)]
+        hgrm: Vec<(String, PathBuf)>,
+    },
+}
+
+fn parse_curve(s: &str) -> Result<(String, PathBuf), String> {
+    let (label, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not LABEL=FILE.hgrm"))?;
+    Ok((label.to_string(), PathBuf::from(path)))
+}
+
+/// One load run.
+#[derive(Debug, Clone, Args)]
+pub struct RunConfig {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// Connections held open concurrently.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+
+    /// Threads, each with its own runtime [default: available cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
+    /// Bytes per message; at least 16 (the connection id and sequence number it carries).
+    #[arg(long, default_value_t = 64, value_parser = parse_payload)]
+    pub payload: u32,
+
+    /// Measure for this long after the warm-up (e.g. 10s) [default: 10s unless --messages].
+    #[arg(long, value_parser = parse_duration, conflicts_with = "messages")]
+    pub duration: Option<Duration>,
+
+    /// Messages per connection slot instead of a duration (exact counts).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+
+    /// Run this long before measuring; not counted (time-bound runs only).
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero, conflicts_with = "messages")]
+    pub warmup: Duration,
+
+    /// Share of closes made with SO_LINGER=0 (RST), from 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub rst_share: f64,
+
+    /// Open-loop: this many messages per second in total, latency from each intended send
+    /// time (coordinated omission corrected) [default: closed loop].
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Close each connection after this many messages and open a new one.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub churn: Option<u64>,
+
+    /// Local addresses to connect from, spread over connections: a list (127.0.0.2,127.0.0.3)
+    /// or a range (127.0.0.2-127.0.0.9); each gives ~28k more ephemeral ports.
+    #[arg(long, value_parser = parse_source_addrs)]
+    pub source_addrs: Option<SourceAddrs>,
+
+    /// Give up on a connect, or on an echo, after this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub io_timeout: Duration,
+
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Write the latency histogram in HdrHistogram's percentile-distribution (.hgrm) format.
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+
+    /// Write the raw histograms as an HdrHistogram interval log (V2, compressed), for `merge`.
+    #[arg(long)]
+    pub hist_log: Option<PathBuf>,
+
+    /// The server's Prometheus endpoint (http://HOST:PORT/metrics), scraped before and after
+    /// to compare its FIN/RST counts with ours.
+    #[arg(long)]
+    pub server_metrics: Option<String>,
+
+    /// Show a live progress line on stderr (default: when stderr is a terminal).
+    #[arg(long)]
+    pub progress: bool,
+}
+
+impl RunConfig {
+    /// Threads to start: never more than connections.
+    pub fn thread_count(&self) -> usize {
+        let n = match self.threads {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        n.min(self.connections as usize)
+    }
+
+    /// The measured duration, when the run is time-bound.
+    pub fn measure_for(&self) -> Option<Duration> {
+        match (self.duration, self.messages) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Local source addresses for outgoing connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddrs(pub Vec<IpAddr>);
+
+/// Smallest payload: an 8-byte connection id and an 8-byte sequence number.
+pub const MIN_PAYLOAD: u32 = 16;
+
+fn parse_payload(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte count"))?;
+    if n < MIN_PAYLOAD {
+        return Err(format!(
+            "{n} bytes cannot carry the connection id and sequence number; use at least {MIN_PAYLOAD}"
+        ));
+    }
+    if n > 64 << 20 {
+        return Err("at most 64 MiB".into());
+    }
+    Ok(n)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 10s, 2m)"))
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{v} is outside 0..1"));
+    }
+    Ok(v)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err("must be a positive number of messages per second".into());
+    }
+    Ok(v)
+}
+
+fn parse_source_addrs(s: &str) -> Result<SourceAddrs, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: Ipv4Addr = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{a}' is not an IPv4 address"))?;
+            let b: Ipv4Addr = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{b}' is not an IPv4 address"))?;
+            let (a, b) = (u32::from(a), u32::from(b));
+            if b < a || b - a > 65_535 {
+                return Err(format!(
+                    "'{part}' is not a range of at most 65536 addresses"
+                ));
+            }
+            out.extend((a..=b).map(|v| IpAddr::V4(Ipv4Addr::from(v))));
+        } else {
+            out.push(
+                part.parse()
+                    .map_err(|_| format!("'{part}' is not an IP address"))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err("no addresses given".into());
+    }
+    Ok(SourceAddrs(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ringecho-loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        for args in [
+            &["--rst-share", "1.5"][..],
+            &["--rst-share", "-0.1"],
+            &["--connections", "0"],
+            &["--payload", "8"],
+            &["--duration", "0s"],
+            &["--duration", "1s", "--messages", "5"],
+            &["--rate", "0"],
+            &["--source-addrs", "127.0.0.9-127.0.0.2"],
+            &["--addr", "localhost"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} accepted");
+        }
+    }
+
+    #[test]
+    fn ranges_and_defaults() {
+        let cli = parse(&["--source-addrs", "127.0.0.2-127.0.0.4,127.0.0.9"]).unwrap();
+        assert_eq!(cli.run.source_addrs.unwrap().0.len(), 4);
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.run.measure_for(), Some(Duration::from_secs(10)));
+        let cli = parse(&["--messages", "3"]).unwrap();
+        assert_eq!(cli.run.measure_for(), None);
+        assert!(matches!(
+            parse(&["merge", "a.hlog"]).unwrap().command,
+            Some(Command::Merge { .. })
+        ));
+    }
+}

@@ -1,0 +1,435 @@
+//! The run's report: a human summary, JSON, the .hgrm percentile distribution and the
+//! HdrHistogram interval log, and the merge of several logs into one report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::run::new_histogram;
+use crate::witness::{KernelCounters, ServerCloses};
+
+/// Latency percentiles in µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            p9999: h.value_at_quantile(0.9999),
+            max: h.max(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+        }
+    }
+}
+
+/// Closes the loadgen initiated, and those the server made first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closes {
+    pub fin: u64,
+    pub rst: u64,
+    /// The server closed or reset the connection while an echo was due.
+    pub server: u64,
+}
+
+/// The loadgen's own CPU over the run, so a reader can tell whether it was the bottleneck.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub us_per_msg: f64,
+    /// CPU time over wall time per thread; near 1.0 means the loadgen was saturated.
+    pub utilisation: f64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub addr: String,
+    pub connections: u32,
+    pub threads: usize,
+    pub payload: u32,
+    pub rst_share: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<u64>,
+    pub messages: u64,
+    pub bytes: u64,
+    pub elapsed_s: f64,
+    pub msgs_per_s: f64,
+    pub mib_per_s: f64,
+    pub latency_us: Percentiles,
+    pub connect_latency_us: Percentiles,
+    pub connects: u64,
+    pub closes: Closes,
+    pub errors: BTreeMap<String, u64>,
+    pub mismatches: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_closes: Option<ServerCloses>,
+    /// Whether the server's fin/rst counts equal what we initiated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_agrees: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelCounters>,
+    pub loadgen_cpu: Cpu,
+}
+
+impl Report {
+    /// Whether a script may trust the run: every byte matched and nothing failed.
+    pub fn is_clean(&self) -> bool {
+        self.mismatches == 0 && self.errors.is_empty() && self.server_agrees != Some(false)
+    }
+
+    /// The human summary printed on stdout.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let l = &self.latency_us;
+        let _ = writeln!(
+            s,
+            "ringecho-loadgen: {} connections × {} B to {} ({} threads{}{})",
+            self.connections,
+            self.payload,
+            self.addr,
+            self.threads,
+            self.rate
+                .map(|r| format!(", open loop at {r} msg/s"))
+                .unwrap_or_default(),
+            self.churn
+                .map(|k| format!(", churn every {k} msgs"))
+                .unwrap_or_default(),
+        );
+        let _ = writeln!(
+            s,
+            "  throughput   {:.0} msgs/s  {:.2} MiB/s  ({} msgs in {:.2} s)",
+            self.msgs_per_s, self.mib_per_s, self.messages, self.elapsed_s
+        );
+        let _ = writeln!(
+            s,
+            "  latency µs   p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+            l.p50, l.p90, l.p99, l.p999, l.p9999, l.max
+        );
+        let _ = writeln!(
+            s,
+            "  connect µs   p50 {}  p99 {}  ({} connects)",
+            self.connect_latency_us.p50, self.connect_latency_us.p99, self.connects
+        );
+        let _ = writeln!(
+            s,
+            "  closes       fin {}  rst {}  by server {}",
+            self.closes.fin, self.closes.rst, self.closes.server
+        );
+        if let Some(sc) = &self.server_closes {
+            let verdict = match self.server_agrees {
+                Some(true) => "agrees",
+                _ => "DISAGREES",
+            };
+            let _ = writeln!(
+                s,
+                "  server saw   fin {}  rst {}  error {}  server {}  ({verdict})",
+                sc.fin, sc.rst, sc.error, sc.server
+            );
+        }
+        if let Some(k) = &self.kernel {
+            let _ = writeln!(
+                s,
+                "  kernel       OutRsts +{}  EstabResets +{}  TCPAbortOnData +{}  TCPAbortOnClose +{}",
+                k.out_rsts, k.estab_resets, k.abort_on_data, k.abort_on_close
+            );
+        }
+        let errors = if self.errors.is_empty() {
+            "none".to_string()
+        } else {
+            self.errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(s, "  errors       {errors}");
+        let _ = writeln!(s, "  mismatches   {} bytes", self.mismatches);
+        let c = &self.loadgen_cpu;
+        let _ = writeln!(
+            s,
+            "  loadgen cpu  {:.2} µs/msg (user {:.2} s, sys {:.2} s, {:.0}% of its threads){}",
+            c.us_per_msg,
+            c.user_s,
+            c.sys_s,
+            c.utilisation * 100.0,
+            if c.utilisation > 0.9 {
+                "  — saturated: these figures measure the loadgen, not the server"
+            } else {
+                ""
+            }
+        );
+        s
+    }
+}
+
+/// Writes `h` (µs) in HdrHistogram's percentile-distribution format, values in milliseconds
+/// as the standard plotters expect.
+pub fn write_hgrm(h: &Histogram<u64>, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    for v in h.iter_quantiles(1) {
+        let q = v.quantile_iterated_to();
+        let value = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+        if q < 1.0 {
+            writeln!(
+                out,
+                "{value:12.3} {q:14.12} {:10} {:14.2}",
+                v.count_since_last_iteration(),
+                1.0 / (1.0 - q)
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{value:12.3} {q:14.12} {:10}",
+                v.count_since_last_iteration()
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0
+    )?;
+    writeln!(
+        out,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        h.max() as f64 / 1000.0,
+        h.len()
+    )?;
+    writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        h.distinct_values()
+    )?;
+    Ok(())
+}
+
+/// Tag of the round-trip latency histogram in an interval log.
+const LATENCY_TAG: &str = "latency";
+/// Tag of the connect latency histogram in an interval log.
+const CONNECT_TAG: &str = "connect";
+/// Prefix of the comment line carrying the run's counts, for `merge`.
+const COUNTS_PREFIX: &str = "ringecho-counts ";
+
+/// Writes the histograms as an HdrHistogram interval log (V2, deflate-compressed), with the
+/// run's counts in a comment so `merge` can sum throughput as well.
+pub fn write_hist_log(
+    report: &Report,
+    latency: &Histogram<u64>,
+    connect: &Histogram<u64>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let start = now.saturating_sub(Duration::from_secs_f64(report.elapsed_s));
+    let mut ser = V2DeflateSerializer::new();
+    let mut log = IntervalLogWriterBuilder::new()
+        .with_start_time(SystemTime::UNIX_EPOCH + start)
+        .with_base_time(SystemTime::UNIX_EPOCH + start)
+        .with_max_value_divisor(1.0)
+        .begin_log_with(out, &mut ser)?;
+    let counts = serde_json::to_string(report).map_err(io::Error::other)?;
+    log.write_comment(&format!("{COUNTS_PREFIX}{counts}"))?;
+    let span = Duration::from_secs_f64(report.elapsed_s);
+    for (tag, h) in [(LATENCY_TAG, latency), (CONNECT_TAG, connect)] {
+        log.write_histogram(h, Duration::ZERO, span, Tag::new(tag))
+            .map_err(|e| io::Error::other(format!("{e:?}")))?;
+    }
+    Ok(())
+}
+
+/// Sums interval logs written by several loadgens: histograms are added (percentiles are
+/// computed from the sum, never averaged) and counts summed; throughput is the total over the
+/// longest run.
+pub fn merge_logs(paths: &[impl AsRef<Path>]) -> io::Result<Report> {
+    let mut latency = new_histogram();
+    let mut connect = new_histogram();
+    let mut merged = Report::default();
+    let mut de = Deserializer::new();
+    for path in paths {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let bad = |what: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {what}", path.display()),
+            )
+        };
+        let mut found = false;
+        for line in io::Cursor::new(&text).lines() {
+            let line = line?;
+            if let Some(json) = line
+                .strip_prefix("#")
+                .and_then(|l| l.strip_prefix(COUNTS_PREFIX))
+            {
+                let r: Report =
+                    serde_json::from_str(json).map_err(|e| bad(format!("bad counts line: {e}")))?;
+                add_counts(&mut merged, &r);
+            }
+        }
+        for entry in IntervalLogIterator::new(text.as_bytes()) {
+            let LogEntry::Interval(ilh) =
+                entry.map_err(|e| bad(format!("not an interval log: {e:?}")))?
+            else {
+                continue;
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(ilh.encoded_histogram())
+                .map_err(|e| bad(format!("bad histogram encoding: {e}")))?;
+            let h: Histogram<u64> = de
+                .deserialize(&mut io::Cursor::new(bytes))
+                .map_err(|e| bad(format!("bad histogram: {e:?}")))?;
+            let into = match ilh.tag().map(|t| t.as_str()) {
+                Some(CONNECT_TAG) => &mut connect,
+                _ => &mut latency,
+            };
+            into.add(&h)
+                .map_err(|e| bad(format!("cannot add histogram: {e:?}")))?;
+            found = true;
+        }
+        if !found {
+            return Err(bad("no histograms in it".into()));
+        }
+    }
+    merged.latency_us = Percentiles::of(&latency);
+    merged.connect_latency_us = Percentiles::of(&connect);
+    if merged.elapsed_s > 0.0 {
+        merged.msgs_per_s = merged.messages as f64 / merged.elapsed_s;
+        merged.mib_per_s = merged.bytes as f64 / merged.elapsed_s / (1 << 20) as f64;
+    }
+    Ok(merged)
+}
+
+fn add_counts(m: &mut Report, r: &Report) {
+    if m.addr.is_empty() {
+        m.addr = r.addr.clone();
+        m.payload = r.payload;
+        m.rst_share = r.rst_share;
+    }
+    m.connections += r.connections;
+    m.threads += r.threads;
+    m.messages += r.messages;
+    m.bytes += r.bytes;
+    m.connects += r.connects;
+    m.elapsed_s = m.elapsed_s.max(r.elapsed_s);
+    m.closes.fin += r.closes.fin;
+    m.closes.rst += r.closes.rst;
+    m.closes.server += r.closes.server;
+    m.mismatches += r.mismatches;
+    for (k, v) in &r.errors {
+        *m.errors.entry(k.clone()).or_default() += v;
+    }
+    m.loadgen_cpu.user_s += r.loadgen_cpu.user_s;
+    m.loadgen_cpu.sys_s += r.loadgen_cpu.sys_s;
+    if m.messages > 0 {
+        m.loadgen_cpu.us_per_msg =
+            (m.loadgen_cpu.user_s + m.loadgen_cpu.sys_s) * 1e6 / m.messages as f64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for v in values {
+            h.record(v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn hgrm_has_the_standard_shape() {
+        let h = hist(1..=1000);
+        let mut out = Vec::new();
+        write_hgrm(&h, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
+        assert!(text.contains("#[Max     =        1.000, Total count    =         1000]"));
+        let last_value_line = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        assert!(
+            last_value_line.contains("1.000000000000"),
+            "{last_value_line}"
+        );
+    }
+
+    #[test]
+    fn merged_logs_sum_histograms_not_percentiles() {
+        let dir = std::env::temp_dir().join(format!("ringecho-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Two hosts: one fast (all 10 µs), one slow (all 1000 µs), equal counts.
+        let mut paths = Vec::new();
+        for (i, v) in [10u64, 1000].into_iter().enumerate() {
+            let h = hist(std::iter::repeat(v).take(500));
+            let r = Report {
+                addr: "127.0.0.1:1".into(),
+                messages: 500,
+                bytes: 500 * 64,
+                elapsed_s: 1.0 + i as f64,
+                closes: Closes {
+                    fin: 3,
+                    rst: 1,
+                    server: 0,
+                },
+                ..Report::default()
+            };
+            let p = dir.join(format!("{i}.hlog"));
+            write_hist_log(&r, &h, &hist([5]), &mut std::fs::File::create(&p).unwrap()).unwrap();
+            paths.push(p);
+        }
+        let m = merge_logs(&paths).unwrap();
+        assert_eq!(m.messages, 1000);
+        assert_eq!(
+            m.closes,
+            Closes {
+                fin: 6,
+                rst: 2,
+                server: 0
+            }
+        );
+        assert_eq!(m.elapsed_s, 2.0);
+        assert_eq!(m.msgs_per_s, 500.0);
+        // The median of the sum is the fast host's value, p99 the slow one's: no averaging.
+        assert_eq!(m.latency_us.p50, 10);
+        assert!(m.latency_us.p99 >= 1000 && m.latency_us.p99 < 1010);
+        assert_eq!(m.connect_latency_us.p50, 5);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(merge_logs(&[dir.join("missing.hlog")]).is_err());
+    }
+}
