@@ -64,6 +64,15 @@ impl Plan {
         Some(self.start + Duration::from_secs_f64(k * interval))
     }
 
+    /// Whether a message completing at `now` counts: in time-bound runs, inside the window
+    /// after the warm-up; in message-bound runs, every message.
+    fn measured(&self, now: Instant) -> bool {
+        match self.end {
+            Some(end) => now >= self.measure_from && now < end,
+            None => true,
+        }
+    }
+
     fn slot_done(&self, sent: u64) -> bool {
         match (self.messages, self.end) {
             (Some(n), _) => sent >= n,
@@ -209,6 +218,8 @@ async fn run_slot(slot: u32, plan: Arc<Plan>, tally: Rc<RefCell<Tally>>) {
     let mut payload = Payload::new(slot as u64, plan.payload);
     let mut echo = vec![0u8; plan.payload];
     let mut sent = 0u64;
+    // Every thread starts its slots together, once all threads are up.
+    tokio::time::sleep_until(plan.start.into()).await;
     while !plan.slot_done(sent) {
         let began = Instant::now();
         let mut stream = match connect(&plan, slot).await {
@@ -261,7 +272,7 @@ async fn run_slot(slot: u32, plan: Arc<Plan>, tally: Rc<RefCell<Tally>>) {
             }
             t.mismatches += payload.mismatches(&echo);
             let now = Instant::now();
-            if now >= plan.measure_from && plan.end.is_none_or(|end| now < end) {
+            if plan.measured(now) {
                 t.latency
                     .saturating_record(now.duration_since(t_send).as_micros() as u64);
                 t.messages += 1;

@@ -1,0 +1,333 @@
+//! The loadgen against the real server on loopback: exact counts, agreement with the server's
+//! metrics, the JSON contract, and proof that verification can fail.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+
+use clap::Parser;
+use ringecho_loadgen::config::Cli;
+use ringecho_loadgen::{run_load, Outcome};
+use ringecho_server::{start, Backend, Config, RunningServer};
+
+fn server(backend: Backend) -> RunningServer {
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    c.threads = Some(2);
+    c.metrics = Some("127.0.0.1:0".parse().unwrap());
+    start(&c).expect("server starts")
+}
+
+fn metrics_url(srv: &RunningServer) -> String {
+    format!("http://{}/metrics", srv.metrics_addr().unwrap())
+}
+
+fn load(args: &[&str]) -> Outcome {
+    let cli = Cli::try_parse_from(std::iter::once("ringecho-loadgen").chain(args.iter().copied()))
+        .unwrap();
+    run_load(&cli.run).expect("run completes")
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringecho-loadgen"))
+}
+
+fn fin_rst_counts_agree_with_the_server(backend: Backend) {
+    let srv = server(backend);
+    let addr = srv.local_addr().to_string();
+    let url = metrics_url(&srv);
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "300",
+        "--messages",
+        "5",
+        "--rst-share",
+        "0.3",
+        "--threads",
+        "2",
+        "--server-metrics",
+        &url,
+    ]);
+    let r = &out.report;
+    assert_eq!((r.closes.fin, r.closes.rst, r.closes.server), (210, 90, 0));
+    assert_eq!(r.messages, 1500);
+    assert_eq!(r.mismatches, 0);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let sc = r.server_closes.unwrap();
+    assert_eq!((sc.fin, sc.rst, sc.error), (210, 90, 0));
+    assert_eq!(r.server_agrees, Some(true));
+    if let Some(k) = r.kernel {
+        assert!(
+            k.out_rsts >= 90,
+            "the kernel sent at least our resets: {k:?}"
+        );
+    }
+    srv.shutdown().unwrap();
+}
+
+fn churn_counts_are_exact(backend: Backend) {
+    let srv = server(backend);
+    let addr = srv.local_addr().to_string();
+    let url = metrics_url(&srv);
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "20",
+        "--messages",
+        "50",
+        "--churn",
+        "10",
+        "--rst-share",
+        "0.25",
+        "--server-metrics",
+        &url,
+    ]);
+    let r = &out.report;
+    // 20 slots × 50 messages, a new connection every 10: 100 connections, 25 of them reset.
+    assert_eq!(r.messages, 1000);
+    assert_eq!(r.connects, 100);
+    assert_eq!((r.closes.fin, r.closes.rst), (75, 25));
+    assert_eq!(r.server_agrees, Some(true));
+    assert!(r.latency_us.p50 > 0);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn fin_rst_counts_agree_with_the_server_uring() {
+    fin_rst_counts_agree_with_the_server(Backend::Uring)
+}
+#[test]
+fn fin_rst_counts_agree_with_the_server_epoll() {
+    fin_rst_counts_agree_with_the_server(Backend::Epoll)
+}
+#[test]
+fn fin_rst_counts_agree_with_the_server_multishot() {
+    fin_rst_counts_agree_with_the_server(Backend::Multishot)
+}
+#[test]
+fn churn_counts_are_exact_uring() {
+    churn_counts_are_exact(Backend::Uring)
+}
+#[test]
+fn churn_counts_are_exact_epoll() {
+    churn_counts_are_exact(Backend::Epoll)
+}
+#[test]
+fn churn_counts_are_exact_multishot() {
+    churn_counts_are_exact(Backend::Multishot)
+}
+
+#[test]
+fn timed_open_loop_run_writes_every_output() {
+    let srv = server(Backend::Epoll);
+    let dir = std::env::temp_dir().join(format!("ringecho-lg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, hgrm, hlog) = (dir.join("r.json"), dir.join("r.hgrm"), dir.join("r.hlog"));
+    let status = bin()
+        .args([
+            "--addr",
+            &srv.local_addr().to_string(),
+            "--connections",
+            "50",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--rate",
+            "2000",
+        ])
+        .args(["--server-metrics", &metrics_url(&srv)])
+        .arg("--json")
+        .arg(&json)
+        .arg("--hgrm")
+        .arg(&hgrm)
+        .arg("--hist-log")
+        .arg(&hlog)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "messages",
+        "bytes",
+        "elapsed_s",
+        "msgs_per_s",
+        "latency_us",
+        "closes",
+        "errors",
+        "mismatches",
+        "server_closes",
+    ] {
+        assert!(v.get(key).is_some(), "JSON lacks {key}: {v}");
+    }
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            v["latency_us"][key].as_u64().is_some(),
+            "latency_us lacks {key}"
+        );
+    }
+    for key in ["fin", "rst"] {
+        assert!(v["closes"][key].as_u64().is_some() && v["server_closes"][key].as_u64().is_some());
+    }
+    // Open loop at 2,000 msg/s for 1 s: the count follows the schedule, not the server's speed.
+    let messages = v["messages"].as_u64().unwrap();
+    assert!(
+        (1800..=2100).contains(&messages),
+        "{messages} messages at 2000/s for 1 s"
+    );
+    assert_eq!(v["bytes"].as_u64().unwrap(), messages * 64);
+    assert_eq!(v["closes"]["fin"].as_u64().unwrap(), 50);
+    assert!(std::fs::read_to_string(&hgrm)
+        .unwrap()
+        .contains("Total count"));
+    // merge reads the interval log back to the same counts.
+    let merged = dir.join("m.json");
+    assert!(bin()
+        .arg("merge")
+        .arg(&hlog)
+        .arg(&hlog)
+        .arg("--json")
+        .arg(&merged)
+        .status()
+        .unwrap()
+        .success());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    assert_eq!(m["messages"].as_u64().unwrap(), 2 * messages);
+    assert_eq!(m["latency_us"]["p99"], v["latency_us"]["p99"]);
+    let svg = dir.join("p.svg");
+    assert!(bin()
+        .arg("plot")
+        .arg("--out")
+        .arg(&svg)
+        .arg(format!("epoll={}", hgrm.display()))
+        .status()
+        .unwrap()
+        .success());
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    srv.shutdown().unwrap();
+}
+
+/// An echo server that flips one bit of every 1,000th byte it echoes.
+fn corrupting_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut total = 0usize;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    for (i, b) in buf[..n].iter_mut().enumerate() {
+                        if (total + i) % 1000 == 999 {
+                            *b ^= 1;
+                        }
+                    }
+                    total += n;
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn corrupted_echoes_are_caught_and_fail_the_run() {
+    let addr = corrupting_server();
+    let out = bin()
+        .args([
+            "--addr",
+            &addr.to_string(),
+            "--connections",
+            "4",
+            "--messages",
+            "100",
+            "--payload",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // 4 connections × 10,000 bytes, one flipped bit per 1,000 bytes.
+    assert!(stdout.contains("mismatches   40 bytes"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differed"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_non_zero_exit() {
+    for (args, expect) in [
+        (&["--rst-share", "1.5"][..], "outside 0..1"),
+        (&["--connections", "0"], "connections"),
+        (&["--payload", "8"], "at least 16"),
+        (&["--duration", "soon"], "duration"),
+        (&["--addr", "nowhere"], "addr"),
+        (&["merge"], "FILES"),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Nothing listens on a port we just freed: refused at once, named, exit 1.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = bin()
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--messages",
+            "1",
+            "--connections",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot connect") && err.contains("connection_refused"),
+        "{err}"
+    );
+    let out = bin().args(["merge", "/nonexistent.hlog"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.hlog"));
+}
+
+#[test]
+fn ten_thousand_connections_on_one_run() {
+    let srv = server(Backend::Multishot);
+    let out = load(&[
+        "--addr",
+        &srv.local_addr().to_string(),
+        "--connections",
+        "10000",
+        "--messages",
+        "3",
+        "--rst-share",
+        "0.1",
+        "--server-metrics",
+        &metrics_url(&srv),
+    ]);
+    let r = &out.report;
+    assert_eq!(r.messages, 30_000);
+    assert_eq!((r.closes.fin, r.closes.rst), (9_000, 1_000));
+    assert_eq!(r.server_agrees, Some(true));
+    assert_eq!(r.mismatches, 0);
+    srv.shutdown().unwrap();
+}
