@@ -382,7 +382,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"));
         assert!(text.contains("#[Max     =        1.000, Total count    =         1000]"));
-        let last_value_line = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        let last_value_line = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
         assert!(
             last_value_line.contains("1.000000000000"),
             "{last_value_line}"
