@@ -1,1 +1,206 @@
+//! ringecho-client: the seed's demo client. Connects, sends a message (or several), logs each
+//! echo, and closes after a delay: with FIN (shutdown, then wait for the server's FIN) or, with
+//! `--linger0`, with a single RST (SO_LINGER=0 makes close() abort the connection).
+//!
+//! [`capture`] reads a tcpdump of such a session and says what each segment was.
 
+pub mod capture;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `ringecho-client`: send a message, print the echo, close with FIN or RST.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringecho-client",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub session: Session,
+}
+
+/// Subcommands besides a session.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Annotates a `tcpdump -S -nn` text capture of a session with the server on PORT.
+    ExplainCapture {
+        /// The server's port.
+        #[arg(long)]
+        port: u16,
+        /// The capture (tcpdump's text output).
+        file: std::path::PathBuf,
+    },
+}
+
+/// One demo session.
+#[derive(Debug, Clone, Args)]
+pub struct Session {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+    /// What to send.
+    #[arg(long, default_value = "Hi, gopher?")]
+    pub message: String,
+    /// How many times to send it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub count: u32,
+    /// Pause between sends.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Wait this long after the last echo before closing.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub close_after: Duration,
+    /// Close with SO_LINGER=0: the kernel sends one RST instead of the FIN handshake.
+    #[arg(long)]
+    pub linger0: bool,
+    /// Give up on connecting or on an echo after this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 1s)"))
+}
+
+/// Why a session failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Could not connect.
+    Connect(SocketAddr, io::Error),
+    /// The server closed before echoing everything.
+    ClosedEarly { echoed: usize, expected: usize },
+    /// The echo differs from what was sent.
+    WrongEcho { sent: String, got: String },
+    /// Any other I/O failure, with what was being done.
+    Io(&'static str, io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Connect(a, e) => write!(f, "cannot connect to {a}: {e}"),
+            ClientError::ClosedEarly { echoed, expected } => write!(
+                f,
+                "the server closed the connection after echoing {echoed} of {expected} bytes"
+            ),
+            ClientError::WrongEcho { sent, got } => write!(f, "sent {sent:?} but got back {got:?}"),
+            ClientError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// What a session did, for callers and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub local: SocketAddr,
+    pub echoes: u32,
+    pub reset: bool,
+}
+
+/// Runs one session as the flags describe.
+pub fn run(s: &Session) -> Result<Report, ClientError> {
+    let mut stream = TcpStream::connect_timeout(&s.addr, s.timeout)
+        .map_err(|e| ClientError::Connect(s.addr, e))?;
+    let io = |what| move |e| ClientError::Io(what, e);
+    stream.set_nodelay(true).map_err(io("set TCP_NODELAY"))?;
+    stream
+        .set_read_timeout(Some(s.timeout))
+        .map_err(io("set a read timeout"))?;
+    let local = stream.local_addr().map_err(io("read the local address"))?;
+    tracing::info!("TCP session open ({local} -> {})", s.addr);
+    let msg = s.message.as_bytes();
+    let mut back = vec![0u8; msg.len()];
+    for i in 0..s.count {
+        if i > 0 {
+            std::thread::sleep(s.interval);
+        }
+        stream.write_all(msg).map_err(io("send"))?;
+        read_echo(&mut stream, &mut back)?;
+        if back != msg {
+            return Err(ClientError::WrongEcho {
+                sent: s.message.clone(),
+                got: String::from_utf8_lossy(&back).into_owned(),
+            });
+        }
+        tracing::info!(
+            "Reading data from server: {}",
+            String::from_utf8_lossy(&back)
+        );
+    }
+    std::thread::sleep(s.close_after);
+    if s.linger0 {
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .map_err(io("set SO_LINGER=0"))?;
+        drop(stream);
+        tracing::info!("closed with SO_LINGER=0: one RST, no FIN, no TIME_WAIT");
+    } else {
+        // Half-close, then wait for the server's FIN: the whole four-way close, observed.
+        stream.shutdown(Shutdown::Write).map_err(io("send FIN"))?;
+        let mut rest = [0u8; 64];
+        let n = stream
+            .read(&mut rest)
+            .map_err(io("wait for the server's FIN"))?;
+        if n != 0 {
+            return Err(ClientError::Io(
+                "wait for the server's FIN",
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected data after the echoes",
+                ),
+            ));
+        }
+        tracing::info!("closed with FIN; the server answered with its FIN");
+    }
+    Ok(Report {
+        local,
+        echoes: s.count,
+        reset: s.linger0,
+    })
+}
+
+fn read_echo(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), ClientError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => {
+                return Err(ClientError::ClosedEarly {
+                    echoed: got,
+                    expected: buf.len(),
+                })
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ClientError::Io("read the echo", e)),
+        }
+    }
+    Ok(())
+}
+
+/// The binary's whole logic.
+pub fn main_with(cli: Cli) -> std::process::ExitCode {
+    let result = match cli.command {
+        Some(Command::ExplainCapture { port, file }) => std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            .map(|text| print!("{}", capture::Capture::parse(&text, port).explain())),
+        None => run(&cli.session).map(drop).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringecho-client: error: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The seed's experiment as a check: capture a real session on loopback with tcpdump and
+//! assert what the packets say. Needs tcpdump and the right to capture (root); `.ci/run`
+//! installs tcpdump, and a missing one fails the test rather than skipping it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringecho_client::capture::Capture;
+use ringecho_server::{start, Backend, Config};
+
+const MESSAGE: &str = "Hi, gopher?";
+
+/// Starts tcpdump on loopback for `port` and returns once it is capturing.
+fn start_tcpdump(port: u16) -> Child {
+    let mut child = Command::new("tcpdump")
+        .args(["-i", "lo", "-S", "-nn", "-l", "-U", "tcp", "port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("tcpdump is required for this test (apt-get install tcpdump; .ci/run installs it): {e}"));
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("listening on") {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("tcpdump did not start (run as root?): {said}");
+        }
+        said.push_str(&line);
+    }
+    child
+}
+
+fn capture_session(backend: Backend, linger0: bool) -> Capture {
+    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    cfg.threads = Some(1);
+    let srv = start(&cfg).unwrap();
+    let port = srv.local_addr().port();
+    let mut tcpdump = start_tcpdump(port);
+    let mut client = Command::new(env!("CARGO_BIN_EXE_ringecho-client"));
+    client.args([
+        "--addr",
+        &srv.local_addr().to_string(),
+        "--message",
+        MESSAGE,
+    ]);
+    if linger0 {
+        client.arg("--linger0");
+    }
+    let out = client.output().unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Let the last ACK (or the server's reaction to the RST) reach the capture.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats().snapshot().active() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling a child we spawned and have not reaped; SIGINT makes tcpdump flush.
+    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+    let mut text = String::new();
+    tcpdump
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    tcpdump.wait().unwrap();
+    srv.shutdown().unwrap();
+    let c = Capture::parse(&text, port);
+    println!("{}", c.explain());
+    c
+}
+
+#[test]
+fn fin_close_is_the_four_way_exchange() {
+    for backend in [Backend::Uring, Backend::Epoll, Backend::Multishot] {
+        let c = capture_session(backend, false);
+        assert!(c.has_handshake(), "{backend:?}: {c:#?}");
+        assert_eq!(c.data_lengths(true), vec![MESSAGE.len()], "{backend:?}");
+        assert_eq!(
+            c.data_lengths(false),
+            vec![MESSAGE.len()],
+            "{backend:?}: echo exactly the bytes read"
+        );
+        assert_eq!(
+            (c.fins(true), c.fins(false)),
+            (1, 1),
+            "{backend:?}: a FIN from each side"
+        );
+        assert_eq!(c.rsts(true) + c.rsts(false), 0, "{backend:?}: no RST");
+    }
+}
+
+#[test]
+fn linger0_close_is_one_rst_from_the_client() {
+    for backend in [Backend::Uring, Backend::Epoll, Backend::Multishot] {
+        let c = capture_session(backend, true);
+        assert!(c.has_handshake(), "{backend:?}: {c:#?}");
+        assert_eq!(c.data_lengths(true), vec![MESSAGE.len()], "{backend:?}");
+        assert_eq!(c.data_lengths(false), vec![MESSAGE.len()], "{backend:?}");
+        assert_eq!(
+            (c.rsts(true), c.rsts(false)),
+            (1, 0),
+            "{backend:?}: exactly one RST, from the client"
+        );
+        assert_eq!(c.fins(true) + c.fins(false), 0, "{backend:?}: no FIN");
+    }
+}

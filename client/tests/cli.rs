@@ -1,0 +1,86 @@
+//! The client's exit codes: 0 for a clean session, 1 with a clear message otherwise.
+
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ringecho_server::{start, Backend, Config};
+
+fn client(addr: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ringecho-client"))
+        .args(["--addr", addr, "--timeout", "2s"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn clean_sessions_exit_0_with_fin_or_rst() {
+    let srv = start(&Config::new("127.0.0.1:0".parse().unwrap(), Backend::Epoll)).unwrap();
+    let addr = srv.local_addr().to_string();
+    let out = client(&addr, &["--count", "3", "--interval", "10ms"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches("Reading data from server: Hi, gopher?")
+            .count(),
+        3
+    );
+    assert!(client(&addr, &["--linger0"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats().snapshot().active() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = srv.shutdown().unwrap();
+    assert_eq!((s.fin, s.rst), (1, 1));
+}
+
+#[test]
+fn refused_connect_exits_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = client(&format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect") && err.contains("refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn server_closing_early_exits_1() {
+    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), Backend::Uring);
+    cfg.max_conns = Some(1);
+    let srv = start(&cfg).unwrap();
+    let _held = TcpStream::connect(srv.local_addr()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats().snapshot().active() < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = client(&srv.local_addr().to_string(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("closed the connection") || err.contains("reset"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    for args in [
+        &["--count", "0"][..],
+        &["--interval", "x"],
+        &["--addr", "here"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringecho-client"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
