@@ -11,8 +11,18 @@ use ringecho_server::{start, Backend, Config};
 
 const MESSAGE: &str = "Hi, gopher?";
 
+/// A running tcpdump, killed if a test fails before stopping it.
+struct Tcpdump(Child);
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts tcpdump on loopback for `port` and returns once it is capturing.
-fn start_tcpdump(port: u16) -> Child {
+fn start_tcpdump(port: u16) -> Tcpdump {
     let mut child = Command::new("tcpdump")
         .args(["-i", "lo", "-S", "-nn", "-l", "-U", "tcp", "port", &port.to_string()])
         .stdout(Stdio::piped())
@@ -28,7 +38,7 @@ fn start_tcpdump(port: u16) -> Child {
         }
         said.push_str(&line);
     }
-    child
+    Tcpdump(child)
 }
 
 fn capture_session(backend: Backend, linger0: bool) -> Capture {

@@ -48,6 +48,11 @@ pub enum Command {
     },
 }
 
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
 fn parse_curve(s: &str) -> Result<(String, PathBuf), String> {
     let (label, path) = s
         .split_once('=')
@@ -124,6 +129,20 @@ pub struct RunConfig {
     /// to compare its FIN/RST counts with ours.
     #[arg(long)]
     pub server_metrics: Option<String>,
+
+    /// The server's process id: report its CPU per message, context switches and memory over
+    /// the measured window (from /proc/PID).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// With --server-pid, also count the server's system calls (perf's raw_syscalls
+    /// tracepoint; adds a little cost per syscall to the server).
+    #[arg(long, requires = "server_pid")]
+    pub count_syscalls: bool,
+
+    /// A label for the report, KEY=VALUE (repeatable), e.g. scenario=c1000 backend=epoll.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
 
     /// Show a live progress line on stderr (default: when stderr is a terminal).
     #[arg(long)]

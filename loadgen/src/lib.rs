@@ -11,7 +11,7 @@ pub mod run;
 pub mod witness;
 
 use std::fmt;
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use config::{Cli, Command, RunConfig};
 use report::{Closes, Cpu, Percentiles, Report};
 use run::{Plan, Progress, Tally};
-use witness::{KernelCounters, ServerCloses};
+use witness::{KernelCounters, ProcSample, ServerCloses, ServerCost, SyscallCounter};
 
 /// A run that could not be carried out, with what to do about it.
 #[derive(Debug)]
@@ -109,7 +109,8 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         handles.push(h);
     }
     let show = cfg.progress || std::io::stderr().is_terminal();
-    let cpu_at_start = watch_until_done(&handles, &progress, measure_from, show);
+    let mut window = Window::new(cfg.server_pid, cfg.count_syscalls);
+    watch_until_done(&handles, &progress, &mut window, measure_from, plan.end, show);
     let mut tally = Tally::default();
     for h in handles {
         let t = h
@@ -119,7 +120,8 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         tally.merge(&t);
     }
     let finished = Instant::now();
-    let cpu = cpu_time().saturating_sub(cpu_at_start.unwrap_or_default());
+    window.close();
+    let cpu = window.own_cpu();
     let connects = tally.connect.len();
     if let Some(n) = tally.errors.get("ephemeral_ports_exhausted") {
         return Err(LoadError(format!(
@@ -154,8 +156,13 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         (Some(b), Some(a)) => Some(a.since(&b)),
         _ => None,
     };
+    let server = window
+        .server_cost(tally.messages)
+        .map_err(|e| LoadError(format!("cannot measure the server process: {e}")))?;
     let cpu_s = cpu.user + cpu.sys;
     let report = Report {
+        tags: cfg.tags.iter().cloned().collect(),
+        server,
         addr: cfg.addr.to_string(),
         connections: cfg.connections,
         threads,
@@ -203,13 +210,76 @@ fn per_s(x: f64, over: f64) -> f64 {
     }
 }
 
-/// Shows progress until every thread finished; returns the CPU time at `measure_from`.
+/// Samples taken at the edges of the measured window: our own CPU, and the server's.
+struct Window {
+    server_pid: Option<u32>,
+    count_syscalls: bool,
+    opened: Option<(CpuTime, Option<io::Result<ProcSample>>)>,
+    closed: Option<(CpuTime, Option<io::Result<ProcSample>>)>,
+    perf: Option<io::Result<SyscallCounter>>,
+    syscalls: Option<io::Result<u64>>,
+}
+
+impl Window {
+    fn new(server_pid: Option<u32>, count_syscalls: bool) -> Self {
+        Window {
+            server_pid,
+            count_syscalls,
+            opened: None,
+            closed: None,
+            perf: None,
+            syscalls: None,
+        }
+    }
+
+    fn sample(&self) -> (CpuTime, Option<io::Result<ProcSample>>) {
+        (cpu_time(), self.server_pid.map(ProcSample::read))
+    }
+
+    fn open(&mut self) {
+        if self.opened.is_none() {
+            self.opened = Some(self.sample());
+            if let (Some(pid), true) = (self.server_pid, self.count_syscalls) {
+                self.perf = Some(SyscallCounter::start(pid));
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.open();
+        if self.closed.is_none() {
+            self.closed = Some(self.sample());
+            self.syscalls = self.perf.take().map(|p| p.and_then(SyscallCounter::stop));
+        }
+    }
+
+    fn own_cpu(&self) -> CpuTime {
+        match (&self.opened, &self.closed) {
+            (Some((a, _)), Some((b, _))) => b.saturating_sub(*a),
+            _ => CpuTime::default(),
+        }
+    }
+
+    fn server_cost(&mut self, messages: u64) -> io::Result<Option<ServerCost>> {
+        let Some(pid) = self.server_pid else {
+            return Ok(None);
+        };
+        let a = self.opened.as_mut().and_then(|o| o.1.take()).expect("window opened")?;
+        let b = self.closed.as_mut().and_then(|c| c.1.take()).expect("window closed")?;
+        let syscalls = self.syscalls.take().transpose()?;
+        Ok(Some(ServerCost::between(pid, &a, &b, messages, syscalls)))
+    }
+}
+
+/// Shows progress until every thread finished, opening and closing the measured window.
 fn watch_until_done(
     handles: &[std::thread::JoinHandle<std::io::Result<Tally>>],
     progress: &[Arc<Progress>],
+    window: &mut Window,
     measure_from: Instant,
+    end: Option<Instant>,
     show: bool,
-) -> Option<CpuTime> {
+) {
     let bar = show.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_style(
@@ -217,14 +287,16 @@ fn watch_until_done(
         );
         b
     });
-    let mut cpu_at_start = None;
     let mut last = (Instant::now(), 0u64);
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     while !handles.iter().all(|h| h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
         let now = Instant::now();
-        if cpu_at_start.is_none() && now >= measure_from {
-            cpu_at_start = Some(cpu_time());
+        if now >= measure_from {
+            window.open();
+        }
+        if end.is_some_and(|end| now >= end) {
+            window.close();
         }
         if now >= next_tick {
             next_tick += Duration::from_secs(1);
@@ -247,7 +319,6 @@ fn watch_until_done(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    cpu_at_start
 }
 
 /// Polls the server's close counters until they account for `ours` closes (the server

@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::run::new_histogram;
-use crate::witness::{KernelCounters, ServerCloses};
+use crate::witness::{KernelCounters, ServerCloses, ServerCost};
 
 /// Latency percentiles in µs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,9 @@ pub struct Cpu {
 /// Everything a run measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
+    /// Labels given with --tag (scenario, backend, round…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     pub addr: String,
     pub connections: u32,
     pub threads: usize,
@@ -97,6 +100,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelCounters>,
     pub loadgen_cpu: Cpu,
+    /// The server process's cost over the window, with --server-pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerCost>,
 }
 
 impl Report {
@@ -172,6 +178,19 @@ impl Report {
         };
         let _ = writeln!(s, "  errors       {errors}");
         let _ = writeln!(s, "  mismatches   {} bytes", self.mismatches);
+        if let Some(sv) = &self.server {
+            let _ = writeln!(
+                s,
+                "  server cpu   {:.2} µs/msg (user {:.2}, sys {:.2}){}  {:.3} ctx switches/msg  rss {} KiB (peak {})",
+                sv.cpu_us_per_msg,
+                sv.user_us_per_msg,
+                sv.sys_us_per_msg,
+                sv.syscalls_per_msg.map(|n| format!("  {n:.2} syscalls/msg")).unwrap_or_default(),
+                sv.ctx_switches_per_msg,
+                sv.rss_kb,
+                sv.peak_rss_kb
+            );
+        }
         let c = &self.loadgen_cpu;
         let _ = writeln!(
             s,

@@ -180,3 +180,129 @@ mod tests {
         assert!(KernelCounters::read().is_some(), "Linux has these counters");
     }
 }
+
+/// A process's CPU time, context switches and memory at one moment, from /proc/PID.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcSample {
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub ctx_switches: u64,
+    pub rss_kb: u64,
+    pub peak_rss_kb: u64,
+}
+
+impl ProcSample {
+    /// Reads /proc/PID/stat (utime, stime: all threads) and /proc/PID/status.
+    pub fn read(pid: u32) -> io::Result<ProcSample> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after = stat
+            .rsplit_once(')')
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))?
+            .1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let tick = clock_ticks_per_s();
+        let field = |i: usize| -> io::Result<f64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short /proc/PID/stat"))
+        };
+        // `after` starts at field 3 (state), so field n is index n - 3.
+        let (user_s, sys_s) = (field(14 - 3)? / tick, field(15 - 3)? / tick);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let value = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(ProcSample {
+            user_s,
+            sys_s,
+            ctx_switches: value("voluntary_ctxt_switches:") + value("nonvoluntary_ctxt_switches:"),
+            rss_kb: value("VmRSS:"),
+            peak_rss_kb: value("VmHWM:"),
+        })
+    }
+}
+
+fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// The server process's cost over the measured window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerCost {
+    pub pid: u32,
+    pub user_s: f64,
+    pub sys_s: f64,
+    /// Server CPU (user + sys) per echoed message: the figure that survives noise best.
+    pub cpu_us_per_msg: f64,
+    pub user_us_per_msg: f64,
+    pub sys_us_per_msg: f64,
+    pub ctx_switches_per_msg: f64,
+    /// Resident memory at the end of the window, connections still open.
+    pub rss_kb: u64,
+    pub peak_rss_kb: u64,
+    /// System calls per message (perf's raw_syscalls tracepoint), when counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscalls_per_msg: Option<f64>,
+}
+
+impl ServerCost {
+    /// The cost between two samples, per `messages`.
+    pub fn between(pid: u32, a: &ProcSample, b: &ProcSample, messages: u64, syscalls: Option<u64>) -> ServerCost {
+        let per = |x: f64| if messages > 0 { x * 1e6 / messages as f64 } else { 0.0 };
+        let (user_s, sys_s) = ((b.user_s - a.user_s).max(0.0), (b.sys_s - a.sys_s).max(0.0));
+        ServerCost {
+            pid,
+            user_s,
+            sys_s,
+            cpu_us_per_msg: per(user_s + sys_s),
+            user_us_per_msg: per(user_s),
+            sys_us_per_msg: per(sys_s),
+            ctx_switches_per_msg: per(b.ctx_switches.saturating_sub(a.ctx_switches) as f64) / 1e6,
+            rss_kb: b.rss_kb,
+            peak_rss_kb: b.peak_rss_kb,
+            syscalls_per_msg: syscalls.map(|n| per(n as f64) / 1e6),
+        }
+    }
+}
+
+/// Counts a process's system calls with `perf stat -e raw_syscalls:sys_enter` from `start`
+/// until [`SyscallCounter::stop`].
+pub struct SyscallCounter {
+    child: std::process::Child,
+}
+
+impl SyscallCounter {
+    pub fn start(pid: u32) -> io::Result<SyscallCounter> {
+        let child = std::process::Command::new("perf")
+            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run perf (apt-get install linux-perf): {e}")))?;
+        Ok(SyscallCounter { child })
+    }
+
+    /// Stops counting and returns the count.
+    pub fn stop(self) -> io::Result<u64> {
+        // SAFETY: signalling our own child, not yet reaped; SIGINT makes perf print its count.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let out = self.child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.lines()
+            .find(|l| l.contains("raw_syscalls:sys_enter"))
+            .and_then(|l| l.split(',').next()?.trim().parse().ok())
+            .ok_or_else(|| io::Error::other(format!("perf counted nothing: {}", text.trim())))
+    }
+}
