@@ -34,6 +34,19 @@ pub enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Summarises tagged JSON reports (scenario=, backend=, round=) side by side, with ratios
+    /// to a baseline backend; exits non-zero if any run was not clean.
+    Compare {
+        /// JSON reports written with --json.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The backend the ratios are taken against.
+        #[arg(long, default_value = "epoll")]
+        baseline: String,
+        /// Write the summary rows as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Draws latency percentile curves from .hgrm files (--hgrm) into one SVG.
     Plot {
         /// The SVG file to write.
@@ -49,7 +62,9 @@ pub enum Command {
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
 }
 

@@ -3,6 +3,7 @@
 //! SO_LINGER=0 (RST) and the rest with FIN, and reports HdrHistogram latency, throughput and
 //! close counts, with the server's and the kernel's counts beside ours.
 
+pub mod compare;
 pub mod config;
 pub mod payload;
 pub mod plot;
@@ -110,7 +111,14 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     }
     let show = cfg.progress || std::io::stderr().is_terminal();
     let mut window = Window::new(cfg.server_pid, cfg.count_syscalls);
-    watch_until_done(&handles, &progress, &mut window, measure_from, plan.end, show);
+    watch_until_done(
+        &handles,
+        &progress,
+        &mut window,
+        measure_from,
+        plan.end,
+        show,
+    );
     let mut tally = Tally::default();
     for h in handles {
         let t = h
@@ -264,8 +272,16 @@ impl Window {
         let Some(pid) = self.server_pid else {
             return Ok(None);
         };
-        let a = self.opened.as_mut().and_then(|o| o.1.take()).expect("window opened")?;
-        let b = self.closed.as_mut().and_then(|c| c.1.take()).expect("window closed")?;
+        let a = self
+            .opened
+            .as_mut()
+            .and_then(|o| o.1.take())
+            .expect("window opened")?;
+        let b = self
+            .closed
+            .as_mut()
+            .and_then(|c| c.1.take())
+            .expect("window closed")?;
         let syscalls = self.syscalls.take().transpose()?;
         Ok(Some(ServerCost::between(pid, &a, &b, messages, syscalls)))
     }
@@ -389,6 +405,11 @@ fn write_json(path: &Path, report: &Report) -> Result<(), LoadError> {
 pub fn main_with(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Merge { files, json }) => merge(&files, json.as_deref()),
+        Some(Command::Compare {
+            files,
+            baseline,
+            json,
+        }) => compare(&files, &baseline, json.as_deref()),
         Some(Command::Plot { out, title, hgrm }) => plot::plot_hgrm(&out, &title, &hgrm)
             .map_err(|e| LoadError(format!("cannot plot: {e}")))
             .map(|_| true),
@@ -440,6 +461,29 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
         eprintln!("ringecho-loadgen: error: {}", why.join("; "));
     }
     Ok(r.is_clean())
+}
+
+fn compare(
+    files: &[std::path::PathBuf],
+    baseline: &str,
+    json: Option<&Path>,
+) -> Result<bool, LoadError> {
+    let mut reports = Vec::with_capacity(files.len());
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| LoadError(format!("cannot read {}: {e}", f.display())))?;
+        let r: Report = serde_json::from_str(&text)
+            .map_err(|e| LoadError(format!("{} is not a loadgen report: {e}", f.display())))?;
+        reports.push(r);
+    }
+    let rows = compare::summarise(&reports, baseline);
+    print!("{}", compare::table(&rows, baseline));
+    if let Some(p) = json {
+        write_file(p, "JSON", |w| {
+            serde_json::to_writer_pretty(&mut *w, &rows).map_err(std::io::Error::other)
+        })?;
+    }
+    Ok(reports.iter().all(Report::is_clean))
 }
 
 fn merge(files: &[std::path::PathBuf], json: Option<&Path>) -> Result<bool, LoadError> {

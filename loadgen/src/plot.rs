@@ -6,6 +6,16 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
+/// Curve colours that stay apart on white.
+const COLORS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x17, 0x17, 0x17),
+];
+
 /// One .hgrm file's (1/(1-percentile), latency ms) points.
 pub fn read_hgrm(path: &Path) -> io::Result<Vec<(f64, f64)>> {
     let text = std::fs::read_to_string(path)
@@ -67,7 +77,7 @@ pub fn plot_hgrm(out: &Path, title: &str, curves: &[(String, PathBuf)]) -> io::R
         .draw()
         .map_err(draw)?;
     for (i, (label, points)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()].to_rgba();
         chart
             .draw_series(LineSeries::new(
                 points.iter().copied(),

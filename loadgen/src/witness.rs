@@ -259,8 +259,20 @@ pub struct ServerCost {
 
 impl ServerCost {
     /// The cost between two samples, per `messages`.
-    pub fn between(pid: u32, a: &ProcSample, b: &ProcSample, messages: u64, syscalls: Option<u64>) -> ServerCost {
-        let per = |x: f64| if messages > 0 { x * 1e6 / messages as f64 } else { 0.0 };
+    pub fn between(
+        pid: u32,
+        a: &ProcSample,
+        b: &ProcSample,
+        messages: u64,
+        syscalls: Option<u64>,
+    ) -> ServerCost {
+        let per = |x: f64| {
+            if messages > 0 {
+                x * 1e6 / messages as f64
+            } else {
+                0.0
+            }
+        };
         let (user_s, sys_s) = ((b.user_s - a.user_s).max(0.0), (b.sys_s - a.sys_s).max(0.0));
         ServerCost {
             pid,
@@ -286,11 +298,24 @@ pub struct SyscallCounter {
 impl SyscallCounter {
     pub fn start(pid: u32) -> io::Result<SyscallCounter> {
         let child = std::process::Command::new("perf")
-            .args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p", &pid.to_string()])
+            .args([
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                "raw_syscalls:sys_enter",
+                "-p",
+                &pid.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot run perf (apt-get install linux-perf): {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot run perf (apt-get install linux-perf): {e}"),
+                )
+            })?;
         Ok(SyscallCounter { child })
     }
 
