@@ -70,15 +70,16 @@ fn capture_session(backend: Backend, linger0: bool) -> Capture {
     }
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: signalling a child we spawned and have not reaped; SIGINT makes tcpdump flush.
-    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(tcpdump.0.id() as i32, libc::SIGINT) };
     let mut text = String::new();
     tcpdump
+        .0
         .stdout
         .take()
         .unwrap()
         .read_to_string(&mut text)
         .unwrap();
-    tcpdump.wait().unwrap();
+    tcpdump.0.wait().unwrap();
     srv.shutdown().unwrap();
     let c = Capture::parse(&text, port);
     println!("{}", c.explain());

@@ -157,12 +157,38 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
 /// The table printed by compare.sh.
 pub fn table(rows: &[Row], baseline: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<12} {:<9} {:>9} {:>6} {:>6} {:>6} {:>7} {:>7}  {:>6} {:>5} {:>5} {:>6} {:>15} {:>6} {:>7} {:>6} {:>4}  {}",
-        "scenario", "backend", "msgs/s", format!("×{baseline}"), "p50µs", "p99µs", "p99.9µs", "maxµs",
-        "srv µs", "user", "sys", format!("×{baseline}"), "spread", "sysc", "rss MiB", "lg µs", "lg%", "fin/rst"
-    );
+    let x = format!("×{baseline}");
+    let columns: [(&str, usize, bool); 18] = [
+        ("scenario", 12, true),
+        ("backend", 9, true),
+        ("msgs/s", 9, false),
+        (&x, 6, false),
+        ("p50µs", 6, false),
+        ("p99µs", 6, false),
+        ("p99.9µs", 7, false),
+        ("maxµs", 7, false),
+        (" srv µs", 7, false),
+        ("user", 5, false),
+        ("sys", 5, false),
+        (&x, 6, false),
+        ("spread", 15, false),
+        ("sysc", 6, false),
+        ("rss MiB", 7, false),
+        ("lg µs", 6, false),
+        ("lg%", 4, false),
+        ("  fin/rst", 0, true),
+    ];
+    let header: Vec<String> = columns
+        .iter()
+        .map(|&(name, w, left)| {
+            if left {
+                format!("{name:<w$}")
+            } else {
+                format!("{name:>w$}")
+            }
+        })
+        .collect();
+    let _ = writeln!(s, "{}", header.join(" "));
     for r in rows {
         let ratio = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
         let spread = r
