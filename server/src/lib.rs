@@ -31,6 +31,15 @@ pub fn run(config: Config) -> ExitCode {
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
+    // Signal handlers go in before the address is printed: whoever reads that line may
+    // signal at once.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringecho-server: error: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let server = match start(&config) {
         Ok(s) => s,
         Err(e) => {
@@ -46,13 +55,7 @@ pub fn run(config: Config) -> ExitCode {
     if let Some(addr) = server.metrics_addr() {
         println!("ringecho-server: metrics at http://{addr}/metrics");
     }
-    let failed = match wait_for_signal(&server) {
-        Ok(failed) => failed,
-        Err(e) => {
-            eprintln!("ringecho-server: error: cannot wait for signals: {e}");
-            true
-        }
-    };
+    let failed = signals.wait(&server);
     if !failed {
         println!(
             "ringecho-server: signal received, draining (up to {:?})",
@@ -76,22 +79,39 @@ pub fn run(config: Config) -> ExitCode {
     }
 }
 
-/// Blocks until SIGINT/SIGTERM (returns false) or a worker thread dies (returns true).
-fn wait_for_signal(server: &RunningServer) -> std::io::Result<bool> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                _ = term.recv() => return Ok(false),
-                _ = int.recv() => return Ok(false),
-                _ = tick.tick() => if server.worker_failed() { return Ok(true) },
+/// SIGINT and SIGTERM, caught from installation on.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int) = rt.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
+        Ok(Signals { rt, term, int })
+    }
+
+    /// Blocks until SIGINT/SIGTERM (returns false) or a worker thread dies (returns true).
+    fn wait(mut self, server: &RunningServer) -> bool {
+        self.rt.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = self.term.recv() => return false,
+                    _ = self.int.recv() => return false,
+                    _ = tick.tick() => if server.worker_failed() { return true },
+                }
             }
-        }
-    })
+        })
+    }
 }
