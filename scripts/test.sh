@@ -24,8 +24,6 @@ profile=default
 [ -n "${CI:-}" ] && profile=ci
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --profile "$profile" "$@"
-  # nextest does not run doctests.
-  cargo test --workspace --doc --quiet
 else
   cargo test --workspace "$@"
 fi
