@@ -129,7 +129,9 @@ for scenario in "${scenario_list[@]}"; do
 done
 
 echo >&2
-"$bin/ringecho-loadgen" compare --baseline epoll --json "$out/summary.json" "$out"/*.json \
+reports=()
+for s in "${scenario_list[@]}"; do reports+=("$out/$s"-*.json); done
+"$bin/ringecho-loadgen" compare --baseline epoll --json "$out/summary.json" "${reports[@]}" \
   | tee "$out/table.txt" || fail "a run was not clean (see the table)"
 
 plot_scenario=c1000x64

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test on loopback: unit tests, the servers and loadgen for real, the tcpdump
-# capture checks and the fault suite. Installs what the tests need (tcpdump, iproute2) when
+# capture checks and the fault suite. Installs what the tests need (tcpdump, iproute2, iptables) when
 # run as root on a Debian-like machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need[*]}" >&2

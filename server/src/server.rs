@@ -51,6 +51,24 @@ impl std::error::Error for StartError {
     }
 }
 
+/// How a worker thread tells [`start`] that it is serving, or why it cannot.
+pub(crate) struct Ready(std::sync::mpsc::Sender<io::Result<()>>);
+
+impl Ready {
+    /// Passes `res` through, reporting an error to `start` (which then fails).
+    pub fn report<T>(&self, res: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &res {
+            let _ = self.0.send(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+        res
+    }
+
+    /// The worker is set up and about to accept.
+    pub fn done(&self) {
+        let _ = self.0.send(Ok(()));
+    }
+}
+
 /// A started server: worker threads echoing on `local_addr` until [`RunningServer::shutdown`].
 pub struct RunningServer {
     local_addr: SocketAddr,
@@ -164,10 +182,12 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         max_conns: config.max_conns,
     };
     let open = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(n);
     for (i, listener) in listeners.into_iter().enumerate() {
         let counters = stats.register_thread();
         let (open, phase_rx, backend) = (open.clone(), phase_rx.clone(), config.backend);
+        let ready = Ready(ready_tx.clone());
         let ring = backend::multishot::RingConfig {
             buffers: config.ring_buffers,
             buffer_size: config.buffer_size,
@@ -177,13 +197,31 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
             .spawn(move || {
                 let worker = Worker::new(counters, limits, open, phase_rx);
                 match backend {
-                    Backend::Epoll => backend::epoll::run(listener, worker),
-                    Backend::Uring => backend::uring::run(listener, worker),
-                    Backend::Multishot => backend::multishot::run(listener, worker, ring),
+                    Backend::Epoll => backend::epoll::run(listener, worker, ready),
+                    Backend::Uring => backend::uring::run(listener, worker, ready),
+                    Backend::Multishot => backend::multishot::run(listener, worker, ring, ready),
                 }
             })
             .map_err(|e| StartError::new("cannot start a worker thread", e))?;
         threads.push(spawned);
+    }
+    drop(ready_tx);
+    // Return only once every worker serves, so callers see set-up failures as errors and
+    // measurements start from a settled process.
+    for _ in 0..n {
+        let failure = match ready_rx.recv() {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => io::Error::other("a worker thread exited during start-up"),
+        };
+        let _ = phase.send(Phase::Closing);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(StartError::new(
+            format!("cannot start the {} backend", config.backend.name()),
+            failure,
+        ));
     }
     tracing::info!(
         backend = config.backend.name(),

@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
+use crate::server::Ready;
 
 struct EpollStream(TcpStream);
 
@@ -43,13 +44,16 @@ impl Acceptor for EpollAcceptor {
 }
 
 /// Runs one worker thread's runtime until its connections are drained.
-pub fn run(listener: std::net::TcpListener, worker: Worker) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+pub fn run(listener: std::net::TcpListener, worker: Worker, ready: Ready) -> io::Result<()> {
+    let rt = ready.report(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    )?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let listener = TcpListener::from_std(listener)?;
+        let listener = ready.report(TcpListener::from_std(listener))?;
+        ready.done();
         run_accept_loop(EpollAcceptor(listener), worker).await;
         Ok(())
     })

@@ -18,6 +18,7 @@ use slab::Slab;
 use super::ring::{accepted_fd, buffer_id, more, Ring, TaskRun};
 use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use crate::listener::is_resource_exhaustion;
+use crate::server::Ready;
 use crate::shutdown::Phase;
 use crate::stats::CloseKind;
 
@@ -84,8 +85,14 @@ struct Conn {
 }
 
 /// Runs one worker thread's ring until its connections are drained.
-pub fn run(listener: std::net::TcpListener, worker: Worker, cfg: RingConfig) -> io::Result<()> {
-    let ring = Ring::new(SQ_ENTRIES, cfg.buffers, cfg.buffer_size)?;
+pub fn run(
+    listener: std::net::TcpListener,
+    worker: Worker,
+    cfg: RingConfig,
+    ready: Ready,
+) -> io::Result<()> {
+    let ring = ready.report(Ring::new(SQ_ENTRIES, cfg.buffers, cfg.buffer_size))?;
+    ready.done();
     match ring.taskrun() {
         TaskRun::Deferred => tracing::debug!("ring set up with SINGLE_ISSUER and DEFER_TASKRUN"),
         TaskRun::Cooperative => tracing::info!("kernel refused DEFER_TASKRUN; using COOP_TASKRUN"),

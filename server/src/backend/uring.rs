@@ -8,6 +8,7 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream};
 
 use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
+use crate::server::Ready;
 
 /// Submission queue entries per ring: enough that a burst of completions and re-submissions
 /// from thousands of connections rarely forces an early submit.
@@ -43,10 +44,13 @@ impl Acceptor for UringAcceptor {
 }
 
 /// Runs one worker thread's tokio-uring runtime until its connections are drained.
-pub fn run(listener: std::net::TcpListener, worker: Worker) -> io::Result<()> {
-    let rt = tokio_uring::Runtime::new(tokio_uring::builder().entries(RING_ENTRIES))?;
+pub fn run(listener: std::net::TcpListener, worker: Worker, ready: Ready) -> io::Result<()> {
+    let rt = ready.report(tokio_uring::Runtime::new(
+        tokio_uring::builder().entries(RING_ENTRIES),
+    ))?;
     rt.block_on(async move {
         let listener = TcpListener::from_std(listener);
+        ready.done();
         run_accept_loop(UringAcceptor(listener), worker).await;
     });
     Ok(())

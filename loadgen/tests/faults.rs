@@ -1,0 +1,735 @@
+//! The fault suite: the server under its worst clients, every backend, on loopback (and, for
+//! loss, across a veth pair dropping segments between this process and a network namespace made here).
+//! The server runs in this test process (its descriptors and memory are this process's), the
+//! loadgen as its own process. Each scenario is bounded in connections and time.
+//!
+//! `RINGECHO_FAULTS_REPORT=FILE` appends one JSON line per scenario with its figures, which
+//! `scripts/faults.sh` turns into the README's reliability table.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
+use serde_json::{json, Value};
+
+const BACKENDS: [Backend; 3] = [Backend::Uring, Backend::Epoll, Backend::Multishot];
+
+fn server(backend: Backend, tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let _ = ringecho_server::listener::raise_nofile_limit();
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    c.threads = Some(2);
+    c.metrics = Some("127.0.0.1:0".parse().unwrap());
+    tweak(&mut c);
+    start(&c).expect("server starts")
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringecho-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Runs the loadgen binary (optionally under a prefix such as `ip netns exec NS`) and returns
+/// its output and JSON report; with `witness`, it also checks the server's close counters.
+fn loadgen(
+    prefix: &[&str],
+    witness: Option<&RunningServer>,
+    addr: SocketAddr,
+    args: &[&str],
+) -> (Output, Value) {
+    let json = tmp(&format!(
+        "lg-{}.json",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let exe = env!("CARGO_BIN_EXE_ringecho-loadgen");
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["--addr", &addr.to_string()])
+        .args(args)
+        .arg("--json")
+        .arg(&json);
+    if let Some(srv) = witness {
+        cmd.args([
+            "--server-metrics",
+            &format!("http://{}/metrics", srv.metrics_addr().unwrap()),
+        ]);
+    }
+    let out = cmd.output().unwrap();
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    (out, report)
+}
+
+fn wait_settled(srv: &RunningServer, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = srv.stats().snapshot();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every accepted connection is accounted for exactly once.
+fn assert_adds_up(s: &Snapshot) {
+    assert_eq!(
+        s.accepted,
+        s.fin + s.rst + s.error + s.server + s.active(),
+        "{s:?}"
+    );
+}
+
+fn record(scenario: &str, backend: Backend, figures: Value) {
+    println!("{scenario} {}: {figures}", backend.name());
+    if let Ok(path) = std::env::var("RINGECHO_FAULTS_REPORT") {
+        let line = json!({"scenario": scenario, "backend": backend.name(), "figures": figures});
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+}
+
+fn linger0(s: &TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+/// Connections reset with data in flight both ways, and a loadgen run resetting every close.
+#[test]
+fn rst_storm() {
+    for backend in BACKENDS {
+        let srv = server(backend, |_| {});
+        let (fds0, rss0) = (open_fds(), rss_kib());
+        // 400 peers write 256 KiB without reading, so the server's sends back to them block
+        // with data queued, then vanish with RST.
+        let addr = srv.local_addr();
+        let peers: Vec<std::thread::JoinHandle<()>> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let conns: Vec<TcpStream> = (0..100)
+                        .map(|_| TcpStream::connect(addr).unwrap())
+                        .collect();
+                    let chunk = vec![0xabu8; 256 << 10];
+                    for mut c in &conns {
+                        c.set_write_timeout(Some(Duration::from_millis(50)))
+                            .unwrap();
+                        let _ = c.write(&chunk);
+                    }
+                    for c in &conns {
+                        linger0(c);
+                    }
+                })
+            })
+            .collect();
+        // Meanwhile a loadgen churns 1,000 connections, every close an RST.
+        // (No server witness: the 400 raw peers' closes are counted by the server too.)
+        let (out, r) = loadgen(
+            &[],
+            None,
+            addr,
+            &[
+                "--connections",
+                "200",
+                "--messages",
+                "50",
+                "--churn",
+                "10",
+                "--rst-share",
+                "1",
+                "--payload",
+                "1024",
+            ],
+        );
+        for p in peers {
+            p.join().unwrap();
+        }
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(r["mismatches"], 0);
+        assert_eq!(r["closes"]["rst"], 1000);
+        let s = wait_settled(&srv, "all closed", |s| {
+            s.active() == 0 && s.accepted == 1400
+        });
+        assert_adds_up(&s);
+        assert_eq!(s.rst + s.error, 1400 - s.fin, "{s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        let (fds1, rss1) = (open_fds(), rss_kib());
+        assert!(
+            fds1 <= fds0,
+            "descriptors leaked: {fds0} before, {fds1} after"
+        );
+        record(
+            "rst_storm",
+            backend,
+            json!({
+                "connections": s.accepted, "resets_seen": s.rst, "errors": s.error,
+                "bytes_verified": r["bytes"], "mismatches": r["mismatches"],
+                "fds_before": fds0, "fds_after": fds1, "rss_kib_before": rss0, "rss_kib_after": rss1,
+            }),
+        );
+        srv.shutdown().unwrap();
+    }
+}
+
+/// Sets RLIMIT_NOFILE's soft limit and returns the previous one.
+fn set_nofile(soft: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit read and write the struct we pass.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let old = lim.rlim_cur;
+        lim.rlim_cur = soft.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        old
+    }
+}
+
+/// Flooded past RLIMIT_NOFILE: the server serves what it holds, backs off on EMFILE, and
+/// accepts again when clients leave; every byte is still echoed. One process per backend, so
+/// the limit is measured from a clean descriptor table.
+fn fd_exhaustion(backend: Backend) {
+    // Start the server under a low limit, as `prlimit --nofile` would (lowered only after the
+    // ring is set up, the multishot backend's accepts did not hit it in our runs). Room for about 40 connections: new
+    // descriptors take the lowest free numbers, and this fresh process's table has no holes
+    // below its count (an inherited high one, if any, is above the limit and does not matter).
+    let old = set_nofile(open_fds() as u64 + 60);
+    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    cfg.threads = Some(2);
+    cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let srv = start(&cfg).expect("server starts");
+    let (out, r) = loadgen(
+        &[],
+        None,
+        srv.local_addr(),
+        &[
+            "--connections",
+            "120",
+            "--duration",
+            "1500ms",
+            "--io-timeout",
+            "30s",
+        ],
+    );
+    set_nofile(old);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["mismatches"], 0);
+    assert!(r["errors"].as_object().unwrap().is_empty(), "{r}");
+    let s = wait_settled(&srv, "all served", |s| s.accepted == 120 && s.active() == 0);
+    assert!(s.accept_errors > 0, "the flood never hit EMFILE: {s:?}");
+    assert_eq!(s.fin, 120);
+    assert_adds_up(&s);
+    // Service resumes fully once the limit is no longer in the way.
+    let (out, _) = loadgen(
+        &[],
+        Some(&srv),
+        srv.local_addr(),
+        &["--connections", "50", "--messages", "20"],
+    );
+    assert!(out.status.success());
+    record(
+        "fd_exhaustion",
+        backend,
+        json!({
+            "connections": s.accepted, "accept_errors": s.accept_errors, "bytes_verified": r["bytes"], "mismatches": r["mismatches"],
+        }),
+    );
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn fd_exhaustion_uring() {
+    fd_exhaustion(Backend::Uring)
+}
+#[test]
+fn fd_exhaustion_epoll() {
+    fd_exhaustion(Backend::Epoll)
+}
+#[test]
+fn fd_exhaustion_multishot() {
+    fd_exhaustion(Backend::Multishot)
+}
+
+/// Peers that never read, mixed with healthy ones: healthy peers get every byte back, memory
+/// stays bounded, and the idle timeout closes the stuck peers.
+#[test]
+fn slow_and_never_reading_peers() {
+    for backend in BACKENDS {
+        let srv = server(backend, |c| {
+            c.idle_timeout = Some(Duration::from_millis(800))
+        });
+        let rss0 = rss_kib();
+        let addr = srv.local_addr();
+        let hogs: Vec<TcpStream> = (0..50)
+            .map(|_| {
+                let s = TcpStream::connect(addr).unwrap();
+                s.set_write_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                s
+            })
+            .collect();
+        let chunk = vec![1u8; 1 << 20];
+        let mut pushed = 0usize;
+        for mut h in &hogs {
+            for _ in 0..16 {
+                match h.write(&chunk) {
+                    Ok(n) => pushed += n,
+                    Err(_) => break,
+                }
+            }
+        }
+        let (out, r) = loadgen(
+            &[],
+            Some(&srv),
+            addr,
+            &[
+                "--connections",
+                "200",
+                "--messages",
+                "200",
+                "--payload",
+                "512",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(r["mismatches"], 0);
+        assert_eq!(r["messages"], 40_000);
+        let rss1 = rss_kib();
+        // 50 stuck peers may pin kernel buffers, not server memory: bounded well under what
+        // they pushed.
+        assert!(
+            rss1 < rss0 + 64 * 1024,
+            "server memory grew from {rss0} to {rss1} KiB"
+        );
+        let s = wait_settled(&srv, "idle peers closed", |s| {
+            s.server >= 50 && s.active() == 0
+        });
+        assert_adds_up(&s);
+        drop(hogs);
+        record(
+            "never_reading_peers",
+            backend,
+            json!({
+                "stuck_peers": 50, "bytes_pushed_by_stuck_peers": pushed, "idle_closes": s.server,
+                "bytes_verified": r["bytes"], "mismatches": r["mismatches"], "rss_kib_before": rss0, "rss_kib_during": rss1,
+            }),
+        );
+        srv.shutdown().unwrap();
+    }
+}
+
+/// Many peers half-close with data still in flight: each gets every byte back, then a FIN.
+#[test]
+fn half_close_storm() {
+    for backend in BACKENDS {
+        let srv = server(backend, |_| {});
+        let addr = srv.local_addr();
+        let workers: Vec<_> = (0..8u8)
+            .map(|w| {
+                std::thread::spawn(move || {
+                    let mut bytes = 0usize;
+                    for i in 0..60usize {
+                        let mut s = TcpStream::connect(addr).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                        let data: Vec<u8> = (0..20_000 + i * 97).map(|j| (j as u8) ^ w).collect();
+                        let mut wr = s.try_clone().unwrap();
+                        let sent = data.clone();
+                        let t = std::thread::spawn(move || {
+                            wr.write_all(&sent).unwrap();
+                            wr.shutdown(Shutdown::Write).unwrap();
+                        });
+                        let mut got = Vec::new();
+                        s.read_to_end(&mut got).unwrap();
+                        t.join().unwrap();
+                        assert!(
+                            got == data,
+                            "half-closed peer got {} of {} bytes",
+                            got.len(),
+                            data.len()
+                        );
+                        bytes += got.len();
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        let bytes: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        let s = wait_settled(&srv, "all closed", |s| s.fin == 480 && s.active() == 0);
+        assert_adds_up(&s);
+        record(
+            "half_close_storm",
+            backend,
+            json!({"connections": 480, "bytes_verified": bytes, "fin": s.fin}),
+        );
+        srv.shutdown().unwrap();
+    }
+}
+
+/// SIGTERM-equivalent shutdown in the middle of a load: the server drains within its timeout
+/// and the loadgen reports the closes as the server's, never as corruption.
+#[test]
+fn shutdown_during_load() {
+    for backend in BACKENDS {
+        let srv = server(backend, |c| c.drain_timeout = Duration::from_millis(300));
+        let addr = srv.local_addr();
+        let json_path = tmp(&format!("sd-{}.json", backend.name()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringecho-loadgen"))
+            .args([
+                "--addr",
+                &addr.to_string(),
+                "--connections",
+                "300",
+                "--duration",
+                "10s",
+                "--json",
+            ])
+            .arg(&json_path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_settled(&srv, "load running", |s| {
+            s.active() == 300 && s.recvs > 10_000
+        });
+        let t0 = Instant::now();
+        let s = srv.shutdown().unwrap();
+        let took = t0.elapsed();
+        let status = child.wait().unwrap();
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        assert!(took < Duration::from_secs(3), "drain took {took:?}");
+        assert_eq!(r["mismatches"], 0, "{r}");
+        assert!(r["errors"].as_object().unwrap().is_empty(), "{r}");
+        assert!(status.success(), "server closes are not failures: {r}");
+        assert_eq!(
+            r["closes"]["server"].as_u64().unwrap(),
+            s.server,
+            "{r} vs {s:?}"
+        );
+        assert_eq!(s.active(), 0);
+        assert_adds_up(&s);
+        record(
+            "shutdown_during_load",
+            backend,
+            json!({
+                "connections": s.accepted, "server_closes": s.server, "drain_ms": took.as_millis() as u64,
+                "bytes_verified": r["bytes"], "mismatches": r["mismatches"],
+            }),
+        );
+    }
+}
+
+/// Runs `ip` (or another tool) and fails loudly if it does.
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e} (.ci/run installs iproute2)"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A veth pair from this network namespace into a namespace made here, dropping a share of
+/// segments both ways; removed on drop.
+struct LossyLink {
+    ns: String,
+    host_if: String,
+}
+
+impl LossyLink {
+    fn new(tag: &str, host_ip: &str, peer_ip: &str) -> Self {
+        let ns = format!("ringecho-{tag}-{}", std::process::id());
+        let (host_if, peer_if) = (
+            format!("re{}h", std::process::id() % 100_000),
+            format!("re{}p", std::process::id() % 100_000),
+        );
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        let link = LossyLink {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+        };
+        sh(&["ip", "netns", "add", &ns]);
+        sh(&[
+            "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
+        ]);
+        sh(&["ip", "link", "set", &peer_if, "netns", &ns]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/30"),
+            "dev",
+            &host_if,
+        ]);
+        sh(&["ip", "link", "set", &host_if, "up"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "ip",
+            "addr",
+            "add",
+            &format!("{peer_ip}/30"),
+            "dev",
+            &peer_if,
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &ns, "ip", "link", "set", &peer_if, "up",
+        ]);
+        sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        // Drop 2% of segments each way inside the namespace (iptables' statistic match: the
+        // kernels here have no sch_netem). RSTs are spared: TCP never retransmits one, so a
+        // lost RST leaves the server holding a connection no loss-free count can account for.
+        for chain in ["INPUT", "OUTPUT"] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "iptables",
+                "-A",
+                chain,
+                "-p",
+                "tcp",
+                "--tcp-flags",
+                "RST",
+                "NONE",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                "0.02",
+                "-j",
+                "DROP",
+            ]);
+        }
+        link
+    }
+}
+
+impl Drop for LossyLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Loss and delay between loadgen and server: retransmission must not look like corruption,
+/// and FIN/RST counts still agree.
+#[test]
+fn lossy_network() {
+    let link = LossyLink::new("loss", "10.231.0.1", "10.231.0.2");
+    for backend in BACKENDS {
+        let mut cfg = Config::new("10.231.0.1:0".parse().unwrap(), backend);
+        cfg.threads = Some(2);
+        cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
+        let srv = start(&cfg).unwrap();
+        let prefix = ["ip", "netns", "exec", link.ns.as_str()];
+        let (out, r) = loadgen(
+            &prefix,
+            None,
+            srv.local_addr(),
+            &[
+                "--connections",
+                "100",
+                "--messages",
+                "30",
+                "--payload",
+                "3000",
+                "--rst-share",
+                "0.3",
+                "--io-timeout",
+                "30s",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(r["mismatches"], 0);
+        assert_eq!(r["messages"], 3000);
+        assert_eq!(
+            (r["closes"]["fin"].as_u64(), r["closes"]["rst"].as_u64()),
+            (Some(70), Some(30))
+        );
+        let s = wait_settled(&srv, "closes seen", |s| s.fin + s.rst + s.error == 100);
+        // A reset can overtake the FIN/ACK dance on a lossy link; it must never show as a fin.
+        assert_eq!(s.fin, 70, "{s:?}");
+        assert_eq!(s.rst + s.error, 30, "{s:?}");
+        record(
+            "lossy_network",
+            backend,
+            json!({
+                "connections": 100, "loss": "2% each way", "bytes_verified": r["bytes"], "mismatches": r["mismatches"],
+                "server_fin": s.fin, "server_rst": s.rst, "p99_us": r["latency_us"]["p99"],
+            }),
+        );
+        srv.shutdown().unwrap();
+    }
+}
+
+/// A seeded random mix of the above against one server for a bounded time.
+#[test]
+fn mixed_chaos() {
+    let seed: u64 = std::env::var("RINGECHO_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("mixed_chaos seed {seed} (replay with RINGECHO_CHAOS_SEED={seed})");
+    for backend in BACKENDS {
+        let srv = server(backend, |c| c.idle_timeout = Some(Duration::from_secs(2)));
+        let addr = srv.local_addr();
+        let fds0 = open_fds();
+        let mut x = seed | 1;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut healthy = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut loads = Vec::new();
+        let mut idle = Vec::new();
+        while Instant::now() < deadline {
+            match rand(4) {
+                0 => {
+                    // A reset with data in flight.
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    let _ = s.write_all(&vec![9u8; rand(200_000) as usize + 1]);
+                    linger0(&s);
+                }
+                1 => {
+                    // A half-close with a random payload, checked.
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    let data: Vec<u8> = (0..rand(50_000) + 1).map(|i| i as u8).collect();
+                    let mut wr = s.try_clone().unwrap();
+                    let sent = data.clone();
+                    let t = std::thread::spawn(move || {
+                        wr.write_all(&sent).unwrap();
+                        wr.shutdown(Shutdown::Write).unwrap();
+                    });
+                    let mut got = Vec::new();
+                    s.read_to_end(&mut got).unwrap();
+                    t.join().unwrap();
+                    assert!(got == data, "seed {seed}: half-close lost bytes");
+                }
+                2 => {
+                    // A connection that goes idle and is left to the idle timeout.
+                    idle.push(TcpStream::connect(addr).unwrap());
+                }
+                _ => {
+                    let share = format!("{}", rand(100) as f64 / 100.0);
+                    let (c, m) = (rand(50) + 1, rand(50) + 1);
+                    healthy += c * m;
+                    loads.push(
+                        Command::new(env!("CARGO_BIN_EXE_ringecho-loadgen"))
+                            .args([
+                                "--addr",
+                                &addr.to_string(),
+                                "--connections",
+                                &c.to_string(),
+                                "--messages",
+                                &m.to_string(),
+                                "--rst-share",
+                                &share,
+                            ])
+                            .output()
+                            .unwrap(),
+                    );
+                }
+            }
+        }
+        for out in &loads {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "seed {seed}: {stdout}");
+            assert!(
+                stdout.contains("mismatches   0 bytes"),
+                "seed {seed}: {stdout}"
+            );
+        }
+        let s = wait_settled(&srv, "chaos settled", |s| s.active() == 0);
+        assert_adds_up(&s);
+        assert!(
+            s.server as usize >= idle.len(),
+            "seed {seed}: idle peers not closed: {s:?}"
+        );
+        drop(idle);
+        let fds1 = open_fds();
+        assert!(
+            fds1 <= fds0,
+            "seed {seed}: descriptors leaked: {fds0} before, {fds1} after"
+        );
+        record(
+            "mixed_chaos",
+            backend,
+            json!({"seed": seed, "connections": s.accepted, "resets": s.rst, "healthy_messages": healthy, "idle_closes": s.server}),
+        );
+        srv.shutdown().unwrap();
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the fault suite (loadgen/tests/faults.rs) against every backend and prints its figures
+# as the README's reliability table. Needs root for the network-namespace scenario.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+RINGECHO_FAULTS_REPORT="$report" cargo nextest run --release -p ringecho-loadgen --test faults \
+  --test-threads 1 --no-fail-fast
+python3 - "$report" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("| scenario | backend | figures |")
+print("| --- | --- | --- |")
+for r in rows:
+    f = ", ".join(f"{k} {v}" for k, v in r["figures"].items())
+    print(f"| {r['scenario']} | {r['backend']} | {f} |")
+PY
