@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
-RINGECHO_FAULTS_REPORT="$report" cargo nextest run --release -p ringecho-loadgen --test faults \
+RINGECHO_FAULTS_REPORT="$report" cargo nextest run -p ringecho-loadgen --test faults \
   --test-threads 1 --no-fail-fast
 python3 - "$report" <<'PY'
 import json, sys

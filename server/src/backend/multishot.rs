@@ -103,7 +103,7 @@ pub fn run(
     // One connection may hold at most this many buffers (received but not yet sent back);
     // past it its receive is cancelled until sends drain, so a peer that never reads cannot
     // drain the ring that every other connection shares.
-    let max_held = (cfg.buffers as usize / 16).clamp(2, 64);
+    let max_held = (cfg.buffers as usize / 64).clamp(2, 16);
     let mut lp = Loop {
         ring,
         conns: Slab::new(),
