@@ -92,6 +92,23 @@ fn loadgen(
     (out, report)
 }
 
+/// Runs the loadgen and insists on a clean run: exit 0 and no mismatched byte.
+fn clean_loadgen(
+    prefix: &[&str],
+    witness: Option<&RunningServer>,
+    addr: SocketAddr,
+    args: &[&str],
+) -> Value {
+    let (out, r) = loadgen(prefix, witness, addr, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["mismatches"], 0, "{r}");
+    r
+}
+
 fn wait_settled(srv: &RunningServer, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -129,6 +146,22 @@ fn record(scenario: &str, backend: Backend, figures: Value) {
     }
 }
 
+/// Sends `data`, half-closes, and reads until the server's FIN; returns what came back.
+fn half_close_echo(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut wr = s.try_clone().unwrap();
+    let sent = data.to_vec();
+    let t = std::thread::spawn(move || {
+        wr.write_all(&sent).unwrap();
+        wr.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    t.join().unwrap();
+    got
+}
+
 fn linger0(s: &TcpStream) {
     socket2::SockRef::from(s)
         .set_linger(Some(Duration::ZERO))
@@ -164,7 +197,7 @@ fn rst_storm() {
             .collect();
         // Meanwhile a loadgen churns 1,000 connections, every close an RST.
         // (No server witness: the 400 raw peers' closes are counted by the server too.)
-        let (out, r) = loadgen(
+        let r = clean_loadgen(
             &[],
             None,
             addr,
@@ -184,12 +217,6 @@ fn rst_storm() {
         for p in peers {
             p.join().unwrap();
         }
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(r["mismatches"], 0);
         assert_eq!(r["closes"]["rst"], 1000);
         let s = wait_settled(&srv, "all closed", |s| {
             s.active() == 0 && s.accepted == 1400
@@ -244,7 +271,7 @@ fn fd_exhaustion(backend: Backend) {
     cfg.threads = Some(2);
     cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
     let srv = start(&cfg).expect("server starts");
-    let (out, r) = loadgen(
+    let r = clean_loadgen(
         &[],
         None,
         srv.local_addr(),
@@ -258,12 +285,6 @@ fn fd_exhaustion(backend: Backend) {
         ],
     );
     set_nofile(old);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(r["mismatches"], 0);
     assert!(r["errors"].as_object().unwrap().is_empty(), "{r}");
     let s = wait_settled(&srv, "all served", |s| s.accepted == 120 && s.active() == 0);
     assert!(s.accept_errors > 0, "the flood never hit EMFILE: {s:?}");
@@ -328,7 +349,7 @@ fn slow_and_never_reading_peers() {
                 }
             }
         }
-        let (out, r) = loadgen(
+        let r = clean_loadgen(
             &[],
             Some(&srv),
             addr,
@@ -341,12 +362,6 @@ fn slow_and_never_reading_peers() {
                 "512",
             ],
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(r["mismatches"], 0);
         assert_eq!(r["messages"], 40_000);
         let rss1 = rss_kib();
         // 50 stuck peers may pin kernel buffers, not server memory: bounded well under what
@@ -383,18 +398,8 @@ fn half_close_storm() {
                 std::thread::spawn(move || {
                     let mut bytes = 0usize;
                     for i in 0..60usize {
-                        let mut s = TcpStream::connect(addr).unwrap();
-                        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                         let data: Vec<u8> = (0..20_000 + i * 97).map(|j| (j as u8) ^ w).collect();
-                        let mut wr = s.try_clone().unwrap();
-                        let sent = data.clone();
-                        let t = std::thread::spawn(move || {
-                            wr.write_all(&sent).unwrap();
-                            wr.shutdown(Shutdown::Write).unwrap();
-                        });
-                        let mut got = Vec::new();
-                        s.read_to_end(&mut got).unwrap();
-                        t.join().unwrap();
+                        let got = half_close_echo(addr, &data);
                         assert!(
                             got == data,
                             "half-closed peer got {} of {} bytes",
@@ -584,7 +589,7 @@ fn lossy_network() {
         cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
         let srv = start(&cfg).unwrap();
         let prefix = ["ip", "netns", "exec", link.ns.as_str()];
-        let (out, r) = loadgen(
+        let r = clean_loadgen(
             &prefix,
             None,
             srv.local_addr(),
@@ -601,12 +606,6 @@ fn lossy_network() {
                 "30s",
             ],
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(r["mismatches"], 0);
         assert_eq!(r["messages"], 3000);
         assert_eq!(
             (r["closes"]["fin"].as_u64(), r["closes"]["rst"].as_u64()),
@@ -666,18 +665,11 @@ fn mixed_chaos() {
                 }
                 1 => {
                     // A half-close with a random payload, checked.
-                    let mut s = TcpStream::connect(addr).unwrap();
                     let data: Vec<u8> = (0..rand(50_000) + 1).map(|i| i as u8).collect();
-                    let mut wr = s.try_clone().unwrap();
-                    let sent = data.clone();
-                    let t = std::thread::spawn(move || {
-                        wr.write_all(&sent).unwrap();
-                        wr.shutdown(Shutdown::Write).unwrap();
-                    });
-                    let mut got = Vec::new();
-                    s.read_to_end(&mut got).unwrap();
-                    t.join().unwrap();
-                    assert!(got == data, "seed {seed}: half-close lost bytes");
+                    assert!(
+                        half_close_echo(addr, &data) == data,
+                        "seed {seed}: half-close lost bytes"
+                    );
                 }
                 2 => {
                     // A connection that goes idle and is left to the idle timeout.

@@ -212,13 +212,19 @@ fn timed_open_loop_run_writes_every_output() {
     srv.shutdown().unwrap();
 }
 
-/// An echo server that flips one bit of every 1,000th byte it echoes.
-fn corrupting_server() -> SocketAddr {
+type Peers = std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>;
+
+/// A thread-per-connection echo server in test code that records its peers' addresses and,
+/// with `flip_every`, flips one bit of every n-th byte it echoes.
+fn std_echo_server(flip_every: Option<usize>) -> (SocketAddr, Peers) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
+    let peers = Peers::default();
+    let seen = peers.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
+            seen.lock().unwrap().push(s.peer_addr().unwrap());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 let mut total = 0usize;
@@ -226,9 +232,11 @@ fn corrupting_server() -> SocketAddr {
                     if n == 0 {
                         return;
                     }
-                    for (i, b) in buf[..n].iter_mut().enumerate() {
-                        if (total + i) % 1000 == 999 {
-                            *b ^= 1;
+                    if let Some(k) = flip_every {
+                        for (i, b) in buf[..n].iter_mut().enumerate() {
+                            if (total + i) % k == k - 1 {
+                                *b ^= 1;
+                            }
                         }
                     }
                     total += n;
@@ -239,12 +247,38 @@ fn corrupting_server() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, peers)
+}
+
+#[test]
+fn source_addrs_spread_connections() {
+    let (addr, peers) = std_echo_server(None);
+    let out = load(&[
+        "--addr",
+        &addr.to_string(),
+        "--connections",
+        "30",
+        "--messages",
+        "4",
+        "--source-addrs",
+        "127.0.0.2-127.0.0.3,127.0.0.7",
+    ]);
+    assert_eq!(out.report.messages, 120);
+    assert_eq!(out.report.mismatches, 0);
+    let mut ips: Vec<String> = peers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.ip().to_string())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips, ["127.0.0.2", "127.0.0.3", "127.0.0.7"]);
 }
 
 #[test]
 fn corrupted_echoes_are_caught_and_fail_the_run() {
-    let addr = corrupting_server();
+    let (addr, _) = std_echo_server(Some(1000));
     let out = bin()
         .args([
             "--addr",

@@ -217,7 +217,7 @@ async fn echo_until_closed<S: EchoStream>(stream: &mut S, worker: &Worker) -> Cl
             Ok(n) => n,
             Err(e) => return CloseKind::from_error(&e),
         };
-        tracing::trace!(n, "read");
+        tracing::debug!(n, "read");
         let Some((res, b)) = within(idle, stream.send_all(buf, n)).await else {
             return CloseKind::Server;
         };

@@ -117,6 +117,7 @@ pub fn run(
         max_held,
         next_gen: 0,
         warn: RateLimitedWarn::new(),
+        now: Instant::now(),
     };
     lp.run()
 }
@@ -137,6 +138,8 @@ struct Loop {
     max_held: usize,
     next_gen: u32,
     warn: RateLimitedWarn,
+    /// When the current batch of completions arrived.
+    now: Instant,
 }
 
 impl Loop {
@@ -171,6 +174,9 @@ impl Loop {
             }
             self.returned = false;
             self.ring.submit_and_wait(TICK)?;
+            // One clock read per batch of completions stamps their activity: idle timeouts
+            // are seconds, the batch takes microseconds.
+            self.now = Instant::now();
             self.ring.drain_completions(&mut cqes);
             for (user_data, res, flags) in cqes.drain(..) {
                 let (op, slot, gen) = untag(user_data);
@@ -277,7 +283,7 @@ impl Loop {
             starved: false,
             peer_eof: false,
             closing: None,
-            last_active: Instant::now(),
+            last_active: self.now,
         });
         tracing::debug!(fd = raw, "session open");
         self.ring.recv_multi(raw, tag(Op::Recv, slot, gen))
@@ -300,7 +306,7 @@ impl Loop {
                     len: res as u32,
                     sent: 0,
                 });
-                c.last_active = Instant::now();
+                c.last_active = self.now;
                 if !c.sending {
                     self.send_front(slot)?;
                 }
@@ -358,7 +364,7 @@ impl Loop {
             .expect("a send completed with nothing queued");
         front.sent += res as u32;
         if c.closing.is_none() {
-            c.last_active = Instant::now();
+            c.last_active = self.now;
         }
         if front.sent == front.len {
             let done = c.queue.pop_front().expect("front exists");
