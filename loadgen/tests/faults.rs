@@ -229,6 +229,18 @@ fn rst_storm() {
             fds1 <= fds0,
             "descriptors leaked: {fds0} before, {fds1} after"
         );
+        // Back near the baseline: per-connection state is gone. The multishot backend keeps
+        // its ring buffers resident once touched (4,096 × 4 KiB per thread, 2 threads), a
+        // fixed bound that does not grow with connections.
+        let ring_kib = if backend == Backend::Multishot {
+            2 * 4096 * 4
+        } else {
+            0
+        };
+        assert!(
+            rss1 < rss0 + ring_kib + 16 * 1024,
+            "RSS {rss0} KiB before, {rss1} KiB after"
+        );
         record(
             "rst_storm",
             backend,
