@@ -17,15 +17,19 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// A SYN (handshake).
     pub fn syn(&self) -> bool {
         self.flags.contains('S')
     }
+    /// A FIN: the sender has no more to send.
     pub fn fin(&self) -> bool {
         self.flags.contains('F')
     }
+    /// An RST: the connection is aborted.
     pub fn rst(&self) -> bool {
         self.flags.contains('R')
     }
+    /// Carries an acknowledgement.
     pub fn ack(&self) -> bool {
         self.flags.contains('.')
     }
@@ -34,6 +38,7 @@ impl Segment {
 /// A parsed capture of sessions with the server on one port.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
+    /// The segments in capture order.
     pub segments: Vec<Segment>,
 }
 

@@ -4,6 +4,8 @@
 //!
 //! [`capture`] reads a tcpdump of such a session and says what each segment was.
 
+#![warn(missing_docs)]
+
 pub mod capture;
 
 use std::fmt;
@@ -22,8 +24,10 @@ use clap::{Args, Parser, Subcommand};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// A subcommand, or none for a session.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The session.
     #[command(flatten)]
     pub session: Session,
 }
@@ -77,9 +81,19 @@ pub enum ClientError {
     /// Could not connect.
     Connect(SocketAddr, io::Error),
     /// The server closed before echoing everything.
-    ClosedEarly { echoed: usize, expected: usize },
+    ClosedEarly {
+        /// Bytes echoed before the close.
+        echoed: usize,
+        /// Bytes sent.
+        expected: usize,
+    },
     /// The echo differs from what was sent.
-    WrongEcho { sent: String, got: String },
+    WrongEcho {
+        /// The message sent.
+        sent: String,
+        /// What came back.
+        got: String,
+    },
     /// Any other I/O failure, with what was being done.
     Io(&'static str, io::Error),
 }
@@ -103,8 +117,11 @@ impl std::error::Error for ClientError {}
 /// What a session did, for callers and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// The local address the session used.
     pub local: SocketAddr,
+    /// Echoes received and checked.
     pub echoes: u32,
+    /// Whether it closed with RST.
     pub reset: bool,
 }
 

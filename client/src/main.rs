@@ -1,3 +1,5 @@
+//! `ringecho-client`: parses flags, sets up logging, and runs [`ringecho_client::main_with`].
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

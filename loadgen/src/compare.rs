@@ -12,27 +12,48 @@ use crate::report::Report;
 /// One backend in one scenario, summarised over its rounds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Row {
+    /// Scenario tag.
     pub scenario: String,
+    /// Backend tag.
     pub backend: String,
+    /// Runs summarised.
     pub rounds: usize,
+    /// Median messages per second.
     pub msgs_per_s: f64,
+    /// Median MiB per second.
     pub mib_per_s: f64,
+    /// Median p50 latency.
     pub p50_us: f64,
+    /// Median p99 latency.
     pub p99_us: f64,
+    /// Median p99.9 latency.
     pub p999_us: f64,
+    /// Median maximum latency.
     pub max_us: f64,
+    /// Median server CPU µs per message.
     pub server_cpu_us_per_msg: f64,
+    /// Median server user µs per message.
     pub server_user_us_per_msg: f64,
+    /// Median server system µs per message.
     pub server_sys_us_per_msg: f64,
+    /// Server syscalls per message, from the counting pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_syscalls_per_msg: Option<f64>,
+    /// Largest server RSS at the end of a window, MiB.
     pub server_rss_mib: f64,
+    /// Median loadgen CPU µs per message.
     pub loadgen_us_per_msg: f64,
+    /// Median loadgen CPU over its threads' wall time.
     pub loadgen_utilisation: f64,
+    /// FIN closes, all rounds.
     pub fin: u64,
+    /// RST closes, all rounds.
     pub rst: u64,
+    /// Whether the server's FIN/RST counts matched in every round.
     pub server_agrees: bool,
+    /// Mismatched bytes, all rounds.
     pub mismatches: u64,
+    /// Failed connections, all rounds.
     pub errors: u64,
     /// Median msgs/s over the baseline's, round by round.
     pub msgs_ratio: Option<f64>,

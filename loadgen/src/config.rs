@@ -16,8 +16,10 @@ use clap::{Args, Parser, Subcommand};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// A subcommand, or none for a load run.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The load run.
     #[command(flatten)]
     pub run: RunConfig,
 }

@@ -3,6 +3,8 @@
 //! SO_LINGER=0 (RST) and the rest with FIN, and reports HdrHistogram latency, throughput and
 //! close counts, with the server's and the kernel's counts beside ours.
 
+#![warn(missing_docs)]
+
 pub mod compare;
 pub mod config;
 pub mod payload;
@@ -40,8 +42,11 @@ impl std::error::Error for LoadError {}
 
 /// A finished run: the report and the histograms behind it.
 pub struct Outcome {
+    /// What was measured.
     pub report: Report,
+    /// The merged round-trip histogram, µs.
     pub latency: Histogram<u64>,
+    /// The merged connect histogram, µs.
     pub connect: Histogram<u64>,
 }
 

@@ -1,3 +1,5 @@
+//! `ringecho-loadgen`: parses flags, sets up logging, and runs [`ringecho_loadgen::main_with`].
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

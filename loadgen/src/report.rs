@@ -21,16 +21,24 @@ use crate::witness::{KernelCounters, ServerCloses, ServerCost};
 /// Latency percentiles in µs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
+    /// Median.
     pub p50: u64,
+    /// 90th percentile.
     pub p90: u64,
+    /// 99th percentile.
     pub p99: u64,
+    /// 99.9th percentile.
     pub p999: u64,
+    /// 99.99th percentile.
     pub p9999: u64,
+    /// Largest value recorded.
     pub max: u64,
+    /// Mean, to 0.1 µs.
     pub mean: f64,
 }
 
 impl Percentiles {
+    /// The percentiles of a histogram (all zero when it is empty).
     pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Percentiles::default();
@@ -50,7 +58,9 @@ impl Percentiles {
 /// Closes the loadgen initiated, and those the server made first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closes {
+    /// Closed by us with FIN.
     pub fin: u64,
+    /// Closed by us with RST (SO_LINGER=0).
     pub rst: u64,
     /// The server closed or reset the connection while an echo was due.
     pub server: u64,
@@ -59,8 +69,11 @@ pub struct Closes {
 /// The loadgen's own CPU over the run, so a reader can tell whether it was the bottleneck.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cpu {
+    /// User CPU seconds over the measured window.
     pub user_s: f64,
+    /// System CPU seconds over the window.
     pub sys_s: f64,
+    /// CPU µs (user + sys) per measured message.
     pub us_per_msg: f64,
     /// CPU time over wall time per thread; near 1.0 means the loadgen was saturated.
     pub utilisation: f64,
@@ -72,33 +85,54 @@ pub struct Report {
     /// Labels given with --tag (scenario, backend, round…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Server address.
     pub addr: String,
+    /// Connections held concurrently.
     pub connections: u32,
+    /// Loadgen threads.
     pub threads: usize,
+    /// Bytes per message.
     pub payload: u32,
+    /// Share of closes made with RST.
     pub rst_share: f64,
+    /// Open-loop rate, msgs/s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// Messages per connection before it is replaced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<u64>,
+    /// Measured messages.
     pub messages: u64,
+    /// Measured bytes.
     pub bytes: u64,
+    /// Length of the measured window, s.
     pub elapsed_s: f64,
+    /// Measured messages per second.
     pub msgs_per_s: f64,
+    /// Measured MiB per second.
     pub mib_per_s: f64,
+    /// Round-trip latency percentiles.
     pub latency_us: Percentiles,
+    /// Connect latency percentiles.
     pub connect_latency_us: Percentiles,
+    /// Connections opened.
     pub connects: u64,
+    /// How connections ended, as we saw it.
     pub closes: Closes,
+    /// Failed connections by error kind.
     pub errors: BTreeMap<String, u64>,
+    /// Echoed bytes that differed from what was sent.
     pub mismatches: u64,
+    /// The server's close counts over the run (with --server-metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_closes: Option<ServerCloses>,
     /// Whether the server's fin/rst counts equal what we initiated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_agrees: Option<bool>,
+    /// The kernel's TCP counter deltas over the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelCounters>,
+    /// The loadgen's own CPU over the window.
     pub loadgen_cpu: Cpu,
     /// The server process's cost over the window, with --server-pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,15 +28,23 @@ pub fn new_histogram() -> Histogram<u64> {
 /// What every slot of every thread follows; shared read-only across threads.
 #[derive(Debug)]
 pub struct Plan {
+    /// Server address.
     pub addr: SocketAddr,
+    /// Bytes per message.
     pub payload: usize,
+    /// Messages per slot, in a message-bound run.
     pub messages: Option<u64>,
+    /// Messages per connection before it is replaced.
     pub churn: Option<u64>,
+    /// Share of closes made with SO_LINGER=0.
     pub rst_share: f64,
     /// Open-loop: seconds between two sends of the whole run.
     pub interval_s: Option<f64>,
+    /// Connection slots in the whole run.
     pub connections: u32,
+    /// Longest a connect or an echo may take.
     pub io_timeout: Duration,
+    /// Local addresses to connect from, by slot; empty: the kernel chooses.
     pub source_addrs: Vec<IpAddr>,
     /// When the first message may go.
     pub start: Instant,
@@ -85,15 +93,23 @@ impl Plan {
 /// One thread's results, merged into the run's report.
 #[derive(Debug, Clone)]
 pub struct Tally {
+    /// Round-trip latency of measured messages, µs.
     pub latency: Histogram<u64>,
+    /// Connect latency, µs.
     pub connect: Histogram<u64>,
+    /// Measured messages.
     pub messages: u64,
+    /// Measured bytes.
     pub bytes: u64,
+    /// Connections we closed with FIN.
     pub fin: u64,
+    /// Connections we closed with RST.
     pub rst: u64,
     /// Connections the server closed (EOF or reset) while we expected an echo.
     pub server_closed: u64,
+    /// Echoed bytes that differed from what was sent.
     pub mismatches: u64,
+    /// Failed connections by error kind.
     pub errors: BTreeMap<String, u64>,
     /// Messages sent, measured or not (progress and sanity).
     pub sent: u64,
@@ -146,8 +162,11 @@ impl Tally {
 /// (the per-message path never touches an atomic).
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Messages sent so far.
     pub sent: AtomicU64,
+    /// Connections open now.
     pub open: AtomicU64,
+    /// Failed connections so far.
     pub errors: AtomicU64,
 }
 

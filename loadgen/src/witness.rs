@@ -11,9 +11,13 @@ use serde::{Deserialize, Serialize};
 /// The server's close counters, from `ringecho_closes_total{how=...}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerCloses {
+    /// Peer FIN closes.
     pub fin: u64,
+    /// Peer RST closes.
     pub rst: u64,
+    /// Error closes.
     pub error: u64,
+    /// Closes the server made.
     pub server: u64,
 }
 
@@ -184,10 +188,15 @@ mod tests {
 /// A process's CPU time, context switches and memory at one moment, from /proc/PID.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ProcSample {
+    /// User CPU seconds, all threads.
     pub user_s: f64,
+    /// System CPU seconds, all threads.
     pub sys_s: f64,
+    /// Voluntary plus involuntary context switches (main thread).
     pub ctx_switches: u64,
+    /// Resident memory, KiB.
     pub rss_kb: u64,
+    /// Peak resident memory, KiB.
     pub peak_rss_kb: u64,
 }
 
@@ -241,16 +250,23 @@ fn clock_ticks_per_s() -> f64 {
 /// The server process's cost over the measured window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerCost {
+    /// The server process.
     pub pid: u32,
+    /// User CPU seconds over the window.
     pub user_s: f64,
+    /// System CPU seconds over the window.
     pub sys_s: f64,
     /// Server CPU (user + sys) per echoed message: the figure that survives noise best.
     pub cpu_us_per_msg: f64,
+    /// User CPU µs per message: the part the server's own code controls.
     pub user_us_per_msg: f64,
+    /// System CPU µs per message.
     pub sys_us_per_msg: f64,
+    /// Context switches per message.
     pub ctx_switches_per_msg: f64,
     /// Resident memory at the end of the window, connections still open.
     pub rss_kb: u64,
+    /// Peak resident memory, KiB.
     pub peak_rss_kb: u64,
     /// System calls per message (perf's raw_syscalls tracepoint), when counted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,6 +312,7 @@ pub struct SyscallCounter {
 }
 
 impl SyscallCounter {
+    /// Starts counting `pid`'s system calls.
     pub fn start(pid: u32) -> io::Result<SyscallCounter> {
         let child = std::process::Command::new("perf")
             .args([

@@ -5,6 +5,8 @@
 //! [`server::start`] binds one SO_REUSEPORT listener per thread and runs the chosen backend on
 //! each; [`stats`] counts how every connection ended (peer FIN, peer RST, server, error).
 
+#![warn(missing_docs)]
+
 pub(crate) mod backend;
 pub mod config;
 pub(crate) mod echo;

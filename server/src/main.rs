@@ -1,3 +1,5 @@
+//! `ringecho-server`: parses flags, sets up logging, and runs [`ringecho_server::run`].
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

@@ -182,15 +182,25 @@ impl Stats {
 /// A sum of all threads' counters at one moment.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Connections accepted, including those rejected by `--max-conns`.
     pub accepted: u64,
+    /// Connections closed at once because `--max-conns` were open.
     pub rejected: u64,
+    /// Bytes sent back to peers.
     pub bytes_echoed: u64,
+    /// Receives whose bytes were sent back in full.
     pub recvs: u64,
+    /// Closes by peer FIN.
     pub fin: u64,
+    /// Closes by peer RST.
     pub rst: u64,
+    /// Closes the server made.
     pub server: u64,
+    /// Closes by any other error.
     pub error: u64,
+    /// Failed accept calls (the server backed off and went on).
     pub accept_errors: u64,
+    /// Error closes by error kind.
     pub errors_by_kind: BTreeMap<String, u64>,
 }
 
