@@ -247,6 +247,16 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
             verdict,
         );
     }
+    let saturated = rows.iter().filter(|r| r.loadgen_utilisation >= 0.9).count();
+    if saturated > 0 {
+        let _ = writeln!(
+            s,
+            "note: the loadgen's core was saturated (lg% ≥ 90) in {saturated} of {} rows: there \
+             msgs/s and latency measure the loadgen as much as the server; server CPU per \
+             message (srv µs) is the comparable figure",
+            rows.len()
+        );
+    }
     s
 }
 
@@ -301,5 +311,6 @@ mod tests {
         let ep = rows.iter().find(|r| r.backend == "epoll").unwrap();
         assert_eq!(ep.cpu_ratio, Some(1.0));
         assert!(table(&rows, "epoll").contains("multishot"));
+        assert!(!table(&rows, "epoll").contains("saturated"));
     }
 }

@@ -501,22 +501,23 @@ fn sh(args: &[&str]) {
     );
 }
 
-/// A veth pair from this network namespace into a namespace made here, dropping a share of
-/// segments both ways; removed on drop.
-struct LossyLink {
+/// A veth pair from this network namespace into a namespace made here; removed on drop.
+struct NamespaceLink {
     ns: String,
     host_if: String,
 }
 
-impl LossyLink {
+impl NamespaceLink {
     fn new(tag: &str, host_ip: &str, peer_ip: &str) -> Self {
         let ns = format!("ringecho-{tag}-{}", std::process::id());
+        // Interface names hold 15 bytes: a tag letter and the process id keep them unique.
+        let t = tag.chars().next().unwrap_or('x');
         let (host_if, peer_if) = (
-            format!("re{}h", std::process::id() % 100_000),
-            format!("re{}p", std::process::id() % 100_000),
+            format!("r{t}{}h", std::process::id()),
+            format!("r{t}{}p", std::process::id()),
         );
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        let link = LossyLink {
+        let link = NamespaceLink {
             ns: ns.clone(),
             host_if: host_if.clone(),
         };
@@ -550,15 +551,19 @@ impl LossyLink {
             "ip", "netns", "exec", &ns, "ip", "link", "set", &peer_if, "up",
         ]);
         sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-        // Drop 2% of segments each way inside the namespace (iptables' statistic match: the
-        // kernels here have no sch_netem). RSTs are spared: TCP never retransmits one, so a
-        // lost RST leaves the server holding a connection no loss-free count can account for.
+        link
+    }
+
+    /// Drops a share of TCP segments each way inside the namespace (iptables' statistic
+    /// match: the kernels here have no sch_netem). RSTs are spared: TCP never retransmits
+    /// one, so a lost RST leaves the server holding a connection no count can account for.
+    fn drop_share(&self, probability: &str) {
         for chain in ["INPUT", "OUTPUT"] {
             sh(&[
                 "ip",
                 "netns",
                 "exec",
-                &ns,
+                &self.ns,
                 "iptables",
                 "-A",
                 chain,
@@ -572,16 +577,15 @@ impl LossyLink {
                 "--mode",
                 "random",
                 "--probability",
-                "0.02",
+                probability,
                 "-j",
                 "DROP",
             ]);
         }
-        link
     }
 }
 
-impl Drop for LossyLink {
+impl Drop for NamespaceLink {
     fn drop(&mut self) {
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
@@ -594,7 +598,8 @@ impl Drop for LossyLink {
 /// and FIN/RST counts still agree.
 #[test]
 fn lossy_network() {
-    let link = LossyLink::new("loss", "10.231.0.1", "10.231.0.2");
+    let link = NamespaceLink::new("loss", "10.231.0.1", "10.231.0.2");
+    link.drop_share("0.02");
     for backend in BACKENDS {
         let mut cfg = Config::new("10.231.0.1:0".parse().unwrap(), backend);
         cfg.threads = Some(2);
@@ -736,4 +741,38 @@ fn mixed_chaos() {
         );
         srv.shutdown().unwrap();
     }
+}
+
+/// Out of ephemeral ports: a namespace with five of them, twenty connections. The loadgen
+/// must say what ran out and what to do, and exit non-zero, not hang or panic.
+#[test]
+fn ephemeral_port_exhaustion_is_a_clear_error() {
+    let link = NamespaceLink::new("ports", "10.232.0.1", "10.232.0.2");
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &link.ns,
+        "sh",
+        "-c",
+        "echo 40000 40004 > /proc/sys/net/ipv4/ip_local_port_range",
+    ]);
+    let mut cfg = Config::new("10.232.0.1:0".parse().unwrap(), Backend::Epoll);
+    cfg.threads = Some(1);
+    let srv = start(&cfg).unwrap();
+    let prefix = ["ip", "netns", "exec", link.ns.as_str()];
+    let (out, _) = loadgen(
+        &prefix,
+        None,
+        srv.local_addr(),
+        &["--connections", "20", "--duration", "1s"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ran out of ephemeral ports") && err.contains("--source-addrs"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    srv.shutdown().unwrap();
 }

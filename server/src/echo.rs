@@ -39,6 +39,8 @@ pub(crate) trait Acceptor {
     type Stream: EchoStream + 'static;
     /// Accepts one connection and sets TCP_NODELAY on it.
     async fn accept(&self) -> io::Result<Self::Stream>;
+    /// The listening socket's descriptor.
+    fn raw_fd(&self) -> RawFd;
 }
 
 /// Settings every connection reads; copied, never shared mutably.
@@ -170,6 +172,9 @@ pub(crate) async fn run_accept_loop<A: Acceptor>(acceptor: A, worker: Worker) {
             }
         }
     }
+    // Stop listening now: a cancelled io_uring accept can keep the listener open after it is
+    // dropped, and the kernel would go on completing handshakes nobody will accept.
+    shutdown_socket(acceptor.raw_fd());
     drop(acceptor);
     tokio::select! {
         _ = async { while conns.join_next().await.is_some() {} } => return,
@@ -230,10 +235,11 @@ async fn echo_until_closed<S: EchoStream>(stream: &mut S, worker: &Worker) -> Cl
     }
 }
 
-/// Shuts a connection's socket down both ways, waking any operation blocked on it.
+/// Shuts a socket down both ways, waking any operation blocked on it (on a listener: it
+/// stops listening).
 fn shutdown_socket(fd: RawFd) {
-    // SAFETY: callers pass the descriptor of a connection this thread still owns (its stream
-    // is alive); shutdown does not close or free it.
+    // SAFETY: callers pass the descriptor of a socket this thread still owns (its stream or
+    // listener is alive); shutdown does not close or free it.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 

@@ -250,8 +250,14 @@ fn shutdown_drains_then_closes(backend: Backend) {
     let mut leaving = connect(srv.local_addr());
     let mut staying = connect(srv.local_addr());
     wait_for(&srv, "two open", |s| s.active() == 2);
+    let addr = srv.local_addr();
     let t = std::thread::spawn(move || srv.shutdown().unwrap());
     std::thread::sleep(Duration::from_millis(100));
+    // Draining stops listening: a newcomer is refused, not left in the backlog.
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "a draining server accepted a connection"
+    );
     leaving.write_all(b"bye").unwrap();
     let mut back = [0u8; 3];
     leaving.read_exact(&mut back).unwrap();

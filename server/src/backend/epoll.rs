@@ -41,6 +41,10 @@ impl Acceptor for EpollAcceptor {
         stream.set_nodelay(true)?;
         Ok(EpollStream(stream))
     }
+
+    fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
 }
 
 /// Runs one worker thread's runtime until its connections are drained.

@@ -41,6 +41,10 @@ impl Acceptor for UringAcceptor {
         stream.set_nodelay(true)?;
         Ok(UringStream(stream))
     }
+
+    fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
 }
 
 /// Runs one worker thread's tokio-uring runtime until its connections are drained.
