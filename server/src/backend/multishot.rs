@@ -298,6 +298,7 @@ impl Loop {
         if res > 0 {
             let bid =
                 buffer_id(flags).ok_or_else(|| io::Error::other("receive without a buffer"))?;
+            tracing::debug!(fd = c.fd.as_raw_fd(), n = res, "read");
             if c.closing.is_some() {
                 self.recycle(bid);
             } else {
