@@ -44,16 +44,6 @@ impl Payload {
             .count();
         (differing + self.message.len().abs_diff(echoed.len())) as u64
     }
-
-    /// Message length in bytes.
-    pub fn len(&self) -> usize {
-        self.message.len()
-    }
-
-    /// Always false: a payload holds at least its 16-byte header.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]

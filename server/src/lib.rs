@@ -17,7 +17,6 @@ pub mod shutdown;
 pub mod stats;
 
 pub use config::{Backend, Config};
-pub use echo::Limits;
 pub use server::{start, RunningServer, StartError};
 pub use stats::{CloseKind, Snapshot, Stats};
 

@@ -32,11 +32,6 @@ impl StartError {
             source,
         }
     }
-
-    /// The underlying OS error.
-    pub fn io_error(&self) -> &io::Error {
-        &self.source
-    }
 }
 
 impl fmt::Display for StartError {
@@ -72,7 +67,6 @@ impl Ready {
 /// A started server: worker threads echoing on `local_addr` until [`RunningServer::shutdown`].
 pub struct RunningServer {
     local_addr: SocketAddr,
-    backend: Backend,
     stats: Stats,
     phase: watch::Sender<Phase>,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -89,11 +83,6 @@ impl RunningServer {
     /// The metrics endpoint's address, when `--metrics` was given.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|m| m.local_addr())
-    }
-
-    /// The backend the workers run.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// The live counters.
@@ -231,7 +220,6 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     );
     Ok(RunningServer {
         local_addr,
-        backend: config.backend,
         stats,
         phase,
         threads,
