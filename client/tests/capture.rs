@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringecho_client::capture::Capture;
 use ringecho_server::{start, Backend, Config};
@@ -64,10 +64,9 @@ fn capture_session(backend: Backend, linger0: bool) -> Capture {
         String::from_utf8_lossy(&out.stderr)
     );
     // Let the last ACK (or the server's reaction to the RST) reach the capture.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.stats().snapshot().active() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _ = srv
+        .stats()
+        .wait_until(Duration::from_secs(5), |s| s.active() == 0);
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: signalling a child we spawned and have not reaped; SIGINT makes tcpdump flush.
     unsafe { libc::kill(tcpdump.0.id() as i32, libc::SIGINT) };

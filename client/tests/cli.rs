@@ -2,7 +2,7 @@
 
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringecho_server::{start, Backend, Config};
 
@@ -27,10 +27,9 @@ fn clean_sessions_exit_0_with_fin_or_rst() {
         3
     );
     assert!(client(&addr, &["--linger0"]).status.success());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.stats().snapshot().active() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _ = srv
+        .stats()
+        .wait_until(Duration::from_secs(5), |s| s.active() == 0);
     let s = srv.shutdown().unwrap();
     assert_eq!((s.fin, s.rst), (1, 1));
 }
@@ -57,10 +56,9 @@ fn server_closing_early_exits_1() {
     cfg.max_conns = Some(1);
     let srv = start(&cfg).unwrap();
     let _held = TcpStream::connect(srv.local_addr()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.stats().snapshot().active() < 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    srv.stats()
+        .wait_until(Duration::from_secs(5), |s| s.active() == 1)
+        .expect("the held connection is accepted");
     let out = client(&srv.local_addr().to_string(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

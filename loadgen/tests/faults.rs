@@ -110,18 +110,9 @@ fn clean_loadgen(
 }
 
 fn wait_settled(srv: &RunningServer, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = srv.stats().snapshot();
-        if done(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    srv.stats()
+        .wait_until(Duration::from_secs(20), done)
+        .unwrap_or_else(|s| panic!("timed out waiting for {what}: {s:?}"))
 }
 
 /// Every accepted connection is accounted for exactly once.

@@ -156,6 +156,26 @@ impl Stats {
         counters
     }
 
+    /// Polls the counters until `done` holds (Ok) or `timeout` passes (Err), returning the
+    /// last snapshot either way: the counters are the only view into what the workers did.
+    pub fn wait_until(
+        &self,
+        timeout: std::time::Duration,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Snapshot, Snapshot> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let s = self.snapshot();
+            if done(&s) {
+                return Ok(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Sums all threads' counters.
     pub fn snapshot(&self) -> Snapshot {
         let threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());

@@ -26,18 +26,9 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Polls the server's counters until `done` holds, failing after a generous bound.
 fn wait_for(srv: &RunningServer, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = srv.stats().snapshot();
-        if done(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    srv.stats()
+        .wait_until(Duration::from_secs(20), done)
+        .unwrap_or_else(|s| panic!("timed out waiting for {what}: {s:?}"))
 }
 
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
