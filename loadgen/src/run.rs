@@ -264,11 +264,18 @@ async fn run_slot(slot: u32, plan: Arc<Plan>, tally: Rc<RefCell<Tally>>, busy: B
             if plan.slot_done(sent) || plan.churn.is_some_and(|k| on_this_conn >= k) {
                 break Ending::Ours;
             }
-            let intended = plan.intended(slot, sent);
-            if let Some(at) = intended {
-                tokio::time::sleep_until(at.into()).await;
-            }
-            let t_send = intended.unwrap_or_else(Instant::now);
+            // Open loop: a message due while its connection still awaited the previous echo is
+            // timed from when it was due (coordinated omission: the server held it up); one
+            // sent on schedule is timed from when it left, so the timer's 1 ms granularity is
+            // not counted as server latency.
+            let t_send = match plan.intended(slot, sent) {
+                Some(at) if Instant::now() >= at => at,
+                Some(at) => {
+                    tokio::time::sleep_until(at.into()).await;
+                    Instant::now()
+                }
+                None => Instant::now(),
+            };
             let msg = payload.stamp(sent);
             busy.set(Some(Instant::now()));
             let result = async {
