@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ringecho_server::config::parse_duration;
 
 /// `ringecho-loadgen`: thousands of verified echo connections with FIN/RST closes and
 /// HdrHistogram latency.
@@ -171,7 +172,7 @@ impl RunConfig {
     pub fn thread_count(&self) -> usize {
         let n = match self.threads {
             Some(n) => n as usize,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => ringecho_server::config::available_cores(),
         };
         n.min(self.connections as usize)
     }
@@ -206,14 +207,6 @@ fn parse_payload(s: &str) -> Result<u32, String> {
         return Err("at most 64 MiB".into());
     }
     Ok(n)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration_or_zero(s)?;
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
 }
 
 fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {

@@ -86,9 +86,14 @@ impl Config {
     pub fn thread_count(&self) -> usize {
         match self.threads {
             Some(n) => n as usize,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => available_cores(),
         }
     }
+}
+
+/// The cores this process may run on: the default thread count of every ringecho program.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Parses a human duration such as `500ms`, `5s` or `2m`; zero is refused.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -100,13 +100,10 @@ impl RunningServer {
     /// rest, joins the workers and returns the final counters.
     pub fn shutdown(self) -> io::Result<Snapshot> {
         let _ = self.phase.send(Phase::Draining);
-        let deadline = Instant::now() + self.drain_timeout;
-        while self.stats.snapshot().active() > 0 && Instant::now() < deadline {
-            if self.threads.iter().all(|t| t.is_finished()) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Drained, or out of time (or every worker already gone): close what is left.
+        let _ = self.stats.wait_until(self.drain_timeout, |s| {
+            s.active() == 0 || self.threads.iter().all(|t| t.is_finished())
+        });
         let _ = self.phase.send(Phase::Closing);
         let mut first_err = None;
         for t in self.threads {
