@@ -767,3 +767,225 @@ fn ephemeral_port_exhaustion_is_a_clear_error() {
     assert!(!err.contains("panicked"), "{err}");
     srv.shutdown().unwrap();
 }
+
+/// Opens a socket whose kernel buffers are small (no autotuning), so a peer that never reads
+/// stalls after a few KiB instead of megabytes.
+fn small_buffered(addr: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.set_send_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    s.into()
+}
+
+/// Writes to every peer, never reading, until each write would block several times in a row
+/// (the server has stopped taking their bytes); returns the bytes they pushed.
+fn stall(peers: &mut [TcpStream]) -> usize {
+    let chunk = vec![7u8; 16 << 10];
+    let mut pushed = 0;
+    let mut blocked_rounds = vec![0u32; peers.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while blocked_rounds.iter().any(|&b| b < 5) {
+        assert!(Instant::now() < deadline, "peers did not stall in 60 s");
+        for (p, b) in peers.iter_mut().zip(blocked_rounds.iter_mut()) {
+            match p.write(&chunk) {
+                Ok(n) => {
+                    pushed += n;
+                    *b = 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *b += 1,
+                Err(e) => panic!("a never-reading peer failed to write: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pushed
+}
+
+/// Sends `n` bytes of a pattern on a fresh connection and reads them back within `limit`;
+/// returns how long the echo took.
+fn timed_echo(addr: SocketAddr, n: usize, seed: u8, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let data: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+    s.write_all(&data).unwrap();
+    let mut back = vec![0u8; n];
+    s.read_exact(&mut back)
+        .unwrap_or_else(|e| panic!("healthy echo {seed} not back within {limit:?}: {e}"));
+    assert_eq!(back, data, "healthy echo {seed} altered");
+    t0.elapsed()
+}
+
+/// 2,000 peers that never read, at default flags, cannot starve healthy ones: every healthy
+/// echo comes back exact within a second, memory stays under the stated bound, and once the
+/// peers leave, descriptors and held buffers return to where they started.
+#[test]
+fn never_reading_flood_cannot_starve_healthy_peers() {
+    const PEERS: usize = 2_000;
+    const HEALTHY: usize = 50;
+    for backend in BACKENDS {
+        let srv = server(backend, |_| {});
+        let addr = srv.local_addr();
+        let (fds0, rss0) = (open_fds(), rss_kib());
+        let mut peers: Vec<TcpStream> = (0..PEERS).map(|_| small_buffered(addr)).collect();
+        let pushed = stall(&mut peers);
+        let during = srv.stats().snapshot();
+        let rss1 = rss_kib();
+        let mut worst = Duration::ZERO;
+        for i in 0..HEALTHY {
+            worst = worst.max(timed_echo(addr, 600, i as u8, Duration::from_secs(1)));
+        }
+        // The bound the multishot module states: the rings (threads × buffers × size) plus
+        // (cap + 1) buffers per blocked connection; the other backends hold one buffer each.
+        let bound_kib = (2 * 4096 * 4 + PEERS * 5 * 4 + 16 * 1024) as u64;
+        assert!(
+            rss1.saturating_sub(rss0) < bound_kib,
+            "{}: memory grew {rss0} -> {rss1} KiB (bound {bound_kib} KiB over the start)",
+            backend.name()
+        );
+        drop(peers);
+        let s = wait_settled(&srv, "stuck peers closed", |s| s.active() == 0);
+        assert_adds_up(&s);
+        assert_eq!((s.ring_buffers_held, s.spill_buffers_held), (0, 0), "{s:?}");
+        let fds_ok = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            open_fds() <= fds0
+        });
+        assert!(fds_ok, "descriptors {} after, {fds0} before", open_fds());
+        record(
+            "never_reading_flood",
+            backend,
+            json!({
+                "stuck_peers": PEERS, "bytes_pushed_by_stuck_peers": pushed, "healthy_echoes": HEALTHY,
+                "worst_healthy_echo_ms": worst.as_secs_f64() * 1e3,
+                "ring_buffers_held": during.ring_buffers_held, "spill_buffers_held": during.spill_buffers_held,
+                "rss_kib_before": rss0, "rss_kib_during": rss1, "fds_before": fds0,
+            }),
+        );
+        srv.shutdown().unwrap();
+    }
+}
+
+/// A peer that stops reading while the server has bytes for it (its window stays at zero)
+/// is closed after `--user-timeout`, and counted as an error of kind `timed_out`; a slow
+/// reader that keeps making progress is kept, and every byte it reads is what it sent.
+#[test]
+fn zero_window_peers_close_and_slow_readers_stay() {
+    for backend in BACKENDS {
+        let srv = server(backend, |c| {
+            c.user_timeout = ringecho_server::config::OrOff(Some(Duration::from_secs(1)))
+        });
+        let addr = srv.local_addr();
+        let mut peers: Vec<TcpStream> = (0..20).map(|_| small_buffered(addr)).collect();
+        stall(&mut peers);
+        // The slow reader: a few hundred bytes a second, checked byte for byte.
+        let slow = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+            let mut w = s.try_clone().unwrap();
+            let sent = data.clone();
+            let writer = std::thread::spawn(move || {
+                let _ = w.write_all(&sent);
+            });
+            let mut got = 0usize;
+            let mut buf = [0u8; 64];
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(4) {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "slow reader closed after {got} bytes");
+                assert_eq!(&buf[..n], &data[got..got + n], "slow reader at byte {got}");
+                got += n;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            drop(s);
+            drop(writer);
+            got
+        });
+        let s = wait_settled(&srv, "zero-window peers closed", |s| {
+            s.errors_by_kind.get("timed_out").copied().unwrap_or(0) >= 20
+        });
+        let slow_read = slow.join().expect("slow reader kept and exact");
+        timed_echo(addr, 600, 1, Duration::from_secs(1));
+        drop(peers);
+        record(
+            "zero_window_and_slow_reader",
+            backend,
+            json!({
+                "zero_window_peers": 20, "user_timeout_s": 1, "closed_timed_out": s.errors_by_kind.get("timed_out"),
+                "slow_reader_bytes_read_exact": slow_read,
+            }),
+        );
+        srv.shutdown().unwrap();
+    }
+}
+
+/// Enters a network namespace on this thread only (other threads stay where they are).
+fn enter_netns(ns: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+    // SAFETY: setns with a namespace descriptor changes only this thread's network namespace.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+/// A peer that vanishes (its packets dropped, so no FIN or RST ever arrives) is found by
+/// keepalive and closed within the configured time, counted as `timed_out`.
+#[test]
+fn vanished_peer_is_closed_by_keepalive() {
+    let link = NamespaceLink::new("gone", "10.231.1.1", "10.231.1.2");
+    for backend in BACKENDS {
+        let mut cfg = Config::new("10.231.1.1:0".parse().unwrap(), backend);
+        cfg.threads = Some(1);
+        cfg.keepalive = ringecho_server::config::OrOff(Some(Duration::from_secs(1)));
+        cfg.keepalive_interval = Duration::from_secs(1);
+        cfg.keepalive_probes = 2;
+        cfg.user_timeout = ringecho_server::config::OrOff(None);
+        let srv = start(&cfg).unwrap();
+        let addr = srv.local_addr();
+        let ns = link.ns.clone();
+        let peer = std::thread::spawn(move || {
+            enter_netns(&ns);
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"still here?").unwrap();
+            let mut back = [0u8; 11];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(&back, b"still here?");
+            s
+        })
+        .join()
+        .unwrap();
+        // The peer vanishes: everything into and out of its namespace is dropped.
+        for chain in ["INPUT", "OUTPUT"] {
+            sh(&[
+                "ip", "netns", "exec", &link.ns, "iptables", "-I", chain, "-j", "DROP",
+            ]);
+        }
+        let t0 = Instant::now();
+        let s = srv
+            .stats()
+            .wait_until(Duration::from_secs(15), |s| s.active() == 0)
+            .unwrap_or_else(|s| panic!("{}: vanished peer still open: {s:?}", backend.name()));
+        let took = t0.elapsed();
+        assert_eq!(s.errors_by_kind.get("timed_out"), Some(&1), "{s:?}");
+        assert_eq!((s.fin, s.rst, s.server), (0, 0, 0), "{s:?}");
+        for chain in ["INPUT", "OUTPUT"] {
+            sh(&[
+                "ip", "netns", "exec", &link.ns, "iptables", "-D", chain, "-j", "DROP",
+            ]);
+        }
+        drop(peer);
+        record(
+            "vanished_peer",
+            backend,
+            json!({"keepalive": "1s + 2 × 1s", "closed_after_s": took.as_secs_f64(), "counted_as": "timed_out"}),
+        );
+        srv.shutdown().unwrap();
+    }
+}

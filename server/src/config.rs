@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::listener::DeadPeer;
+
 /// Which I/O interface the worker threads drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -68,6 +70,25 @@ pub struct Config {
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
 
+    /// TCP keepalive: probe a connection idle this long, so a peer that vanished (no FIN, no
+    /// RST) is found and closed; `off` to disable. Closed peers count as error `timed_out`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_or_off)]
+    pub keepalive: OrOff<Duration>,
+
+    /// Time between keepalive probes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// Unanswered keepalive probes that end a connection.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=127))]
+    pub keepalive_probes: u32,
+
+    /// TCP_USER_TIMEOUT: close a connection whose sent bytes stay unacknowledged, or wait
+    /// behind a peer's zero window (it stopped reading), this long; `off` for the kernel's
+    /// default (minutes of retransmission, zero-window probing forever).
+    #[arg(long, default_value = "30s", value_parser = parse_duration_or_off)]
+    pub user_timeout: OrOff<Duration>,
+
     /// Listen backlog.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=65535))]
     pub backlog: i32,
@@ -80,6 +101,17 @@ impl Config {
         c.listen = listen;
         c.backend = backend;
         c
+    }
+
+    /// The dead-peer settings the listeners pass on to accepted sockets.
+    pub fn dead_peer(&self) -> DeadPeer {
+        DeadPeer {
+            keepalive: self
+                .keepalive
+                .0
+                .map(|idle| (idle, self.keepalive_interval, self.keepalive_probes)),
+            user_timeout: self.user_timeout.0,
+        }
     }
 
     /// Worker threads to start.
@@ -106,6 +138,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A setting that can be turned off with the word `off` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrOff<T>(pub Option<T>);
+
+/// Parses a duration as [`parse_duration`] does, or `off`.
+pub fn parse_duration_or_off(s: &str) -> Result<OrOff<Duration>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(OrOff(None));
+    }
+    parse_duration(s).map(|d| OrOff(Some(d)))
+}
+
 fn parse_ring_buffers(s: &str) -> Result<u16, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(2..=32768).contains(&n) || !n.is_power_of_two() {
@@ -125,6 +169,14 @@ mod tests {
         assert_eq!(c.backend, Backend::Uring);
         assert!(c.metrics.is_none());
         assert_eq!(c.drain_timeout, Duration::from_secs(5));
+        let dp = c.dead_peer();
+        assert_eq!(
+            dp.keepalive,
+            Some((Duration::from_secs(30), Duration::from_secs(5), 3))
+        );
+        assert_eq!(dp.user_timeout, Some(Duration::from_secs(30)));
+        let off = Config::parse_from(["x", "--keepalive", "off", "--user-timeout", "OFF"]);
+        assert_eq!(off.dead_peer(), DeadPeer::OFF);
     }
 
     #[test]
@@ -138,6 +190,9 @@ mod tests {
             &["x", "--listen", "localhost"],
             &["x", "--backend", "kqueue"],
             &["x", "--max-conns", "0"],
+            &["x", "--keepalive", "never"],
+            &["x", "--keepalive-probes", "0"],
+            &["x", "--user-timeout", "0s"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} accepted");
         }

@@ -2,17 +2,58 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
+
+/// How the kernel finds dead peers, set on each listener and inherited by every socket it
+/// accepts (Linux copies these options to accepted sockets), so no per-connection call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadPeer {
+    /// TCP keepalive: idle time before the first probe, the time between probes, and how
+    /// many unanswered probes end the connection. `None`: no keepalive.
+    pub keepalive: Option<(Duration, Duration, u32)>,
+    /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged, or queued data
+    /// untransmitted behind a zero window, before the connection ends. `None`: the kernel's
+    /// default (about 15 minutes of retransmissions; zero-window probing forever).
+    pub user_timeout: Option<Duration>,
+}
+
+impl DeadPeer {
+    /// The kernel's defaults: no keepalive, no user timeout.
+    pub const OFF: DeadPeer = DeadPeer {
+        keepalive: None,
+        user_timeout: None,
+    };
+
+    fn apply(&self, socket: &Socket) -> io::Result<()> {
+        if let Some((idle, interval, probes)) = self.keepalive {
+            let ka = TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(interval)
+                .with_retries(probes);
+            socket.set_tcp_keepalive(&ka)?;
+        }
+        if let Some(t) = self.user_timeout {
+            socket.set_tcp_user_timeout(Some(t))?;
+        }
+        Ok(())
+    }
+}
 
 /// Binds a non-blocking TCP listener with SO_REUSEPORT, so every worker thread can own one
 /// listener on the same address and the kernel spreads new connections across them.
-pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    backlog: i32,
+    dead_peer: DeadPeer,
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     // Accepted sockets inherit TCP_NODELAY on Linux; each backend still sets it per connection.
     socket.set_nodelay(true)?;
+    dead_peer.apply(&socket)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
@@ -28,6 +69,7 @@ pub fn bind_group(
     addr: SocketAddr,
     backlog: i32,
     n: usize,
+    dead_peer: DeadPeer,
 ) -> io::Result<Vec<std::net::TcpListener>> {
     let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     probe.set_reuse_address(true)?;
@@ -38,7 +80,9 @@ pub fn bind_group(
         .ok_or_else(|| io::Error::other("listener has no IP address"))?;
     // The probe holds the port without SO_REUSEPORT, which would refuse the group's binds.
     drop(probe);
-    (0..n).map(|_| bind_reuseport(addr, backlog)).collect()
+    (0..n)
+        .map(|_| bind_reuseport(addr, backlog, dead_peer))
+        .collect()
 }
 
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit: each connection is a descriptor, and
@@ -79,7 +123,7 @@ mod tests {
 
     #[test]
     fn port_zero_group_shares_one_port() {
-        let ls = bind_group("127.0.0.1:0".parse().unwrap(), 16, 3).unwrap();
+        let ls = bind_group("127.0.0.1:0".parse().unwrap(), 16, 3, DeadPeer::OFF).unwrap();
         let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
         assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
     }
@@ -87,7 +131,7 @@ mod tests {
     #[test]
     fn taken_port_is_address_in_use() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let err = bind_group(held.local_addr().unwrap(), 16, 2).unwrap_err();
+        let err = bind_group(held.local_addr().unwrap(), 16, 2, DeadPeer::OFF).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }

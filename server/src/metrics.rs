@@ -84,6 +84,19 @@ pub fn render(s: &Snapshot) -> String {
         "Connections that ended in an error, by error kind",
         errors,
     );
+    let held = Family::<Vec<(String, String)>, Gauge>::default();
+    for (kind, v) in [
+        ("ring", s.ring_buffers_held),
+        ("spill", s.spill_buffers_held),
+    ] {
+        held.get_or_create(&vec![("kind".into(), kind.into())])
+            .set(v as i64);
+    }
+    reg.register(
+        "ringecho_buffers_held",
+        "Buffers connections hold with bytes not yet echoed (multishot): from the ring, or copied out",
+        held,
+    );
     let mut out = String::new();
     encode(&mut out, &reg).expect("formatting into a String cannot fail");
     out

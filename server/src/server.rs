@@ -148,7 +148,7 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         probe_io_uring()?;
     }
     let n = config.thread_count();
-    let listeners = bind_group(config.listen, config.backlog, n)
+    let listeners = bind_group(config.listen, config.backlog, n, config.dead_peer())
         .map_err(|e| StartError::new(format!("cannot listen on {}", config.listen), e))?;
     let local_addr = listeners[0]
         .local_addr()

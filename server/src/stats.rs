@@ -25,6 +25,12 @@ impl LocalCounter {
         );
     }
 
+    /// Sets the value, for a counter used as a gauge. Only the owning thread may call this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     /// Reads the current value from any thread.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -110,6 +116,10 @@ pub struct Counters {
     pub error: LocalCounter,
     /// Accept calls that failed (EMFILE and the like); the server backs off and goes on.
     pub accept_errors: LocalCounter,
+    /// Ring buffers held by connections now (multishot), a gauge.
+    pub ring_buffers_held: LocalCounter,
+    /// Spill buffers held by connections now (multishot), a gauge.
+    pub spill_buffers_held: LocalCounter,
     /// Error closes by kind; rare, so a lock is fine here.
     errors_by_kind: Mutex<BTreeMap<String, u64>>,
 }
@@ -190,6 +200,8 @@ impl Stats {
             s.server += c.server.get();
             s.error += c.error.get();
             s.accept_errors += c.accept_errors.get();
+            s.ring_buffers_held += c.ring_buffers_held.get();
+            s.spill_buffers_held += c.spill_buffers_held.get();
             let map = c.errors_by_kind.lock().unwrap_or_else(|e| e.into_inner());
             for (k, v) in map.iter() {
                 *s.errors_by_kind.entry(k.clone()).or_default() += v;
@@ -220,6 +232,10 @@ pub struct Snapshot {
     pub error: u64,
     /// Failed accept calls (the server backed off and went on).
     pub accept_errors: u64,
+    /// Ring buffers held by connections (multishot): received bytes queued for sending.
+    pub ring_buffers_held: u64,
+    /// Spill buffers held by connections (multishot): bytes copied out of the ring.
+    pub spill_buffers_held: u64,
     /// Error closes by error kind.
     pub errors_by_kind: BTreeMap<String, u64>,
 }

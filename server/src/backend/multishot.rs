@@ -6,6 +6,29 @@
 //! completes every time data arrives, and buffers belong to the ring, not to connections, so an
 //! idle connection costs no buffer memory at all.
 //!
+//! # Why no set of peers can starve the others
+//!
+//! The ring is shared by every connection of the thread, so a buffer held by a connection
+//! whose peer never reads would be lost to everyone. Two rules bound what such peers hold:
+//! - **Zero-copy budget.** A received buffer is sent straight from ring memory only while
+//!   connections hold fewer than half the ring ([`Loop::ring_budget`]) and the connection has
+//!   nothing else queued. Otherwise its bytes are copied into a spill buffer of the
+//!   connection's own (appended to the last one while it has room, so small pipelined
+//!   messages coalesce into one send) and the ring buffer goes straight back. So at least
+//!   half the ring is always free for receives, whatever the number of blocked peers.
+//! - **Per-connection cap.** A connection with [`MAX_HELD`] chunks queued stops receiving
+//!   (its multishot receive is cancelled) until its sends drain to half that: its further
+//!   bytes wait in its own kernel socket buffer, and TCP flow control pushes back on that
+//!   peer alone, as epoll does by not reading.
+//!
+//! Memory bound per thread: `B × S` of ring (`--ring-buffers × --buffer-size`) plus at most
+//! `(MAX_HELD + 1) × S` per connection with a send blocked (one chunk of slack for bytes
+//! already received when the cancel lands), plus a pool of at most 256 spare spill buffers.
+//! At the defaults (4,096 × 4 KiB, cap 4) that is 16 MiB + 20 KiB per blocked connection.
+//!
+//! Measured alternatives are in the README: one buffer per connection (per-connection
+//! rings) costs memory for idle connections, which the shared ring exists to avoid.
+//!
 //! The raw memory handling lives in [`super::ring`]; this module is the safe state machine.
 
 use std::collections::VecDeque;
@@ -15,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::ring::{accepted_fd, buffer_id, more, Ring, TaskRun};
+use super::ring::{accepted_fd, buffer_id, more, Buf, Ring, TaskRun};
 use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use crate::listener::is_resource_exhaustion;
 use crate::server::Ready;
@@ -33,6 +56,9 @@ pub struct RingConfig {
 const SQ_ENTRIES: u32 = 4096;
 /// How often the loop looks at the shutdown phase and idle timers when nothing completes.
 const TICK: Duration = Duration::from_millis(50);
+/// Chunks a connection may hold queued before its receive stops; it resumes at half this.
+/// Small, because a connection whose peer does not read holds them for as long as it likes.
+const MAX_HELD: usize = 4;
 
 /// What a completion belongs to, packed into user_data with the connection's slot and
 /// generation (so a completion can never be mistaken for a later connection's in that slot).
@@ -60,12 +86,14 @@ fn untag(user_data: u64) -> (Option<Op>, usize, u32) {
     (op, slot, (user_data >> 40) as u32)
 }
 
-/// Received bytes waiting to be sent back: a ring buffer held by the connection.
+/// Received bytes waiting to be sent back, in a buffer the connection holds.
 #[derive(Debug)]
 struct Chunk {
-    bid: u16,
+    buf: Buf,
     len: u32,
     sent: u32,
+    /// Receives whose last byte is in this chunk: counted as echoed when it is sent.
+    recvs: u32,
 }
 
 /// One connection's state. Its buffers are the chunks in `queue`.
@@ -100,10 +128,6 @@ pub fn run(
             tracing::info!("kernel refused DEFER_TASKRUN and COOP_TASKRUN; using default task run")
         }
     }
-    // One connection may hold at most this many buffers (received but not yet sent back);
-    // past it its receive is cancelled until sends drain, so a peer that never reads cannot
-    // drain the ring that every other connection shares.
-    let max_held = (cfg.buffers as usize / 64).clamp(2, 16);
     let mut lp = Loop {
         ring,
         conns: Slab::new(),
@@ -114,7 +138,9 @@ pub fn run(
         accept_retry_at: Some(Instant::now()),
         starved: Vec::new(),
         returned: false,
-        max_held,
+        ring_held: 0,
+        ring_budget: (cfg.buffers as usize / 2).max(1),
+        spill_held: 0,
         next_gen: 0,
         warn: RateLimitedWarn::new(),
         now: Instant::now(),
@@ -135,7 +161,12 @@ struct Loop {
     starved: Vec<usize>,
     /// Buffers went back to the ring since the last look at `starved`.
     returned: bool,
-    max_held: usize,
+    /// Ring buffers held by connections (queued for sending straight from the ring).
+    ring_held: usize,
+    /// Ring buffers connections may hold at most; beyond it received bytes are copied out.
+    ring_budget: usize,
+    /// Spill buffers held by connections.
+    spill_held: usize,
     next_gen: u32,
     warn: RateLimitedWarn,
     /// When the current batch of completions arrived.
@@ -167,12 +198,16 @@ impl Loop {
             }
             if now.duration_since(last_sweep) >= TICK {
                 self.close_idle(now)?;
+                self.ring.trim_spills();
                 last_sweep = now;
             }
             if self.returned && !self.starved.is_empty() {
                 self.wake_starved()?;
             }
             self.returned = false;
+            let counters = &self.worker.counters;
+            counters.ring_buffers_held.set(self.ring_held as u64);
+            counters.spill_buffers_held.set(self.spill_held as u64);
             self.ring.submit_and_wait(TICK)?;
             // One clock read per batch of completions stamps their activity: idle timeouts
             // are seconds, the batch takes microseconds.
@@ -300,19 +335,28 @@ impl Loop {
                 buffer_id(flags).ok_or_else(|| io::Error::other("receive without a buffer"))?;
             tracing::debug!(fd = c.fd.as_raw_fd(), n = res, "read");
             if c.closing.is_some() {
-                self.recycle(bid);
+                self.recycle(Buf::Ring(bid));
             } else {
-                c.queue.push_back(Chunk {
-                    bid,
-                    len: res as u32,
-                    sent: 0,
-                });
                 c.last_active = self.now;
-                if !c.sending {
+                let zero_copy = c.queue.is_empty() && self.ring_held < self.ring_budget;
+                // A spill buffer that cannot be mapped (memory or the map count exhausted)
+                // leaves the bytes where they are: holding the ring buffer is the fallback.
+                if zero_copy || self.spill(slot, bid, res as u32).is_err() {
+                    self.conns[slot].queue.push_back(Chunk {
+                        buf: Buf::Ring(bid),
+                        len: res as u32,
+                        sent: 0,
+                        recvs: 1,
+                    });
+                    self.ring_held += 1;
+                } else {
+                    self.recycle(Buf::Ring(bid));
+                }
+                if !self.conns[slot].sending {
                     self.send_front(slot)?;
                 }
                 let c = &mut self.conns[slot];
-                if c.queue.len() >= self.max_held && c.recv_armed && !c.recv_cancelling {
+                if c.queue.len() >= MAX_HELD && c.recv_armed && !c.recv_cancelling {
                     c.recv_cancelling = true;
                     let (target, gen) = (tag(Op::Recv, slot, c.gen), c.gen);
                     self.ring.cancel(target, tag(Op::Cancel, slot, gen))?;
@@ -337,14 +381,51 @@ impl Loop {
         Ok(())
     }
 
+    /// Copies `len` received bytes of ring buffer `bid` into the connection's spill buffers:
+    /// into the last one while it has room and no send reads it, then into a fresh one.
+    fn spill(&mut self, slot: usize, bid: u16, len: u32) -> io::Result<()> {
+        let size = self.ring.buffer_size();
+        let c = &mut self.conns[slot];
+        // The front chunk is being read by the kernel while `sending`; any other may grow.
+        let tail_free = c.queue.len() > usize::from(c.sending);
+        let room = match c.queue.back() {
+            Some(t) if tail_free && matches!(t.buf, Buf::Spill(_)) => size - t.len,
+            _ => 0,
+        };
+        let room = room.min(len);
+        // Take the fresh buffer before copying anything: on failure nothing has moved.
+        let fresh = if room < len {
+            Some(self.ring.take_spill()?)
+        } else {
+            None
+        };
+        if room > 0 {
+            let tail = c.queue.back_mut().expect("room implies a tail");
+            self.ring.copy_to_spill(bid, 0, room, tail.buf, tail.len);
+            tail.len += room;
+        }
+        if let Some(buf) = fresh {
+            self.ring.copy_to_spill(bid, room, len - room, buf, 0);
+            c.queue.push_back(Chunk {
+                buf,
+                len: len - room,
+                sent: 0,
+                recvs: 0,
+            });
+            self.spill_held += 1;
+        }
+        c.queue.back_mut().expect("just filled").recvs += 1;
+        Ok(())
+    }
+
     fn send_front(&mut self, slot: usize) -> io::Result<()> {
         let c = &mut self.conns[slot];
         if let Some(front) = c.queue.front() {
             c.sending = true;
             let (fd, gen) = (c.fd.as_raw_fd(), c.gen);
-            let (bid, sent, len) = (front.bid, front.sent, front.len);
+            let (buf, sent, len) = (front.buf, front.sent, front.len);
             self.ring
-                .send(fd, bid, sent, len - sent, tag(Op::Send, slot, gen))?;
+                .send(fd, buf, sent, len - sent, tag(Op::Send, slot, gen))?;
         }
         Ok(())
     }
@@ -369,9 +450,9 @@ impl Loop {
         }
         if front.sent == front.len {
             let done = c.queue.pop_front().expect("front exists");
-            self.worker.counters.recvs.add(1);
+            self.worker.counters.recvs.add(done.recvs as u64);
             self.worker.counters.bytes_echoed.add(done.len as u64);
-            self.recycle(done.bid);
+            self.release_held(done.buf);
         }
         let c = &self.conns[slot];
         if c.closing.is_some() {
@@ -390,7 +471,7 @@ impl Loop {
     /// Re-arms a connection's receive once it holds few enough buffers again.
     fn rearm_recv(&mut self, slot: usize) -> io::Result<()> {
         let c = &mut self.conns[slot];
-        let low_water = self.max_held / 2;
+        let low_water = MAX_HELD / 2;
         if c.closing.is_none()
             && !c.peer_eof
             && !c.recv_armed
@@ -404,10 +485,20 @@ impl Loop {
         Ok(())
     }
 
-    /// Hands a buffer back to the ring, noting it for connections waiting on an empty ring.
-    fn recycle(&mut self, bid: u16) {
-        self.ring.recycle(bid);
-        self.returned = true;
+    /// Hands a buffer back (ring buffers to the ring, noting it for connections waiting on an
+    /// empty ring; spill buffers to their pool) and publishes what connections now hold.
+    fn recycle(&mut self, buf: Buf) {
+        self.ring.recycle(buf);
+        self.returned |= matches!(buf, Buf::Ring(_));
+    }
+
+    /// Recycles a buffer a connection's queue held.
+    fn release_held(&mut self, buf: Buf) {
+        match buf {
+            Buf::Ring(_) => self.ring_held -= 1,
+            Buf::Spill(_) => self.spill_held -= 1,
+        }
+        self.recycle(buf);
     }
 
     /// Buffers came back to the ring: let the connections that ran dry receive again.
@@ -446,10 +537,12 @@ impl Loop {
     fn release_queue(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
         let keep = usize::from(c.sending);
+        let mut freed = Vec::new();
         while c.queue.len() > keep {
-            let chunk = c.queue.pop_back().expect("len checked");
-            self.ring.recycle(chunk.bid);
-            self.returned = true;
+            freed.push(c.queue.pop_back().expect("len checked").buf);
+        }
+        for buf in freed {
+            self.release_held(buf);
         }
     }
 

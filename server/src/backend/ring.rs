@@ -5,6 +5,9 @@
 //! - A buffer id is either in the ring (the kernel may fill it) or held by exactly one
 //!   connection (from the receive that filled it until its send completes), never both:
 //!   [`Ring::recycle`] is called once per id the kernel handed out.
+//! - A spill buffer ([`Buf::Spill`]) is heap memory this module owns; it is handed out by
+//!   [`Ring::take_spill`], held by exactly one connection, written only while no send reads it,
+//!   and given back once with [`Ring::recycle`].
 //! - A descriptor passed to a submission stays open until every operation on it completed.
 
 use std::io;
@@ -65,12 +68,40 @@ pub(crate) enum TaskRun {
     Default,
 }
 
-/// An io_uring plus one provided buffer ring of `count` buffers of `size` bytes.
+/// A buffer a connection holds: one of the ring's, or a spill buffer of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Buf {
+    /// A provided buffer, by id; goes back to the ring when recycled.
+    Ring(u16),
+    /// A heap buffer of the ring's buffer size, by index; goes back to the spill pool.
+    Spill(u32),
+}
+
+/// Spill buffers kept for reuse at most; past this, recycled ones are freed, so a storm of
+/// blocked peers leaves no lasting memory behind. Enough for a thousand pipelined
+/// connections each with a spill in flight, so steady load never maps and unmaps.
+const SPILL_POOL_MAX: usize = 1024;
+/// Spill buffers the pool keeps when it is trimmed after a quiet spell.
+const SPILL_POOL_QUIET: usize = 64;
+
+/// An io_uring plus one provided buffer ring of `count` buffers of `size` bytes, and the spill
+/// buffers that hold bytes copied out of the ring.
 pub(crate) struct Ring {
-    // Field order matters: the ring is destroyed before the memory it points into.
+    // Field order matters: the ring is destroyed (cancelling every operation) before the
+    // memory it points into, ring buffers and spill buffers alike.
     uring: IoUring,
     entries: Mapping,
     buffers: Mapping,
+    /// Spill buffers by index; `None` once freed. Each is its own mapping (which never
+    /// moves when this Vec grows), unmapped when freed, so memory a storm of blocked peers
+    /// took goes back to the system instead of staying in the allocator's free lists.
+    spills: Vec<Option<Mapping>>,
+    /// Indexes of spill buffers that are allocated and free for reuse.
+    spill_pool: Vec<u32>,
+    /// Indexes whose buffer was freed, for reuse by the next allocation.
+    spill_vacant: Vec<u32>,
+    /// A spill buffer was mapped since the last [`Ring::trim_spills`].
+    spill_mapped: bool,
     count: u16,
     size: u32,
     tail: u16,
@@ -109,6 +140,10 @@ impl Ring {
             uring,
             entries,
             buffers,
+            spills: Vec::new(),
+            spill_pool: Vec::new(),
+            spill_vacant: Vec::new(),
+            spill_mapped: false,
             count,
             size,
             tail: 0,
@@ -125,9 +160,121 @@ impl Ring {
             )?;
         }
         for bid in 0..count {
-            ring.recycle(bid);
+            ring.recycle_ring(bid);
         }
         Ok(ring)
+    }
+
+    /// The size of every buffer, ring or spill.
+    pub fn buffer_size(&self) -> u32 {
+        self.size
+    }
+
+    /// Hands a held buffer back: a ring buffer to the kernel, a spill buffer to the pool.
+    pub fn recycle(&mut self, buf: Buf) {
+        match buf {
+            Buf::Ring(bid) => self.recycle_ring(bid),
+            Buf::Spill(i) => {
+                if self.spill_pool.len() < SPILL_POOL_MAX {
+                    self.spill_pool.push(i);
+                } else {
+                    self.free_spill(i);
+                }
+            }
+        }
+    }
+
+    fn free_spill(&mut self, i: u32) {
+        self.spills[i as usize] = None;
+        self.spill_vacant.push(i);
+    }
+
+    /// Called now and then: if no spill buffer had to be mapped since the last call, unmaps
+    /// pooled ones down to a small reserve, so memory taken in a burst goes back.
+    pub fn trim_spills(&mut self) {
+        if !std::mem::take(&mut self.spill_mapped) {
+            while self.spill_pool.len() > SPILL_POOL_QUIET {
+                let i = self.spill_pool.pop().expect("len checked");
+                self.free_spill(i);
+            }
+        }
+    }
+
+    /// Takes a spill buffer from the pool, allocating one when the pool is empty.
+    pub fn take_spill(&mut self) -> io::Result<Buf> {
+        if let Some(i) = self.spill_pool.pop() {
+            return Ok(Buf::Spill(i));
+        }
+        let mem = Mapping::new(self.size as usize)?;
+        self.spill_mapped = true;
+        match self.spill_vacant.pop() {
+            Some(i) => {
+                self.spills[i as usize] = Some(mem);
+                Ok(Buf::Spill(i))
+            }
+            None => {
+                self.spills.push(Some(mem));
+                Ok(Buf::Spill((self.spills.len() - 1) as u32))
+            }
+        }
+    }
+
+    /// Copies `len` bytes of held ring buffer `bid` from `from` into held spill buffer `spill`
+    /// at `at`. The caller holds both and no send is reading the spill buffer's range.
+    pub fn copy_to_spill(&mut self, bid: u16, from: u32, len: u32, spill: Buf, at: u32) {
+        let Buf::Spill(i) = spill else {
+            panic!("copy target {spill:?} is not a spill buffer");
+        };
+        assert!(
+            bid < self.count && from + len <= self.size && at + len <= self.size,
+            "copy outside buffer {bid}"
+        );
+        // SAFETY: the range lies inside buffer `bid` (asserted); the caller holds that buffer
+        // (the receive that filled it completed and it is not back in the ring), so the kernel
+        // neither writes it now nor will until it is recycled.
+        let src = unsafe {
+            std::slice::from_raw_parts(
+                self.buffers
+                    .ptr
+                    .as_ptr()
+                    .add(bid as usize * self.size as usize + from as usize),
+                len as usize,
+            )
+        };
+        let dst = self.spills[i as usize]
+            .as_ref()
+            .expect("a held spill buffer is allocated");
+        // SAFETY: `at + len` ≤ size (asserted), the spill mapping's length; the caller holds
+        // the spill buffer and no send reads this range (module rules), and a spill mapping
+        // never overlaps the ring's buffers, so the two ranges are disjoint.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                dst.ptr.as_ptr().add(at as usize),
+                len as usize,
+            )
+        };
+    }
+
+    /// Held buffers' start address, for a send.
+    fn buf_ptr(&self, buf: Buf) -> *const u8 {
+        match buf {
+            Buf::Ring(bid) => {
+                assert!(bid < self.count, "buffer id {bid} out of range");
+                // SAFETY: bid < count, so the offset lies inside the buffers mapping.
+                unsafe {
+                    self.buffers
+                        .ptr
+                        .as_ptr()
+                        .add(bid as usize * self.size as usize)
+                }
+            }
+            Buf::Spill(i) => self.spills[i as usize]
+                .as_ref()
+                .expect("a held spill buffer is allocated")
+                .ptr
+                .as_ptr(),
+        }
     }
 
     /// How the ring was set up.
@@ -135,8 +282,8 @@ impl Ring {
         self.taskrun
     }
 
-    /// Hands buffer `bid` back to the kernel for the next receive.
-    pub fn recycle(&mut self, bid: u16) {
+    /// Hands ring buffer `bid` back to the kernel for the next receive.
+    fn recycle_ring(&mut self, bid: u16) {
         assert!(bid < self.count, "buffer id {bid} out of range");
         let base = self.entries.ptr.as_ptr().cast::<BufRingEntry>();
         let slot = (self.tail & (self.count - 1)) as usize;
@@ -179,27 +326,22 @@ impl Ring {
         self.push(sqe)
     }
 
-    /// Queues a send of `len` bytes of buffer `bid` from `offset`, straight from ring memory.
+    /// Queues a send of `len` bytes of held buffer `buf` from `offset`, straight from its
+    /// memory (no copy).
     pub fn send(
         &mut self,
         fd: RawFd,
-        bid: u16,
+        buf: Buf,
         offset: u32,
         len: u32,
         user_data: u64,
     ) -> io::Result<()> {
-        assert!(
-            bid < self.count && offset + len <= self.size,
-            "send outside buffer {bid}"
-        );
-        // SAFETY: the range lies inside buffer `bid` (asserted), which the caller holds (not in
-        // the ring) until this send completes, so nothing else writes it meanwhile.
-        let ptr = unsafe {
-            self.buffers
-                .ptr
-                .as_ptr()
-                .add(bid as usize * self.size as usize + offset as usize)
-        };
+        assert!(offset + len <= self.size, "send outside buffer {buf:?}");
+        // SAFETY: the range lies inside the buffer (asserted). The caller holds it until this
+        // send completes and writes no byte of the range meanwhile; ring memory and spill
+        // boxes outlive the io_uring (field order), and a spill box is freed only when
+        // recycled, which the caller does after the send completed.
+        let ptr = unsafe { self.buf_ptr(buf).add(offset as usize) };
         let sqe = opcode::Send::new(Fd(fd), ptr, len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
