@@ -118,6 +118,32 @@ pub struct RunConfig {
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
 
+    /// Open loop: how sends are spaced. Poisson (the default) is how independent clients
+    /// arrive, so queueing shows as it would in service; uniform is the gentlest load.
+    #[arg(long, value_enum, default_value = "poisson")]
+    pub arrivals: crate::pace::Arrivals,
+
+    /// Messages in flight per connection at most (closed and open loop).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub pipeline: u32,
+
+    /// Connects per second in the connect phase (before anything is measured).
+    #[arg(long, default_value_t = 10_000.0, value_parser = parse_connect_rate)]
+    pub connect_rate: f64,
+
+    /// Begin the load at this wall-clock time (RFC 3339, e.g. 2026-11-25T10:00:00Z, or
+    /// Unix seconds), after connecting: loadgens on several hosts start together.
+    #[arg(long, value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
+
+    /// Exit non-zero when the run is loadgen-limited (see the report's reasons).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Seed of the open-loop schedules (same seed, same send times).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
     /// Close each connection after this many messages and open a new one.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub churn: Option<u64>,
@@ -229,6 +255,25 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+fn parse_connect_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err("must be a positive number of connects per second".into());
+    }
+    Ok(v)
+}
+
+/// Parses RFC 3339 (`2026-11-25T10:00:00Z`) or Unix seconds (`1795600000.5`).
+pub fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("'{s}' is neither RFC 3339 nor Unix seconds: {e}"))
+}
+
 fn parse_source_addrs(s: &str) -> Result<SourceAddrs, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -281,6 +326,10 @@ mod tests {
             &["--rate", "0"],
             &["--source-addrs", "127.0.0.9-127.0.0.2"],
             &["--addr", "localhost"],
+            &["--pipeline", "0"],
+            &["--connect-rate", "0"],
+            &["--arrivals", "bogus"],
+            &["--start-at", "tomorrow"],
         ] {
             assert!(parse(args).is_err(), "{args:?} accepted");
         }
@@ -292,6 +341,14 @@ mod tests {
         assert_eq!(cli.run.source_addrs.unwrap().0.len(), 4);
         let cli = parse(&[]).unwrap();
         assert_eq!(cli.run.measure_for(), Some(Duration::from_secs(10)));
+        assert_eq!(cli.run.pipeline, 1);
+        assert_eq!(cli.run.arrivals, crate::pace::Arrivals::Poisson);
+        let t = parse(&["--start-at", "1795600000"]).unwrap().run.start_at;
+        let u = parse(&["--start-at", "2026-11-25T09:46:40Z"])
+            .unwrap()
+            .run
+            .start_at;
+        assert_eq!(t, u);
         let cli = parse(&["--messages", "3"]).unwrap();
         assert_eq!(cli.run.measure_for(), None);
         assert!(matches!(

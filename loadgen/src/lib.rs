@@ -7,10 +7,12 @@
 
 pub mod compare;
 pub mod config;
+pub mod pace;
 pub mod payload;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod sys;
 pub mod witness;
 
 use std::fmt;
@@ -24,8 +26,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use config::{Cli, Command, RunConfig};
-use report::{Closes, Cpu, Percentiles, Report};
-use run::{Plan, Progress, Tally};
+use report::{Closes, Cpu, Percentiles, Phases, Report, StartAt};
+use run::{Clock, Plan, Progress, Tally};
+use sys::CpuTime;
 use witness::{KernelCounters, ProcSample, ServerCloses, ServerCost, SyscallCounter};
 
 /// A run that could not be carried out, with what to do about it.
@@ -46,6 +49,10 @@ pub struct Outcome {
     pub report: Report,
     /// The merged round-trip histogram, µs.
     pub latency: Histogram<u64>,
+    /// The merged service-time histogram, µs.
+    pub service: Histogram<u64>,
+    /// The merged send-lag histogram, µs.
+    pub send_lag: Histogram<u64>,
     /// The merged connect histogram, µs.
     pub connect: Histogram<u64>,
 }
@@ -79,26 +86,32 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         };
     let kernel_before = KernelCounters::read();
     let threads = cfg.thread_count();
-    let start = Instant::now() + Duration::from_millis(10);
     let measure_for = cfg.measure_for();
-    let measure_from = if measure_for.is_some() {
-        start + cfg.warmup
-    } else {
-        start
-    };
     let plan = Arc::new(Plan {
         addr: cfg.addr,
         payload: cfg.payload as usize,
         messages: cfg.messages,
         churn: cfg.churn,
         rst_share: cfg.rst_share,
-        interval_s: cfg.rate.map(|r| 1.0 / r),
+        rate: cfg.rate,
+        arrivals: cfg.arrivals,
+        pipeline: cfg.pipeline,
         connections: cfg.connections,
+        threads,
+        connect_rate: cfg.connect_rate,
         io_timeout: cfg.io_timeout,
         source_addrs: cfg.source_addrs.clone().map(|s| s.0).unwrap_or_default(),
-        start,
-        measure_from,
-        end: measure_for.map(|d| measure_from + d),
+        warmup: if measure_for.is_some() {
+            cfg.warmup
+        } else {
+            Duration::ZERO
+        },
+        measure_for,
+        start_at: cfg.start_at,
+        seed: cfg.seed,
+        connect_from: Instant::now(),
+        barrier: std::sync::Barrier::new(threads),
+        clock: std::sync::OnceLock::new(),
         close_tickets: AtomicU64::new(0),
     });
     let progress: Vec<Arc<Progress>> = (0..threads).map(|_| Arc::default()).collect();
@@ -110,20 +123,13 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         let (plan, prog) = (plan.clone(), prog.clone());
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
-            .spawn(move || run::run_thread(slots, plan, prog))
+            .spawn(move || run::run_thread(t, slots, plan, prog))
             .map_err(|e| LoadError(format!("cannot start a thread: {e}")))?;
         handles.push(h);
     }
     let show = cfg.progress || std::io::stderr().is_terminal();
     let mut window = Window::new(cfg.server_pid, cfg.count_syscalls);
-    watch_until_done(
-        &handles,
-        &progress,
-        &mut window,
-        measure_from,
-        plan.end,
-        show,
-    );
+    watch_until_done(&handles, &progress, &mut window, &plan, show);
     let mut tally = Tally::default();
     for h in handles {
         let t = h
@@ -135,6 +141,7 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     let finished = Instant::now();
     window.close();
     let cpu = window.own_cpu();
+    let clock = plan.clock.get().copied();
     let connects = tally.connect.len();
     if let Some(n) = tally.errors.get("ephemeral_ports_exhausted") {
         return Err(LoadError(format!(
@@ -143,13 +150,15 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
             cfg.addr
         )));
     }
-    if connects == 0 {
+    let (Some(clock), true) = (clock, connects > 0) else {
         let why = tally.errors.keys().cloned().collect::<Vec<_>>().join(", ");
         return Err(LoadError(format!("cannot connect to {}: {why}", cfg.addr)));
-    }
-    let elapsed = match plan.end {
-        Some(end) => end.min(finished).saturating_duration_since(measure_from),
-        None => finished.saturating_duration_since(measure_from),
+    };
+    let elapsed = match clock.end {
+        Some(end) => end
+            .min(finished)
+            .saturating_duration_since(clock.measure_from),
+        None => finished.saturating_duration_since(clock.measure_from),
     }
     .as_secs_f64();
     let (server_closes, server_agrees) = match (&cfg.server_metrics, server_before) {
@@ -172,8 +181,11 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     let server = window
         .server_cost(tally.messages)
         .map_err(|e| LoadError(format!("cannot measure the server process: {e}")))?;
-    let cpu_s = cpu.user + cpu.sys;
-    let report = Report {
+    let cpu_s = cpu.total();
+    // Busy share of the loadgen's threads: CPU over wall time, less the pacer's spinning
+    // towards deadlines (time it chose to burn, not work it could not keep up with).
+    let utilisation = per_s((cpu_s - tally.spin_s).max(0.0), elapsed * threads as f64);
+    let mut report = Report {
         tags: cfg.tags.iter().cloned().collect(),
         server,
         addr: cfg.addr.to_string(),
@@ -188,13 +200,35 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         elapsed_s: elapsed,
         msgs_per_s: per_s(tally.messages as f64, elapsed),
         mib_per_s: per_s(tally.bytes as f64 / (1 << 20) as f64, elapsed),
+        arrivals: cfg.rate.map(|_| cfg.arrivals),
+        pipeline: cfg.pipeline,
+        connect_rate: cfg.connect_rate,
         latency_us: Percentiles::of(&tally.latency),
+        service_us: Percentiles::of(&tally.service),
+        send_lag_us: Percentiles::of(&tally.send_lag),
+        loadgen_late_us: Percentiles::of(&tally.late),
+        phases: Phases {
+            connect_s: clock.connect_s,
+            warmup_s: clock.measure_from.duration_since(clock.begin).as_secs_f64(),
+            measure_s: elapsed,
+        },
+        start_at: cfg.start_at.map(|at| StartAt {
+            unix_s: at
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            late_s: clock.start_late_s,
+            assumed_offset_s: 0.0,
+        }),
+        loadgen_limited: false,
+        limited_reasons: Vec::new(),
         connect_latency_us: Percentiles::of(&tally.connect),
         connects,
         closes: Closes {
             fin: tally.fin,
             rst: tally.rst,
             server: tally.server_closed,
+            rst_unread: tally.rst_unread,
         },
         errors: tally.errors.clone(),
         mismatches: tally.mismatches,
@@ -205,12 +239,16 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
             user_s: cpu.user,
             sys_s: cpu.sys,
             us_per_msg: per_s(cpu_s * 1e6, tally.messages as f64),
-            utilisation: per_s(cpu_s, elapsed * threads as f64),
+            utilisation,
         },
     };
+    report.limited_reasons = report::limited_reasons(&report);
+    report.loadgen_limited = !report.limited_reasons.is_empty();
     Ok(Outcome {
         report,
         latency: tally.latency,
+        service: tally.service,
+        send_lag: tally.send_lag,
         connect: tally.connect,
     })
 }
@@ -246,7 +284,7 @@ impl Window {
     }
 
     fn sample(&self) -> (CpuTime, Option<io::Result<ProcSample>>) {
-        (cpu_time(), self.server_pid.map(ProcSample::read))
+        (sys::process_cpu(), self.server_pid.map(ProcSample::read))
     }
 
     fn open(&mut self) {
@@ -297,8 +335,7 @@ fn watch_until_done(
     handles: &[std::thread::JoinHandle<std::io::Result<Tally>>],
     progress: &[Arc<Progress>],
     window: &mut Window,
-    measure_from: Instant,
-    end: Option<Instant>,
+    plan: &Plan,
     show: bool,
 ) {
     let bar = show.then(|| {
@@ -313,11 +350,16 @@ fn watch_until_done(
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(2));
         let now = Instant::now();
-        if now >= measure_from {
-            window.open();
-        }
-        if end.is_some_and(|end| now >= end) {
-            window.close();
+        if let Some(Clock {
+            measure_from, end, ..
+        }) = plan.clock.get().copied()
+        {
+            if now >= measure_from {
+                window.open();
+            }
+            if end.is_some_and(|end| now >= end) {
+                window.close();
+            }
         }
         if now >= next_tick {
             next_tick += Duration::from_secs(1);
@@ -356,33 +398,6 @@ fn await_server_closes(
             return Ok(delta);
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// This process's CPU time so far.
-#[derive(Debug, Default, Clone, Copy)]
-struct CpuTime {
-    user: f64,
-    sys: f64,
-}
-
-impl CpuTime {
-    fn saturating_sub(self, o: CpuTime) -> CpuTime {
-        CpuTime {
-            user: (self.user - o.user).max(0.0),
-            sys: (self.sys - o.sys).max(0.0),
-        }
-    }
-}
-
-fn cpu_time() -> CpuTime {
-    // SAFETY: getrusage fills the struct we pass and touches nothing else.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    CpuTime {
-        user: secs(ru.ru_utime),
-        sys: secs(ru.ru_stime),
     }
 }
 
@@ -440,11 +455,28 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
     }
     if let Some(p) = &cfg.hgrm {
         write_file(p, "the histogram", |w| report::write_hgrm(&out.latency, w))?;
+        for (name, h) in [("service", &out.service), ("send-lag", &out.send_lag)] {
+            let path = p.with_extension(format!("{name}.hgrm"));
+            write_file(&path, "the histogram", |w| report::write_hgrm(h, w))?;
+        }
     }
     if let Some(p) = &cfg.hist_log {
         write_file(p, "the interval log", |w| {
             report::write_hist_log(r, &out.latency, &out.connect, w)
         })?;
+    }
+    if r.messages == 0 {
+        return Err(LoadError(format!(
+            "no message was measured: the connect phase took {:.2} s and the window {:.2} s; \
+             check the server, or give a longer --duration",
+            r.phases.connect_s, r.phases.measure_s
+        )));
+    }
+    if r.loadgen_limited {
+        eprintln!(
+            "ringecho-loadgen: warning: loadgen-limited run: {}",
+            r.limited_reasons.join("; ")
+        );
     }
     if !r.is_clean() {
         let mut why = Vec::new();
@@ -465,7 +497,7 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
         }
         eprintln!("ringecho-loadgen: error: {}", why.join("; "));
     }
-    Ok(r.is_clean())
+    Ok(r.is_clean() && !(cfg.strict && r.loadgen_limited))
 }
 
 fn compare(

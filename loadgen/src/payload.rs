@@ -33,16 +33,31 @@ impl Payload {
     /// Counts the bytes of `echoed` that differ from the message last stamped (a length
     /// difference counts every missing or extra byte).
     pub fn mismatches(&self, echoed: &[u8]) -> u64 {
-        if echoed == self.message.as_slice() {
+        let seq = u64::from_le_bytes(self.message[8..16].try_into().expect("8 bytes"));
+        self.mismatches_at(seq, echoed)
+    }
+
+    /// Counts the bytes of `echoed` that differ from message `seq` (whatever was stamped
+    /// last: with several messages in flight, the reader checks an older one). A length
+    /// difference counts every missing or extra byte.
+    pub fn mismatches_at(&self, seq: u64, echoed: &[u8]) -> u64 {
+        let m = &self.message;
+        let seq = seq.to_le_bytes();
+        let len_diff = m.len().abs_diff(echoed.len());
+        if len_diff == 0 && echoed[..8] == m[..8] && echoed[8..16] == seq && echoed[16..] == m[16..]
+        {
             return 0;
         }
-        let differing = self
-            .message
+        let differing = m
             .iter()
+            .enumerate()
             .zip(echoed)
-            .filter(|(a, b)| a != b)
+            .filter(|((i, a), b)| {
+                let want = if (8..16).contains(i) { &seq[i - 8] } else { a };
+                want != *b
+            })
             .count();
-        (differing + self.message.len().abs_diff(echoed.len())) as u64
+        (differing + len_diff) as u64
     }
 }
 
@@ -65,6 +80,16 @@ mod tests {
         p.stamp(3);
         assert!(p.mismatches(&old) > 0);
         assert_eq!(p.mismatches(&sent[..60]), 4);
+    }
+
+    #[test]
+    fn older_messages_are_checked_by_their_own_number() {
+        let mut p = Payload::new(9, 32);
+        let first = p.stamp(5).to_vec();
+        p.stamp(6);
+        assert_eq!(p.mismatches_at(5, &first), 0);
+        assert_eq!(p.mismatches_at(6, &first), 1);
+        assert_eq!(p.mismatches_at(5, &first[..20]), 12);
     }
 
     #[test]

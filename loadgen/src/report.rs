@@ -64,6 +64,21 @@ pub struct Closes {
     pub rst: u64,
     /// The server closed or reset the connection while an echo was due.
     pub server: u64,
+    /// Of `rst`: closes meant as FIN that went out as RST because received bytes were unread
+    /// (a server that echoed more than it was sent).
+    #[serde(default)]
+    pub rst_unread: u64,
+}
+
+/// How long each phase of the run took, s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Opening every connection, to the barrier.
+    pub connect_s: f64,
+    /// Unmeasured load after the barrier.
+    pub warmup_s: f64,
+    /// The measured window.
+    pub measure_s: f64,
 }
 
 /// The loadgen's own CPU over the run, so a reader can tell whether it was the bottleneck.
@@ -111,8 +126,42 @@ pub struct Report {
     pub msgs_per_s: f64,
     /// Measured MiB per second.
     pub mib_per_s: f64,
-    /// Round-trip latency percentiles.
+    /// Open loop: how sends were spaced (`poisson` or `uniform`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<crate::pace::Arrivals>,
+    /// Messages in flight per connection at most.
+    #[serde(default = "one")]
+    pub pipeline: u32,
+    /// Connects per second in the connect phase.
+    #[serde(default)]
+    pub connect_rate: f64,
+    /// Latency percentiles: from the intended send time (open loop, coordinated omission
+    /// corrected) or from the send (closed loop) to the echo.
     pub latency_us: Percentiles,
+    /// Service time percentiles: from the send to the echo.
+    #[serde(default)]
+    pub service_us: Percentiles,
+    /// Send lag percentiles: from the intended send time to the send (open loop; zero in
+    /// closed loop).
+    #[serde(default)]
+    pub send_lag_us: Percentiles,
+    /// The loadgen's own lateness: from when a message could go (due, and its connection's
+    /// pipeline had room) to its send (open loop). Send lag minus this is queueing behind
+    /// the connection's earlier messages, which is the server's doing.
+    #[serde(default)]
+    pub loadgen_late_us: Percentiles,
+    /// How long each phase took.
+    #[serde(default)]
+    pub phases: Phases,
+    /// `--start-at`, as Unix seconds, and how late past it the load began (0: on time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<StartAt>,
+    /// The loadgen, not the server, may have limited this run (see `limited_reasons`).
+    #[serde(default)]
+    pub loadgen_limited: bool,
+    /// Why the run is marked loadgen-limited.
+    #[serde(default)]
+    pub limited_reasons: Vec<String>,
     /// Connect latency percentiles.
     pub connect_latency_us: Percentiles,
     /// Connections opened.
@@ -137,6 +186,22 @@ pub struct Report {
     /// The server process's cost over the window, with --server-pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerCost>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A synchronised start: when it was asked for, and how it went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartAt {
+    /// The wall-clock start asked for, Unix seconds.
+    pub unix_s: f64,
+    /// How late past it the load began (the connect phase ran over), s; 0 when on time.
+    pub late_s: f64,
+    /// The clock offset assumed between hosts: their clocks are taken as synchronised (NTP or
+    /// PTP), as HdrHistogram's log merging assumes too.
+    pub assumed_offset_s: f64,
 }
 
 impl Report {
@@ -173,15 +238,49 @@ impl Report {
             "  latency µs   p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
             l.p50, l.p90, l.p99, l.p999, l.p9999, l.max
         );
+        if self.rate.is_some() || self.pipeline > 1 {
+            let (v, g) = (&self.service_us, &self.send_lag_us);
+            let _ = writeln!(
+                s,
+                "  service µs   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                v.p50, v.p90, v.p99, v.p999, v.max
+            );
+            let _ = writeln!(
+                s,
+                "  send lag µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (loadgen late: p99 {})",
+                g.p50, g.p90, g.p99, g.p999, g.max, self.loadgen_late_us.p99
+            );
+        }
         let _ = writeln!(
             s,
             "  connect µs   p50 {}  p99 {}  ({} connects)",
             self.connect_latency_us.p50, self.connect_latency_us.p99, self.connects
         );
+        let p = &self.phases;
         let _ = writeln!(
             s,
-            "  closes       fin {}  rst {}  by server {}",
-            self.closes.fin, self.closes.rst, self.closes.server
+            "  phases       connect {:.2} s  warm-up {:.2} s  measured {:.2} s{}",
+            p.connect_s,
+            p.warmup_s,
+            p.measure_s,
+            self.start_at
+                .map(|a| format!("  (start-at {:.3}, {:.3} s late)", a.unix_s, a.late_s))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "  closes       fin {}  rst {}{}  by server {}",
+            self.closes.fin,
+            self.closes.rst,
+            if self.closes.rst_unread > 0 {
+                format!(
+                    " (of which {} FIN closes sent as RST: unread bytes)",
+                    self.closes.rst_unread
+                )
+            } else {
+                String::new()
+            },
+            self.closes.server
         );
         if let Some(sc) = &self.server_closes {
             let verdict = match self.server_agrees {
@@ -228,19 +327,62 @@ impl Report {
         let c = &self.loadgen_cpu;
         let _ = writeln!(
             s,
-            "  loadgen cpu  {:.2} µs/msg (user {:.2} s, sys {:.2} s, {:.0}% of its threads){}",
+            "  loadgen cpu  {:.2} µs/msg (user {:.2} s, sys {:.2} s, {:.0}% of its threads busy)",
             c.us_per_msg,
             c.user_s,
             c.sys_s,
             c.utilisation * 100.0,
-            if c.utilisation > 0.9 {
-                "  — saturated: these figures measure the loadgen, not the server"
-            } else {
-                ""
-            }
         );
+        if self.loadgen_limited {
+            let _ = writeln!(
+                s,
+                "  LOADGEN-LIMITED: {} — throughput and latency here measure the loadgen, not the server",
+                self.limited_reasons.join("; ")
+            );
+        }
         s
     }
+}
+
+/// Share of the loadgen threads' time busy (not counting the pacer's spin) past which a run
+/// counts as loadgen-limited.
+pub const BUSY_LIMIT: f64 = 0.9;
+
+/// Why a run's figures may describe the loadgen rather than the server; empty if none.
+///
+/// - the achieved rate fell short of the asked one by more than 5 % (or three standard
+///   deviations of a Poisson count, for short runs);
+/// - the loadgen's own lateness (send lag less queueing behind the connection's earlier
+///   messages) has a p99 over 20 % of the latency p99 and over 25 µs: latency from the
+///   intended time includes it;
+/// - the loadgen's threads were more than 90 % busy.
+pub fn limited_reasons(r: &Report) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Some(rate) = r.rate {
+        let expected = rate * r.elapsed_s;
+        let slack = 0.05f64.max(3.0 / expected.max(1.0).sqrt());
+        if (r.messages as f64) < expected * (1.0 - slack) {
+            why.push(format!(
+                "achieved {:.0} msg/s, {:.0}% of the {rate} asked",
+                r.msgs_per_s,
+                100.0 * r.msgs_per_s / rate
+            ));
+        }
+        let (lag, lat) = (r.loadgen_late_us.p99, r.latency_us.p99);
+        if lag > 25 && lag as f64 > 0.2 * lat as f64 {
+            why.push(format!(
+                "the loadgen's send lag p99 {lag} µs is {:.0}% of the latency p99 ({lat} µs)",
+                100.0 * lag as f64 / lat.max(1) as f64
+            ));
+        }
+    }
+    if r.loadgen_cpu.utilisation > BUSY_LIMIT {
+        why.push(format!(
+            "its threads were {:.0}% busy",
+            100.0 * r.loadgen_cpu.utilisation
+        ));
+    }
+    why
 }
 
 /// Writes `h` (µs) in HdrHistogram's percentile-distribution format, values in milliseconds
@@ -403,6 +545,7 @@ fn add_counts(m: &mut Report, r: &Report) {
     m.closes.fin += r.closes.fin;
     m.closes.rst += r.closes.rst;
     m.closes.server += r.closes.server;
+    m.closes.rst_unread += r.closes.rst_unread;
     m.mismatches += r.mismatches;
     for (k, v) in &r.errors {
         *m.errors.entry(k.clone()).or_default() += v;
@@ -459,6 +602,7 @@ mod tests {
                     fin: 3,
                     rst: 1,
                     server: 0,
+                    rst_unread: 0,
                 },
                 ..Report::default()
             };
@@ -473,7 +617,8 @@ mod tests {
             Closes {
                 fin: 6,
                 rst: 2,
-                server: 0
+                server: 0,
+                rst_unread: 0,
             }
         );
         assert_eq!(m.elapsed_s, 2.0);

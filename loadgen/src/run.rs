@@ -1,20 +1,36 @@
-//! The load engine: threads, each a current-thread runtime driving its share of connection
-//! slots; each slot connects, echoes verified messages, closes with FIN or RST, and (with
-//! churn) reconnects. Each thread keeps its own histograms and counts, merged at the end.
+//! The load engine, in strict phases:
+//!
+//! 1. **Connect**: every thread opens its share of connections, paced at `--connect-rate`;
+//!    each connect is timed from its own start, so connect latency is the server's and the
+//!    network's, not the loadgen's own queue. A connect completes from the server's accept
+//!    queue, before the server has accepted it, so each connection then echoes one probe
+//!    message (sequence number [`PROBE_SEQ`], verified, never measured): a connection is
+//!    up once the server has served it.
+//! 2. **Barrier**: once every thread's connections are up, all threads agree on one start
+//!    (no earlier than `--start-at`). Nothing before it lands in a message histogram.
+//! 3. **Warm-up**, then the **measured window**: the open-loop clock starts at the barrier,
+//!    and only echoes completing inside the window are recorded.
+//!
+//! Each connection runs a writer and a reader over one socket: up to `--pipeline` messages
+//! in flight, every echoed byte verified in order, each message timed three ways (intended,
+//! sent, echoed). Each thread keeps its own histograms and counts, merged at the end.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Notify;
 
+use crate::pace::{Arrivals, Pacer, Schedule};
 use crate::payload::Payload;
 
 /// Highest latency the histograms hold, in µs (a minute); larger values are clamped.
@@ -25,7 +41,26 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static bounds are valid")
 }
 
-/// What every slot of every thread follows; shared read-only across threads.
+/// The sequence number of the probe each connection echoes before the barrier.
+pub const PROBE_SEQ: u64 = u64::MAX;
+
+/// The run's clock, fixed by the barrier once every connection is up.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// When the load began (the barrier, or `--start-at` if later).
+    pub begin: Instant,
+    /// Echoes completing from here on are measured (after the warm-up).
+    pub measure_from: Instant,
+    /// Time-bound runs stop sending here.
+    pub end: Option<Instant>,
+    /// How long the connect phase took, to the barrier.
+    pub connect_s: f64,
+    /// How far past `--start-at` the barrier fell (0 if before, or no `--start-at`).
+    pub start_late_s: f64,
+}
+
+/// What every slot of every thread follows; shared read-only across threads, except the
+/// barrier, the clock it sets and the close tickets.
 #[derive(Debug)]
 pub struct Plan {
     /// Server address.
@@ -38,20 +73,36 @@ pub struct Plan {
     pub churn: Option<u64>,
     /// Share of closes made with SO_LINGER=0.
     pub rst_share: f64,
-    /// Open-loop: seconds between two sends of the whole run.
-    pub interval_s: Option<f64>,
+    /// Open loop: messages per second across the run.
+    pub rate: Option<f64>,
+    /// Open loop: how sends are spaced.
+    pub arrivals: Arrivals,
+    /// Messages in flight per connection at most.
+    pub pipeline: u32,
     /// Connection slots in the whole run.
     pub connections: u32,
+    /// Loadgen threads (the barrier's party).
+    pub threads: usize,
+    /// Connects per second in the connect phase, across all threads.
+    pub connect_rate: f64,
     /// Longest a connect or an echo may take.
     pub io_timeout: Duration,
     /// Local addresses to connect from, by slot; empty: the kernel chooses.
     pub source_addrs: Vec<IpAddr>,
-    /// When the first message may go.
-    pub start: Instant,
-    /// Messages completing from here on are measured.
-    pub measure_from: Instant,
-    /// Time-bound runs stop sending here.
-    pub end: Option<Instant>,
+    /// Unmeasured load after the barrier.
+    pub warmup: Duration,
+    /// Measured window in a time-bound run.
+    pub measure_for: Option<Duration>,
+    /// Wall-clock time the load may begin at, at the earliest.
+    pub start_at: Option<SystemTime>,
+    /// Seed of the open-loop schedules.
+    pub seed: u64,
+    /// When the connect phase began.
+    pub connect_from: Instant,
+    /// Every thread waits here twice: once all are connected, and once the clock is set.
+    pub barrier: Barrier,
+    /// Set by the barrier's leader.
+    pub clock: OnceLock<Clock>,
     /// Closes taken so far across all threads: the n-th close is an RST exactly when the
     /// share's running total rounds up at n, so the RST count is round(share × closes).
     pub close_tickets: AtomicU64,
@@ -65,36 +116,51 @@ impl Plan {
         ((n + 1.0) * share + 0.5).floor() > (n * share + 0.5).floor()
     }
 
-    /// When slot `slot` should send its `seq`-th message in an open-loop run.
-    fn intended(&self, slot: u32, seq: u64) -> Option<Instant> {
-        let interval = self.interval_s?;
-        let k = seq as f64 * self.connections as f64 + slot as f64;
-        Some(self.start + Duration::from_secs_f64(k * interval))
+    /// Fixes the clock; called by the barrier's leader once every connection is up.
+    ///
+    /// The load begins a settling time after the barrier: each thread then starts one task
+    /// per connection, and those first polls (about 2 µs each) must be over before the first
+    /// message is due, or they would delay it.
+    fn set_clock(&self) {
+        let now = Instant::now();
+        let per_thread = self.connections as u64 / self.threads.max(1) as u64;
+        let settle = Duration::from_millis(10) + Duration::from_micros(8 * per_thread);
+        let mut begin = now + settle;
+        let mut start_late_s = 0.0;
+        if let Some(at) = self.start_at {
+            match at.duration_since(SystemTime::now()) {
+                Ok(wait) => begin = begin.max(now + wait),
+                Err(late) => start_late_s = late.duration().as_secs_f64(),
+            }
+        }
+        let measure_from = begin + self.warmup;
+        let _ = self.clock.set(Clock {
+            begin,
+            measure_from,
+            end: self.measure_for.map(|d| measure_from + d),
+            connect_s: now.duration_since(self.connect_from).as_secs_f64(),
+            start_late_s,
+        });
     }
 
-    /// Whether a message completing at `now` counts: in time-bound runs, inside the window
-    /// after the warm-up; in message-bound runs, every message.
-    fn measured(&self, now: Instant) -> bool {
-        match self.end {
-            Some(end) => now >= self.measure_from && now < end,
-            None => true,
-        }
-    }
-
-    fn slot_done(&self, sent: u64) -> bool {
-        match (self.messages, self.end) {
-            (Some(n), _) => sent >= n,
-            (None, Some(end)) => Instant::now() >= end,
-            (None, None) => true,
-        }
+    fn clock(&self) -> Clock {
+        *self.clock.get().expect("the clock is set at the barrier")
     }
 }
 
 /// One thread's results, merged into the run's report.
 #[derive(Debug, Clone)]
 pub struct Tally {
-    /// Round-trip latency of measured messages, µs.
+    /// Latency of measured messages from their intended send (open loop) or their send
+    /// (closed loop) to the echo, µs.
     pub latency: Histogram<u64>,
+    /// Service time: from the send to the echo, µs.
+    pub service: Histogram<u64>,
+    /// Send lag: from the intended send time to the send, µs (open loop).
+    pub send_lag: Histogram<u64>,
+    /// The loadgen's own lateness: from when a message could go (its time had come and the
+    /// connection's pipeline had room) to the send, µs (open loop).
+    pub late: Histogram<u64>,
     /// Connect latency, µs.
     pub connect: Histogram<u64>,
     /// Measured messages.
@@ -103,8 +169,10 @@ pub struct Tally {
     pub bytes: u64,
     /// Connections we closed with FIN.
     pub fin: u64,
-    /// Connections we closed with RST.
+    /// Connections we closed with RST: the share's, and FINs that unread bytes turned into RST.
     pub rst: u64,
+    /// Of `rst`, closes meant as FIN that went out as RST because bytes were unread.
+    pub rst_unread: u64,
     /// Connections the server closed (EOF or reset) while we expected an echo.
     pub server_closed: u64,
     /// Echoed bytes that differed from what was sent.
@@ -115,22 +183,29 @@ pub struct Tally {
     pub sent: u64,
     /// Connections open now.
     pub open: u64,
+    /// Seconds the pacer spun towards deadlines inside the measured window.
+    pub spin_s: f64,
 }
 
 impl Default for Tally {
     fn default() -> Self {
         Tally {
             latency: new_histogram(),
+            service: new_histogram(),
+            send_lag: new_histogram(),
+            late: new_histogram(),
             connect: new_histogram(),
             messages: 0,
             bytes: 0,
             fin: 0,
             rst: 0,
+            rst_unread: 0,
             server_closed: 0,
             mismatches: 0,
             errors: BTreeMap::new(),
             sent: 0,
             open: 0,
+            spin_s: 0.0,
         }
     }
 }
@@ -139,15 +214,20 @@ impl Tally {
     /// Adds another thread's results.
     pub fn merge(&mut self, o: &Tally) {
         self.latency.add(&o.latency).expect("same bounds");
+        self.service.add(&o.service).expect("same bounds");
+        self.send_lag.add(&o.send_lag).expect("same bounds");
+        self.late.add(&o.late).expect("same bounds");
         self.connect.add(&o.connect).expect("same bounds");
         self.messages += o.messages;
         self.bytes += o.bytes;
         self.fin += o.fin;
         self.rst += o.rst;
+        self.rst_unread += o.rst_unread;
         self.server_closed += o.server_closed;
         self.mismatches += o.mismatches;
         self.sent += o.sent;
         self.open += o.open;
+        self.spin_s += o.spin_s;
         for (k, v) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += v;
         }
@@ -203,7 +283,7 @@ async fn connect(plan: &Plan, slot: u32) -> io::Result<TcpStream> {
         // Pick the port at connect time, per destination, not at bind time per source
         // address: otherwise every bound socket reserves a port of its own.
         socket2::SockRef::from(&socket).set_reuse_address(true)?;
-        set_bind_address_no_port(&socket)?;
+        crate::sys::set_bind_address_no_port(socket.as_raw_fd())?;
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let stream = tokio::time::timeout(plan.io_timeout, socket.connect(plan.addr))
@@ -213,126 +293,366 @@ async fn connect(plan: &Plan, slot: u32) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-fn set_bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads an int from a pointer that is valid for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// When a slot's current echo began, if one is under way; the thread's watchdog aborts a
-/// slot whose echo takes longer than the I/O timeout (one check per slot a few times a
-/// second, instead of a timer armed and disarmed for every message).
-type BusySince = Rc<Cell<Option<Instant>>>;
-
-/// Drives one connection slot for the whole run.
-async fn run_slot(slot: u32, plan: Arc<Plan>, tally: Rc<RefCell<Tally>>, busy: BusySince) {
-    let mut payload = Payload::new(slot as u64, plan.payload);
-    let mut echo = vec![0u8; plan.payload];
-    let mut sent = 0u64;
-    // Every thread starts its slots together, once all threads are up.
-    tokio::time::sleep_until(plan.start.into()).await;
-    while !plan.slot_done(sent) {
-        let began = Instant::now();
-        let mut stream = match connect(&plan, slot).await {
-            Ok(s) => s,
-            Err(e) => {
-                tally.borrow_mut().error(connect_error_label(&e));
-                return;
-            }
-        };
-        {
+/// Connects, timing the connect from its own start into the connect histogram.
+async fn timed_connect(plan: &Plan, slot: u32, tally: &RefCell<Tally>) -> Option<TcpStream> {
+    let began = Instant::now();
+    match connect(plan, slot).await {
+        Ok(s) => {
             let mut t = tally.borrow_mut();
             t.connect
                 .saturating_record(began.elapsed().as_micros() as u64);
             t.open += 1;
+            Some(s)
         }
-        let mut on_this_conn = 0u64;
-        let ending = loop {
-            if plan.slot_done(sent) || plan.churn.is_some_and(|k| on_this_conn >= k) {
-                break Ending::Ours;
-            }
-            // Open loop: a message due while its connection still awaited the previous echo is
-            // timed from when it was due (coordinated omission: the server held it up); one
-            // sent on schedule is timed from when it left, so the timer's 1 ms granularity is
-            // not counted as server latency.
-            let t_send = match plan.intended(slot, sent) {
-                Some(at) if Instant::now() >= at => at,
-                Some(at) => {
-                    tokio::time::sleep_until(at.into()).await;
-                    Instant::now()
-                }
-                None => Instant::now(),
-            };
-            let msg = payload.stamp(sent);
-            busy.set(Some(Instant::now()));
-            let result = async {
-                stream.write_all(msg).await?;
-                stream.read_exact(&mut echo).await?;
-                // The server sends only what we sent, and we have read all of it: the socket
-                // stays empty until our next message. Drop tokio's read readiness now instead
-                // of learning it from a read that fails with EAGAIN: one syscall less per
-                // message. (A reset still wakes us: it raises a new readiness event.)
-                let _ = stream.try_io(Interest::READABLE, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
-                Ok::<(), io::Error>(())
-            }
-            .await;
-            busy.set(None);
-            sent += 1;
-            on_this_conn += 1;
-            let mut t = tally.borrow_mut();
-            t.sent += 1;
-            match result {
-                Ok(()) => {}
-                Err(e) if is_peer_close(&e) => {
-                    t.server_closed += 1;
-                    break Ending::Server;
-                }
-                Err(e) => {
-                    t.error(error_label(&e));
-                    break Ending::Failed;
-                }
-            }
-            t.mismatches += payload.mismatches(&echo);
-            let now = Instant::now();
-            if plan.measured(now) {
-                t.latency
-                    .saturating_record(now.duration_since(t_send).as_micros() as u64);
-                t.messages += 1;
-                t.bytes += plan.payload as u64;
-            }
-        };
-        let mut t = tally.borrow_mut();
-        t.open -= 1;
-        if let Ending::Ours = ending {
-            if plan.next_close_is_rst() {
-                match socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
-                    Ok(()) => t.rst += 1,
-                    Err(e) => t.error(error_label(&e)),
-                }
-            } else {
-                t.fin += 1;
-            }
-        }
-        drop(stream);
-        if !matches!(ending, Ending::Ours) {
-            return;
+        Err(e) => {
+            tally.borrow_mut().error(connect_error_label(&e));
+            None
         }
     }
+}
+
+/// When the oldest echo a slot awaits was sent, if any; the thread's watchdog aborts a slot
+/// whose echo takes longer than the I/O timeout (one check per slot a few times a second,
+/// instead of a timer armed and disarmed for every message).
+type BusySince = Rc<Cell<Option<Instant>>>;
+
+/// A message in flight: its sequence number, when it was due, when it could first go (due,
+/// and the pipeline had room) and when it left.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    seq: u64,
+    intended: Option<Instant>,
+    ready: Instant,
+    sent: Instant,
+}
+
+/// What one connection slot carries across its connections (churn reconnects).
+struct Slot {
+    id: u32,
+    plan: Arc<Plan>,
+    clock: Clock,
+    tally: Rc<RefCell<Tally>>,
+    busy: BusySince,
+    pacer: Option<Rc<Pacer>>,
+    schedule: RefCell<Option<Schedule>>,
+    /// The slot's notifier for the pacer.
+    wake: Rc<Notify>,
+    /// Messages sent on this slot so far, across its connections.
+    sent: u64,
+}
+
+impl Slot {
+    fn done(&self) -> bool {
+        match (self.plan.messages, self.clock.end) {
+            (Some(n), _) => self.sent >= n,
+            (None, Some(end)) => Instant::now() >= end,
+            (None, None) => true,
+        }
+    }
+
+    fn measured(&self, now: Instant) -> bool {
+        match self.clock.end {
+            Some(end) => now >= self.clock.measure_from && now < end,
+            None => true,
+        }
+    }
+
+    /// Drives the slot from its first (already open) connection to its end.
+    async fn run(mut self, mut stream: TcpStream) {
+        if self.pacer.is_none() {
+            tokio::time::sleep_until(self.clock.begin.into()).await;
+        }
+        loop {
+            let ending = self.converse(&stream).await;
+            {
+                let mut t = self.tally.borrow_mut();
+                t.open -= 1;
+                if let Ending::Ours = ending {
+                    self.close(&stream, &mut t);
+                }
+            }
+            drop(stream);
+            if !matches!(ending, Ending::Ours) || self.done() {
+                return;
+            }
+            // Churn: the next connection. Its connect is timed into the connect histogram.
+            stream = match timed_connect(&self.plan, self.id, &self.tally).await {
+                Some(s) => s,
+                None => return,
+            };
+        }
+    }
+
+    /// Closes with RST (SO_LINGER=0) or FIN as the share says, counting what goes on the
+    /// wire: a FIN close with unread bytes in the receive buffer is sent as an RST.
+    fn close(&self, stream: &TcpStream, t: &mut Tally) {
+        if self.plan.next_close_is_rst() {
+            match socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO)) {
+                Ok(()) => t.rst += 1,
+                Err(e) => t.error(error_label(&e)),
+            }
+        } else {
+            match crate::sys::unread_bytes(stream.as_raw_fd()) {
+                Ok(0) => t.fin += 1,
+                Ok(extra) => {
+                    // Bytes the server sent beyond every echo: not ours, so corrupt.
+                    t.mismatches += extra as u64;
+                    t.rst += 1;
+                    t.rst_unread += 1;
+                }
+                Err(e) => t.error(error_label(&e)),
+            }
+        }
+    }
+
+    /// Echoes on one connection until the slot is done, churn replaces it, or it fails.
+    async fn converse(&mut self, stream: &TcpStream) -> Ending {
+        let opened = Instant::now();
+        let quota = self.plan.churn;
+        let pipeline = self.plan.pipeline as usize;
+        let inflight: RefCell<VecDeque<InFlight>> = RefCell::new(VecDeque::with_capacity(pipeline));
+        let (credit, queued) = (Notify::new(), Notify::new());
+        let (stop, writer_done) = (Cell::new(false), Cell::new(false));
+        // When the reader last freed a pipeline slot.
+        let freed = Cell::new(opened);
+        let payload = Payload::new(self.id as u64, self.plan.payload);
+        let verify = payload.clone();
+        let this = &*self;
+        let sent = Cell::new(this.sent);
+
+        let writer = async {
+            let mut payload = payload;
+            let mut batch = Vec::with_capacity(pipeline * this.plan.payload);
+            let mut on_conn = 0u64;
+            let res = loop {
+                let done = match (this.plan.messages, this.clock.end) {
+                    (Some(n), _) => sent.get() >= n,
+                    (None, Some(end)) => Instant::now() >= end,
+                    (None, None) => true,
+                };
+                if stop.get() || done || quota.is_some_and(|k| on_conn >= k) {
+                    break Ok(());
+                }
+                // Open loop: wait for the message's time. One due while the connection was
+                // being (re)opened counts from when it could first be sent.
+                let intended = match (&this.pacer, this.schedule_take()) {
+                    (Some(p), Some(at)) => {
+                        let at = at.max(opened);
+                        p.until(at, &this.wake).await;
+                        Some(at)
+                    }
+                    _ => None,
+                };
+                let mut waited = false;
+                while inflight.borrow().len() >= pipeline && !stop.get() {
+                    credit.notified().await;
+                    waited = true;
+                }
+                if stop.get() {
+                    break Ok(());
+                }
+                let ready = match (intended, waited) {
+                    (Some(at), true) => at.max(freed.get()),
+                    (Some(at), false) => at,
+                    (None, _) => Instant::now(),
+                };
+                // Closed loop fills the window in one write; open loop sends each message at
+                // its own time.
+                let room = pipeline - inflight.borrow().len();
+                let mut n = if intended.is_some() { 1 } else { room as u64 };
+                if let Some(limit) = this.plan.messages {
+                    n = n.min(limit - sent.get());
+                }
+                if let Some(k) = quota {
+                    n = n.min(k - on_conn);
+                }
+                let now = Instant::now();
+                batch.clear();
+                {
+                    let mut q = inflight.borrow_mut();
+                    if q.is_empty() {
+                        this.busy.set(Some(now));
+                    }
+                    for _ in 0..n {
+                        let seq = sent.get();
+                        q.push_back(InFlight {
+                            seq,
+                            intended,
+                            ready,
+                            sent: now,
+                        });
+                        batch.extend_from_slice(payload.stamp(seq));
+                        sent.set(seq + 1);
+                    }
+                }
+                queued.notify_one();
+                on_conn += n;
+                this.tally.borrow_mut().sent += n;
+                if let Err(e) = write_all(stream, &batch).await {
+                    break Err(e);
+                }
+            };
+            writer_done.set(true);
+            queued.notify_one();
+            if res.is_err() {
+                stop.set(true);
+            }
+            res
+        };
+
+        let reader = async {
+            let size = this.plan.payload;
+            // Room for every echo in flight (bounded), so one read takes all that arrived.
+            let mut buf = vec![0u8; (size * pipeline).clamp(size, (256 << 10).max(size))];
+            let mut have = 0usize;
+            loop {
+                let waiting = loop {
+                    if !inflight.borrow().is_empty() {
+                        break true;
+                    }
+                    if writer_done.get() || stop.get() {
+                        break false;
+                    }
+                    queued.notified().await;
+                };
+                if !waiting {
+                    // Bytes beyond every echo we were owed: the server sent what we never did.
+                    this.tally.borrow_mut().mismatches += have as u64;
+                    return Ok(());
+                }
+                match read_some(stream, &mut buf[have..]).await {
+                    Ok(n) => have += n,
+                    Err(e) => {
+                        stop.set(true);
+                        credit.notify_one();
+                        return Err(e);
+                    }
+                }
+                let now = Instant::now();
+                let mut used = 0;
+                let mut t = this.tally.borrow_mut();
+                while have - used >= size {
+                    let Some(front) = inflight.borrow_mut().pop_front() else {
+                        break;
+                    };
+                    t.mismatches += verify.mismatches_at(front.seq, &buf[used..used + size]);
+                    used += size;
+                    if this.measured(now) {
+                        let us = |d: Duration| d.as_micros() as u64;
+                        let from = front.intended.unwrap_or(front.sent);
+                        t.latency.saturating_record(us(now.duration_since(from)));
+                        t.service
+                            .saturating_record(us(now.duration_since(front.sent)));
+                        if let Some(i) = front.intended {
+                            t.send_lag
+                                .saturating_record(us(front.sent.saturating_duration_since(i)));
+                            t.late.saturating_record(us(front
+                                .sent
+                                .saturating_duration_since(front.ready)));
+                        }
+                        t.messages += 1;
+                        t.bytes += size as u64;
+                    }
+                }
+                drop(t);
+                buf.copy_within(used..have, 0);
+                have -= used;
+                if used > 0 {
+                    let q = inflight.borrow();
+                    this.busy.set(q.front().map(|f| f.sent));
+                    if q.is_empty() && have == 0 {
+                        // Nothing more is due back: the socket stays empty until the next
+                        // send. Drop tokio's read readiness now instead of learning it from a
+                        // read that fails with EAGAIN: one syscall less per message. (A reset
+                        // still wakes us: it raises a new readiness event.)
+                        let _ = stream.try_io(Interest::READABLE, || {
+                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                        });
+                    }
+                    drop(q);
+                    freed.set(now);
+                    credit.notify_one();
+                }
+            }
+        };
+
+        let (w, r) = tokio::join!(writer, reader);
+        self.sent = sent.get();
+        self.busy.set(None);
+        match r.and(w) {
+            Ok(()) => Ending::Ours,
+            Err(e) if is_peer_close(&e) => {
+                self.tally.borrow_mut().server_closed += 1;
+                Ending::Server
+            }
+            Err(e) => {
+                self.tally.borrow_mut().error(error_label(&e));
+                Ending::Failed
+            }
+        }
+    }
+
+    /// The next open-loop send time, if the run is open loop.
+    fn schedule_take(&self) -> Option<Instant> {
+        self.schedule.borrow_mut().as_mut().map(Schedule::take)
+    }
+}
+
+/// Echoes the probe on a new connection; returns the mismatched bytes.
+async fn probe(plan: &Plan, slot: u32, stream: &TcpStream) -> io::Result<u64> {
+    let mut payload = Payload::new(slot as u64, plan.payload);
+    let mut echo = vec![0u8; plan.payload];
+    let exchange = async {
+        write_all(stream, payload.stamp(PROBE_SEQ)).await?;
+        read_exact(stream, &mut echo).await
+    };
+    tokio::time::timeout(plan.io_timeout, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "probe echo timed out"))??;
+    Ok(payload.mismatches_at(PROBE_SEQ, &echo))
+}
+
+/// Writes all of `buf` through tokio's readiness, without `&mut` (the reader shares the
+/// stream).
+async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what has arrived (at least one byte) into `buf`; EOF is `UnexpectedEof`.
+async fn read_some(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; EOF first is `UnexpectedEof`.
+async fn read_exact(stream: &TcpStream, buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        stream.readable().await?;
+        match stream.try_read(&mut buf[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// EOF before the whole echo arrived, or a reset: the server ended the connection.
@@ -343,20 +663,62 @@ fn is_peer_close(e: &io::Error) -> bool {
     )
 }
 
-/// Runs `slots` on the calling thread's own runtime and returns their tally.
-pub fn run_thread(slots: Vec<u32>, plan: Arc<Plan>, progress: Arc<Progress>) -> io::Result<Tally> {
+/// Runs `slots` on the calling thread's own runtime, in the plan's phases, and returns their
+/// tally. Always reaches the barrier (twice), so one thread's failure cannot hang the rest.
+pub fn run_thread(
+    thread: usize,
+    slots: Vec<u32>,
+    plan: Arc<Plan>,
+    progress: Arc<Progress>,
+) -> io::Result<Tally> {
+    crate::sys::tighten_timer_slack();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    let local = tokio::task::LocalSet::new();
+        .build();
     let tally = Rc::new(RefCell::new(Tally::default()));
+    let local = tokio::task::LocalSet::new();
+    let streams = match &rt {
+        Ok(rt) => local.block_on(rt, connect_phase(thread, &slots, &plan, &tally)),
+        Err(_) => Vec::new(),
+    };
+    if plan.barrier.wait().is_leader() {
+        plan.set_clock();
+    }
+    plan.barrier.wait();
+    let rt = rt?;
+    let clock = plan.clock();
+    let pacer = plan.rate.map(|_| Pacer::new());
+    if let Some(p) = &pacer {
+        p.count_spin_within(clock.measure_from, clock.end);
+    }
     local.block_on(&rt, async {
         let mut tasks = tokio::task::JoinSet::new();
-        let mut watched = Vec::with_capacity(slots.len());
-        for slot in slots {
+        let pacer_task = pacer.clone().map(|p| tokio::task::spawn_local(p.run()));
+        let mut watched = Vec::with_capacity(streams.len());
+        for (id, stream) in streams {
             let busy = BusySince::default();
-            let abort =
-                tasks.spawn_local(run_slot(slot, plan.clone(), tally.clone(), busy.clone()));
+            let schedule = plan.rate.map(|rate| {
+                Schedule::new(
+                    clock.begin,
+                    rate,
+                    plan.connections,
+                    id,
+                    plan.arrivals,
+                    plan.seed,
+                )
+            });
+            let slot = Slot {
+                id,
+                plan: plan.clone(),
+                clock,
+                tally: tally.clone(),
+                busy: busy.clone(),
+                pacer: pacer.clone(),
+                schedule: RefCell::new(schedule),
+                wake: Rc::new(Notify::new()),
+                sent: 0,
+            };
+            let abort = tasks.spawn_local(slot.run(stream));
             watched.push((busy, abort));
         }
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -381,11 +743,60 @@ pub fn run_thread(slots: Vec<u32>, plan: Arc<Plan>, progress: Arc<Progress>) -> 
                 }
             }
         }
+        if let Some(t) = pacer_task {
+            t.abort();
+        }
     });
-    let t = tally.borrow().clone();
+    let mut t = tally.borrow().clone();
+    t.spin_s = pacer.map_or(0.0, |p| p.spin_s());
     progress.sent.store(t.sent, Ordering::Relaxed);
     progress.open.store(0, Ordering::Relaxed);
     Ok(t)
+}
+
+/// Opens this thread's connections, paced: thread `thread` of `n` starts its k-th connect at
+/// `(k × n + thread) / connect_rate`, so the threads interleave into one even stream.
+async fn connect_phase(
+    thread: usize,
+    slots: &[u32],
+    plan: &Arc<Plan>,
+    tally: &Rc<RefCell<Tally>>,
+) -> Vec<(u32, TcpStream)> {
+    let threads = plan.threads;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (k, &slot) in slots.iter().enumerate() {
+        let at = plan.connect_from
+            + Duration::from_secs_f64((k * threads + thread) as f64 / plan.connect_rate);
+        let (plan, tally) = (plan.clone(), tally.clone());
+        tasks.spawn_local(async move {
+            tokio::time::sleep_until(at.into()).await;
+            let stream = timed_connect(&plan, slot, &tally).await?;
+            match probe(&plan, slot, &stream).await {
+                Ok(0) => Some((slot, stream)),
+                Ok(bad) => {
+                    let mut t = tally.borrow_mut();
+                    t.mismatches += bad;
+                    t.error("probe_mismatch");
+                    t.open -= 1;
+                    None
+                }
+                Err(e) => {
+                    let mut t = tally.borrow_mut();
+                    t.error(format!("probe_{}", error_label(&e)));
+                    t.open -= 1;
+                    None
+                }
+            }
+        });
+    }
+    let mut out = Vec::with_capacity(slots.len());
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Some(s)) = r {
+            out.push(s);
+        }
+    }
+    out.sort_by_key(|(slot, _)| *slot);
+    out
 }
 
 #[cfg(test)]
@@ -393,20 +804,27 @@ mod tests {
     use super::*;
 
     fn plan(share: f64) -> Plan {
-        let now = Instant::now();
         Plan {
             addr: "127.0.0.1:1".parse().unwrap(),
             payload: 16,
             messages: Some(1),
             churn: None,
             rst_share: share,
-            interval_s: None,
+            rate: None,
+            arrivals: Arrivals::Poisson,
+            pipeline: 1,
             connections: 1,
+            threads: 1,
+            connect_rate: 1000.0,
             io_timeout: Duration::from_secs(1),
             source_addrs: vec![],
-            start: now,
-            measure_from: now,
-            end: None,
+            warmup: Duration::ZERO,
+            measure_for: None,
+            start_at: None,
+            seed: 1,
+            connect_from: Instant::now(),
+            barrier: Barrier::new(1),
+            clock: OnceLock::new(),
             close_tickets: AtomicU64::new(0),
         }
     }
@@ -427,13 +845,25 @@ mod tests {
     }
 
     #[test]
-    fn open_loop_schedule_spreads_slots() {
+    fn the_clock_starts_at_the_barrier_or_at_start_at() {
         let mut p = plan(0.0);
-        p.connections = 4;
-        p.interval_s = Some(0.001);
-        let t = |slot, seq| p.intended(slot, seq).unwrap().duration_since(p.start);
-        assert_eq!(t(0, 0), Duration::ZERO);
-        assert_eq!(t(1, 0), Duration::from_millis(1));
-        assert_eq!(t(0, 1), Duration::from_millis(4));
+        p.warmup = Duration::from_secs(2);
+        p.measure_for = Some(Duration::from_secs(3));
+        p.set_clock();
+        let c = p.clock();
+        assert_eq!(c.measure_from - c.begin, Duration::from_secs(2));
+        assert_eq!(c.end.unwrap() - c.measure_from, Duration::from_secs(3));
+        assert_eq!(c.start_late_s, 0.0);
+
+        let mut p = plan(0.0);
+        p.start_at = Some(SystemTime::now() + Duration::from_millis(500));
+        p.set_clock();
+        let wait = p.clock().begin.saturating_duration_since(Instant::now());
+        assert!(wait > Duration::from_millis(300), "{wait:?}");
+
+        let mut p = plan(0.0);
+        p.start_at = Some(SystemTime::now() - Duration::from_secs(2));
+        p.set_clock();
+        assert!(p.clock().start_late_s >= 2.0);
     }
 }

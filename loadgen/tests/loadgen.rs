@@ -217,6 +217,12 @@ type Peers = std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>;
 /// A thread-per-connection echo server in test code that records its peers' addresses and,
 /// with `flip_every`, flips one bit of every n-th byte it echoes.
 fn std_echo_server(flip_every: Option<usize>) -> (SocketAddr, Peers) {
+    misbehaving_echo_server(flip_every, 0)
+}
+
+/// As [`std_echo_server`], and with `extra` > 0 it sends that many bytes more than it
+/// received with every echo.
+fn misbehaving_echo_server(flip_every: Option<usize>, extra: usize) -> (SocketAddr, Peers) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let peers = Peers::default();
@@ -240,7 +246,9 @@ fn std_echo_server(flip_every: Option<usize>) -> (SocketAddr, Peers) {
                         }
                     }
                     total += n;
-                    if s.write_all(&buf[..n]).is_err() {
+                    let mut out = buf[..n].to_vec();
+                    out.extend(std::iter::repeat(b'!').take(extra));
+                    if s.write_all(&out).is_err() {
                         return;
                     }
                 }
@@ -382,5 +390,166 @@ fn ten_thousand_concurrent_connections() {
     assert_eq!(v["mismatches"], 0);
     assert!(v["messages"].as_u64().unwrap() > 10_000);
     std::fs::remove_dir_all(&dir).unwrap();
+    srv.shutdown().unwrap();
+}
+
+fn pipelined_echo_is_verified_and_counted_exactly(backend: Backend) {
+    let srv = server(backend);
+    let before = srv.stats().snapshot();
+    let out = load(&[
+        "--addr",
+        &srv.local_addr().to_string(),
+        "--connections",
+        "40",
+        "--messages",
+        "300",
+        "--pipeline",
+        "16",
+        "--payload",
+        "100",
+        "--rst-share",
+        "0.25",
+        "--churn",
+        "100",
+        "--server-metrics",
+        &metrics_url(&srv),
+    ]);
+    let r = &out.report;
+    assert_eq!(r.messages, 12_000);
+    assert_eq!(r.mismatches, 0);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // 40 slots × 3 connections each.
+    assert_eq!((r.closes.fin, r.closes.rst), (90, 30));
+    assert_eq!(r.server_agrees, Some(true));
+    // Every byte sent came back: the measured messages and one probe per slot.
+    let s = srv
+        .stats()
+        .wait_until(std::time::Duration::from_secs(5), |s| {
+            s.bytes_echoed - before.bytes_echoed >= (12_000 + 40) * 100
+        })
+        .unwrap();
+    assert_eq!(s.bytes_echoed - before.bytes_echoed, (12_000 + 40) * 100);
+    assert_eq!(r.pipeline, 16);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn pipelined_echo_is_verified_and_counted_exactly_uring() {
+    pipelined_echo_is_verified_and_counted_exactly(Backend::Uring);
+}
+#[test]
+fn pipelined_echo_is_verified_and_counted_exactly_epoll() {
+    pipelined_echo_is_verified_and_counted_exactly(Backend::Epoll);
+}
+#[test]
+fn pipelined_echo_is_verified_and_counted_exactly_multishot() {
+    pipelined_echo_is_verified_and_counted_exactly(Backend::Multishot);
+}
+
+/// A server that sends more than it was sent leaves unread bytes at our close, which turns a
+/// FIN into an RST on the wire: counted as an RST (with the reason) and as corrupt bytes.
+#[test]
+fn unread_bytes_at_close_are_counted_as_the_rst_they_become() {
+    let (addr, _) = misbehaving_echo_server(None, 10);
+    let out = load(&[
+        "--addr",
+        &addr.to_string(),
+        "--connections",
+        "10",
+        "--messages",
+        "1",
+    ]);
+    let r = &out.report;
+    assert_eq!(
+        (r.closes.fin, r.closes.rst, r.closes.rst_unread),
+        (0, 10, 10)
+    );
+    assert!(r.mismatches >= 10, "extra bytes are not echoes: {r:?}");
+    assert!(!r.is_clean());
+    if let Some(k) = r.kernel {
+        assert!(k.out_rsts >= 10, "the kernel sent them as RSTs: {k:?}");
+    }
+}
+
+/// The connect phase never reaches message latency: a server that accepts slowly shows up in
+/// the connect phase only.
+#[test]
+fn slow_accepts_land_in_the_connect_phase_not_in_latency() {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(1).unwrap();
+    let l: TcpListener = socket.into();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+            // The next connection waits in the backlog (or for a SYN retry) meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    });
+    let out = load(&[
+        "--addr",
+        &addr.to_string(),
+        "--connections",
+        "6",
+        "--duration",
+        "1s",
+        "--rate",
+        "300",
+        "--threads",
+        "2",
+    ]);
+    let r = &out.report;
+    assert!(
+        r.phases.connect_s >= 1.0,
+        "6 accepts 250 ms apart: {:?}",
+        r.phases
+    );
+    // Nothing of that second and more shows in any message's latency.
+    assert!(r.messages > 100, "{r:?}");
+    assert!(
+        r.latency_us.max < 200_000,
+        "message latency {:?} includes the connect phase",
+        r.latency_us
+    );
+}
+
+/// A rate the loadgen cannot send is flagged, and --strict makes that an error.
+#[test]
+fn an_impossible_rate_is_flagged_loadgen_limited() {
+    let srv = server(Backend::Epoll);
+    let out = bin()
+        .args([
+            "--addr",
+            &srv.local_addr().to_string(),
+            "--connections",
+            "1",
+            "--duration",
+            "500ms",
+            "--rate",
+            "50000000",
+            "--strict",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("LOADGEN-LIMITED"), "{stdout}");
+    assert!(stdout.contains("% of the 50000000 asked"), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "--strict exits non-zero");
     srv.shutdown().unwrap();
 }
