@@ -50,6 +50,21 @@ pub enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The latency–load curve: open-loop runs at rising rates (the run flags apply to each
+    /// step) until the server or the loadgen saturates; a table, --json and --svg.
+    Sweep(SweepArgs),
+    /// Draws the latency–load curves of several sweeps (their --json files) into one SVG.
+    PlotSweep {
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The chart's title.
+        #[arg(long, default_value = "latency against offered load")]
+        title: String,
+        /// Sweep JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Draws latency percentile curves from .hgrm files (--hgrm) into one SVG.
     Plot {
         /// The SVG file to write.
@@ -62,6 +77,32 @@ pub enum Command {
         #[arg(required = true, value_parser = parse_curve)]
         hgrm: Vec<(String, PathBuf)>,
     },
+}
+
+/// A sweep: the run flags, and the rates to step through.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// The offered rates, listed (e.g. 5000,10000,20000) instead of --from/--to/--steps.
+    #[arg(long, value_delimiter = ',', value_parser = parse_rate)]
+    pub rates: Option<Vec<f64>>,
+    /// The lowest offered rate, msgs/s.
+    #[arg(long, default_value_t = 5000.0, value_parser = parse_rate)]
+    pub from: f64,
+    /// The highest offered rate, msgs/s.
+    #[arg(long, default_value_t = 200_000.0, value_parser = parse_rate)]
+    pub to: f64,
+    /// Steps from --from to --to, spaced geometrically.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub steps: u32,
+    /// The p99 latency that defines the knee.
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    pub p99_bound: Duration,
+    /// Draw the curve into this SVG.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// The run each step makes (its --rate is the step's).
+    #[command(flatten)]
+    pub run: RunConfig,
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

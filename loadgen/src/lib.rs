@@ -12,6 +12,7 @@ pub mod payload;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod sweep;
 pub mod sys;
 pub mod witness;
 
@@ -433,6 +434,8 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Some(Command::Plot { out, title, hgrm }) => plot::plot_hgrm(&out, &title, &hgrm)
             .map_err(|e| LoadError(format!("cannot plot: {e}")))
             .map(|_| true),
+        Some(Command::Sweep(s)) => sweep_cmd(&s),
+        Some(Command::PlotSweep { out, title, files }) => plot_sweeps(&out, &title, &files),
         None => load(&cli.run),
     };
     match result {
@@ -498,6 +501,55 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
         eprintln!("ringecho-loadgen: error: {}", why.join("; "));
     }
     Ok(r.is_clean() && !(cfg.strict && r.loadgen_limited))
+}
+
+fn sweep_cmd(s: &config::SweepArgs) -> Result<bool, LoadError> {
+    let rates = match &s.rates {
+        Some(list) => list.clone(),
+        None => sweep::rates(s.from, s.to, s.steps),
+    };
+    let result = sweep::run(&s.run, &rates, s.p99_bound, |st| {
+        eprintln!(
+            "ringecho-loadgen: sweep step {:.0} msg/s: achieved {:.0}, p99 {} µs{}",
+            st.rate,
+            st.achieved,
+            st.p99_us,
+            if st.loadgen_limited {
+                " (loadgen-limited)"
+            } else {
+                ""
+            }
+        );
+    })?;
+    print!("{}", result.table());
+    if let Some(p) = &s.run.json {
+        write_file(p, "JSON", |w| {
+            serde_json::to_writer_pretty(&mut *w, &result).map_err(std::io::Error::other)
+        })?;
+    }
+    if let Some(p) = &s.svg {
+        sweep::plot(
+            p,
+            &format!("latency–load: {}", result.label),
+            &[result.clone()],
+        )
+        .map_err(|e| LoadError(format!("cannot plot: {e}")))?;
+    }
+    Ok(result.steps.iter().all(|st| st.clean))
+}
+
+fn plot_sweeps(out: &Path, title: &str, files: &[std::path::PathBuf]) -> Result<bool, LoadError> {
+    let mut sweeps = Vec::with_capacity(files.len());
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| LoadError(format!("cannot read {}: {e}", f.display())))?;
+        sweeps.push(
+            serde_json::from_str::<sweep::Sweep>(&text)
+                .map_err(|e| LoadError(format!("{} is not a sweep: {e}", f.display())))?,
+        );
+    }
+    sweep::plot(out, title, &sweeps).map_err(|e| LoadError(format!("cannot plot: {e}")))?;
+    Ok(true)
 }
 
 fn compare(
