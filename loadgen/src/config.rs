@@ -52,7 +52,7 @@ pub enum Command {
     },
     /// The latency–load curve: open-loop runs at rising rates (the run flags apply to each
     /// step) until the server or the loadgen saturates; a table, --json and --svg.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Draws the latency–load curves of several sweeps (their --json files) into one SVG.
     PlotSweep {
         /// The SVG file to write.

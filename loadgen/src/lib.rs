@@ -531,7 +531,7 @@ fn sweep_cmd(s: &config::SweepArgs) -> Result<bool, LoadError> {
         sweep::plot(
             p,
             &format!("latency–load: {}", result.label),
-            &[result.clone()],
+            std::slice::from_ref(&result),
         )
         .map_err(|e| LoadError(format!("cannot plot: {e}")))?;
     }
