@@ -1,35 +1,45 @@
 #!/usr/bin/env bash
 # Every backend side by side on loopback, in one run: the same load against uring, epoll and
-# multishot, interleaved round by round (A B C A B C), server and loadgen pinned to different
-# cores, a warm-up excluded from the figures. Prints a table with ratios to epoll, writes every
-# run's JSON and a latency plot under results/, and fails loudly if a server dies, an echo is
-# corrupted or FIN/RST counts disagree.
+# multishot (and any echo server you bring with --server), interleaved round by round
+# (A B C A B C), server and loadgen pinned to different cores, a warm-up excluded from the
+# figures. Prints a table with ratios to epoll, writes every run's JSON, the latency and
+# latency-load plots and report.html under results/. A server that never listens, dies or
+# corrupts an echo gets a FAILED row and the run goes on; the script then exits 1.
 #
 #   scripts/compare.sh [--quick] [--scenarios a,b] [--backends uring,epoll,multishot]
-#                      [--rounds N] [--duration DUR] [--warmup DUR] [--out DIR] [--no-syscalls]
+#                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
+#                      [--warmup DUR] [--out DIR] [--no-syscalls]
 #
-# Scenarios: c100x64 c1000x64 c1000x4k c10kx64 churn rate idle10k (default: all, ~3 min).
+# --server: any echo server, started as COMMAND with {addr} (127.0.0.1:PORT) and {port}
+#   substituted, pinned like the built-in ones; measured from outside (/proc, the kernel).
+# --backends '' compares external servers alone.
+# Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k sweep
+# (default: all, ~5 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=${SCENARIOS:-c100x64,c1000x64,c1000x4k,c10kx64,churn,rate,idle10k}
+scenarios=${SCENARIOS:-c100x64,c1000x64,c1000x4k,c10kx64,c1000p16,churn,rate,idle10k,sweep}
 backends=${BACKENDS:-uring,epoll,multishot}
 rounds=${ROUNDS:-2}
 duration=${DURATION:-2s}
 warmup=${WARMUP:-700ms}
 syscalls=1
 out=""
+externals=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) scenarios=c100x64,churn; duration=1s; warmup=300ms; syscalls=0; shift ;;
+    --quick) scenarios=c100x64,churn,sweep; duration=1s; warmup=300ms; syscalls=0; quick=1; shift ;;
     --scenarios) scenarios=$2; shift 2 ;;
     --backends) backends=$2; shift 2 ;;
+    --server)
+      [[ "$2" == *=* ]] || { echo "compare.sh: --server takes NAME='COMMAND'" >&2; exit 2; }
+      externals+=("$2"); shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-syscalls) syscalls=0; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,15 +50,29 @@ scenario_flags() {
     c1000x64) echo "--connections 1000 --payload 64" ;;
     c1000x4k) echo "--connections 1000 --payload 4096" ;;
     c10kx64)  echo "--connections 10000 --payload 64" ;;
+    c1000p16) echo "--connections 1000 --payload 64 --pipeline 16" ;;
     churn)    echo "--connections 1000 --payload 64 --churn 100 --rst-share 0.25" ;;
     rate)     echo "--connections 1000 --payload 64 --rate 50000" ;;
     idle10k)  echo "--connections 10000 --payload 64 --rate 1000" ;;
+    sweep)    echo "--connections 1000 --payload 64" ;;
     *) echo "compare.sh: unknown scenario '$1'" >&2; return 1 ;;
   esac
 }
+quick=${quick:-0}
 IFS=, read -r -a scenario_list <<<"$scenarios"
-IFS=, read -r -a backend_list <<<"$backends"
+backend_list=()
+[ -n "$backends" ] && IFS=, read -r -a backend_list <<<"$backends"
 for s in "${scenario_list[@]}"; do scenario_flags "$s" >/dev/null; done
+# Servers in run order: built-in backends, then external ones by name.
+declare -A external_cmd=()
+servers=("${backend_list[@]}")
+for e in "${externals[@]}"; do
+  name=${e%%=*}
+  [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "compare.sh: server name '$name' must be letters, digits, . _ -" >&2; exit 2; }
+  external_cmd[$name]=${e#*=}
+  servers+=("$name")
+done
+[ ${#servers[@]} -gt 0 ] || { echo "compare.sh: nothing to compare (no --backends, no --server)" >&2; exit 2; }
 
 echo "compare.sh: building release binaries" >&2
 cargo build --release --quiet -p ringecho-server -p ringecho-loadgen
@@ -78,54 +102,149 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null; true; }
 trap cleanup EXIT
 
-fail() { echo "compare.sh: FAILED: $*" >&2; exit 1; }
+failed=0
+# failed_row LOG SCENARIO SERVER ROUND WHY: a JSON row saying why there are no figures.
+failed_row() {
+  failed=1
+  python3 -c 'import json,sys; json.dump({"failure": sys.argv[5], "tags": {"scenario": sys.argv[2], "backend": sys.argv[3], "round": sys.argv[4]}}, open(sys.argv[1], "w"))' \
+    "$1.json" "$2" "$3" "$4" "$5"
+  echo "compare.sh: $3 in $2 round $4 FAILED: $5" >&2
+}
 
-# run SCENARIO BACKEND ROUND WARMUP DURATION [extra loadgen flags…]
-run() {
-  local scenario=$1 backend=$2 round=$3 run_warmup=$4 run_duration=$5; shift 5
-  local name="$scenario-$backend-$round" log="$out/$scenario-$backend-$round"
-  taskset -c "$server_cpus" "$bin/ringecho-server" --backend "$backend" --threads "$server_threads" \
+# A free TCP port on loopback for an external server.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_server SERVER LOG: starts it pinned to the server cores; sets server_pid, addr and murl
+# (the metrics URL, built-in servers only). Returns 1, the reason in start_error, if it never
+# listens.
+start_server() {
+  local srv=$1 log=$2
+  addr="" murl="" start_error=""
+  if [ -n "${external_cmd[$srv]+x}" ]; then
+    local port cmd
+    port=$(free_port)
+    cmd=${external_cmd[$srv]//\{addr\}/127.0.0.1:$port}
+    cmd=${cmd//\{port\}/$port}
+    taskset -c "$server_cpus" bash -c "exec $cmd" >"$log.server.out" 2>"$log.server.err" &
+    server_pid=$!
+    for _ in $(seq 200); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then addr=127.0.0.1:$port; return 0; fi
+      if ! kill -0 "$server_pid" 2>/dev/null; then
+        local rc=0
+        wait "$server_pid" 2>/dev/null || rc=$?
+        server_pid=""
+        start_error="exited (status $rc) before listening: $(tail -n2 "$log.server.err" | tr '\n' ' ')"
+        return 1
+      fi
+      sleep 0.05
+    done
+    start_error="never listened on 127.0.0.1:$port (10 s)"
+    return 1
+  fi
+  taskset -c "$server_cpus" "$bin/ringecho-server" --backend "$srv" --threads "$server_threads" \
     --listen 127.0.0.1:0 --metrics 127.0.0.1:0 >"$log.server.out" 2>"$log.server.err" &
   server_pid=$!
-  local addr="" murl=""
   for _ in $(seq 100); do
     addr=$(sed -n 's/.*listening on //p' "$log.server.out" | head -n1)
     murl=$(sed -n 's/.*metrics at //p' "$log.server.out" | head -n1)
-    [ -n "$addr" ] && [ -n "$murl" ] && break
-    kill -0 "$server_pid" 2>/dev/null || fail "$name: the server did not start: $(cat "$log.server.err")"
+    [ -n "$addr" ] && [ -n "$murl" ] && return 0
+    kill -0 "$server_pid" 2>/dev/null || { start_error="did not start: $(tail -n2 "$log.server.err" | tr '\n' ' ')"; return 1; }
     sleep 0.05
   done
-  [ -n "$addr" ] || fail "$name: the server did not report its address"
-  # shellcheck disable=SC2046
-  if ! taskset -c "$loadgen_cpus" "$bin/ringecho-loadgen" --addr "$addr" --threads "$loadgen_threads" \
-      $(scenario_flags "$scenario") --warmup "$run_warmup" --duration "$run_duration" \
-      --server-metrics "$murl" --server-pid "$server_pid" "$@" \
-      --tag "scenario=$scenario" --tag "backend=$backend" --tag "round=$round" \
-      --json "$log.json" --hgrm "$log.hgrm" >"$log.txt" 2>"$log.err"; then
-    cat "$log.txt" "$log.err" >&2
-    fail "$name: the loadgen reported a failure (see above)"
-  fi
-  kill -0 "$server_pid" 2>/dev/null || fail "$name: the server died during the run"
-  kill -TERM "$server_pid"
+  start_error="did not report its address"
+  return 1
+}
+
+# stop_server [SIGNAL]: signals the server (SIGTERM by default) and returns its exit status.
+stop_server() {
   local rc=0
-  wait "$server_pid" || rc=$?
+  [ -n "$server_pid" ] || return 0
+  kill "-${1:-TERM}" "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || rc=$?
   server_pid=""
-  [ "$rc" = 0 ] || fail "$name: the server exited with $rc: $(tail -n3 "$log.server.err")"
-  printf '  %-28s %s\n' "$name" "$(grep -E 'throughput' "$log.txt" | sed 's/^ *throughput *//')" >&2
+  return $rc
+}
+
+# run SCENARIO SERVER ROUND WARMUP DURATION [extra loadgen flags…]
+run() {
+  local scenario=$1 srv=$2 round=$3 run_warmup=$4 run_duration=$5; shift 5
+  local log="$out/$scenario-$srv-$round"
+  if ! start_server "$srv" "$log"; then
+    stop_server KILL || true
+    failed_row "$log" "$scenario" "$srv" "$round" "the server $start_error"
+    return 0
+  fi
+  local witness=()
+  [ -n "$murl" ] && witness=(--server-metrics "$murl")
+  local lg_rc=0
+  # shellcheck disable=SC2046
+  taskset -c "$loadgen_cpus" "$bin/ringecho-loadgen" --addr "$addr" --threads "$loadgen_threads" \
+      $(scenario_flags "$scenario") --warmup "$run_warmup" --duration "$run_duration" \
+      "${witness[@]}" --server-pid "$server_pid" "$@" \
+      --tag "scenario=$scenario" --tag "backend=$srv" --tag "round=$round" \
+      --json "$log.json" --hgrm "$log.hgrm" >"$log.txt" 2>"$log.err" || lg_rc=$?
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    stop_server || true
+    failed_row "$log" "$scenario" "$srv" "$round" "the server died during the run"
+    return 0
+  fi
+  local rc=0
+  stop_server || rc=$?
+  if [ ! -s "$log.json" ]; then
+    failed_row "$log" "$scenario" "$srv" "$round" "the loadgen could not run: $(tail -n1 "$log.err")"
+    return 0
+  fi
+  if [ "$lg_rc" != 0 ]; then
+    failed=1
+    echo "compare.sh: $srv in $scenario round $round: $(grep -h 'error' "$log.err" | tail -n1)" >&2
+  fi
+  # Built-in servers drain and exit 0 on SIGTERM; external ones may die by the signal.
+  if [ -z "${external_cmd[$srv]+x}" ] && [ "$rc" != 0 ]; then
+    failed_row "$log" "$scenario" "$srv" "$round" "the server exited with $rc: $(tail -n1 "$log.server.err")"
+    return 0
+  fi
+  printf '  %-28s %s\n' "$scenario-$srv-$round" "$(grep -E 'throughput' "$log.txt" | sed 's/^ *throughput *//')" >&2
+}
+
+# sweep SERVER: the latency-load curve, one sweep per server.
+sweep() {
+  local srv=$1 log="$out/sweep-$srv"
+  local steps=7 from=10000 to=640000 sd=1s sw=300ms
+  [ "$quick" = 1 ] && { steps=3; from=5000; to=20000; sd=500ms; sw=200ms; }
+  if ! start_server "$srv" "$log"; then
+    stop_server KILL || true
+    echo "compare.sh: sweep of $srv skipped: the server $start_error" >&2
+    failed=1
+    return 0
+  fi
+  # shellcheck disable=SC2046
+  taskset -c "$loadgen_cpus" "$bin/ringecho-loadgen" sweep --addr "$addr" --threads "$loadgen_threads" \
+      $(scenario_flags sweep) --from $from --to $to --steps $steps --duration $sd --warmup $sw \
+      --server-pid "$server_pid" --tag "backend=$srv" --json "$log.json" >"$log.txt" 2>"$log.err" \
+    || { failed=1; echo "compare.sh: sweep of $srv: $(tail -n1 "$log.err")" >&2; }
+  kill -0 "$server_pid" 2>/dev/null || { failed=1; echo "compare.sh: $srv died during its sweep" >&2; }
+  stop_server || true
+  cat "$log.txt" >&2
 }
 
 for scenario in "${scenario_list[@]}"; do
   echo "scenario $scenario: $(scenario_flags "$scenario")" >&2
+  if [ "$scenario" = sweep ]; then
+    for srv in "${servers[@]}"; do sweep "$srv"; done
+    continue
+  fi
   # The idle scenario measures memory, which needs no repeat and no long window.
   scenario_rounds=$rounds
   [ "$scenario" = idle10k ] && scenario_rounds=1
   for round in $(seq "$scenario_rounds"); do
-    for backend in "${backend_list[@]}"; do
-      run "$scenario" "$backend" "$round" "$warmup" "$duration"
+    for srv in "${servers[@]}"; do
+      run "$scenario" "$srv" "$round" "$warmup" "$duration"
     done
   done
   if [ "$syscalls" = 1 ] && [ "$scenario" != idle10k ] && command -v perf >/dev/null 2>&1; then
-    for backend in "${backend_list[@]}"; do
+    for backend in "${servers[@]}"; do
       # Counting syscalls costs the server a little per call: a short pass of its own,
       # whose other figures are not used.
       run "$scenario" "$backend" sc 300ms 1s --count-syscalls --tag pass=syscalls
@@ -135,14 +254,33 @@ done
 
 echo >&2
 reports=()
-for s in "${scenario_list[@]}"; do reports+=("$out/$s"-*.json); done
-"$bin/ringecho-loadgen" compare --baseline epoll --json "$out/summary.json" "${reports[@]}" \
-  | tee "$out/table.txt" || fail "a run was not clean (see the table)"
+for s in "${scenario_list[@]}"; do
+  [ "$s" = sweep ] && continue
+  for f in "$out/$s"-*.json; do [ -e "$f" ] && reports+=("$f"); done
+done
+baseline=epoll
+[[ " ${servers[*]} " == *" epoll "* ]] || baseline=${servers[0]}
+if [ ${#reports[@]} -gt 0 ]; then
+  "$bin/ringecho-loadgen" compare --baseline "$baseline" --json "$out/summary.json" "${reports[@]}" \
+    | tee "$out/table.txt" || failed=1
+fi
 
 plot_scenario=c1000x64
 [[ ",$scenarios," == *",$plot_scenario,"* ]] || plot_scenario=${scenario_list[0]}
 curves=()
-for backend in "${backend_list[@]}"; do curves+=("$backend=$out/$plot_scenario-$backend-1.hgrm"); done
-"$bin/ringecho-loadgen" plot --out "$out/latency-$plot_scenario.svg" \
+for srv in "${servers[@]}"; do
+  f="$out/$plot_scenario-$srv-1.hgrm"
+  [ -s "$f" ] && curves+=("$srv=$f")
+done
+[ ${#curves[@]} -gt 0 ] && "$bin/ringecho-loadgen" plot --out "$out/latency-$plot_scenario.svg" \
   --title "echo latency, $plot_scenario ($(uname -r))" "${curves[@]}"
-echo "compare.sh: results in $out (table.txt, summary.json, latency-$plot_scenario.svg, one JSON per run)"
+sweeps=()
+for srv in "${servers[@]}"; do [ -s "$out/sweep-$srv.json" ] && sweeps+=("$out/sweep-$srv.json"); done
+[ ${#sweeps[@]} -gt 0 ] && "$bin/ringecho-loadgen" plot-sweep --out "$out/latency-load.svg" \
+  --title "latency against offered load ($(uname -r))" "${sweeps[@]}"
+python3 scripts/report.py "$out" "$baseline" "$plot_scenario"
+echo "compare.sh: results in $out (report.html, table.txt, summary.json, plots, one JSON per run)"
+if [ "$failed" = 1 ]; then
+  echo "compare.sh: FAILED: at least one server or run failed (see the table)" >&2
+  exit 1
+fi

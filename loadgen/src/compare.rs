@@ -61,6 +61,14 @@ pub struct Row {
     pub cpu_ratio: Option<f64>,
     /// Lowest and highest per-round CPU ratio.
     pub cpu_ratio_spread: Option<(f64, f64)>,
+    /// Rounds the loadgen marked loadgen-limited.
+    pub loadgen_limited_rounds: usize,
+    /// Whether the server reported its own close counts (a metrics endpoint); without them
+    /// its FIN/RST are shown as "—", not as agreement.
+    pub witnessed: bool,
+    /// Why the server's runs could not be made, if they could not (the row has no figures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -85,6 +93,7 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
     let mut groups: BTreeMap<(String, String), Vec<&Report>> = BTreeMap::new();
     let mut syscall_runs: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
+    let mut failures: BTreeMap<(String, String), String> = BTreeMap::new();
     for r in reports {
         // Runs that counted syscalls paid for the counting: they give syscalls/msg only.
         if tag(r, "pass") == "syscalls" {
@@ -98,6 +107,11 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
             continue;
         }
         let scenario = tag(r, "scenario").to_string();
+        if let Some(why) = &r.failure {
+            failures
+                .entry((scenario.clone(), tag(r, "backend").to_string()))
+                .or_insert_with(|| why.clone());
+        }
         if !order.contains(&scenario) {
             order.push(scenario.clone());
         }
@@ -112,7 +126,13 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
             .get(&(scenario.clone(), baseline.to_string()))
             .map(|v| v.iter().map(|r| (tag(r, "round"), *r)).collect())
             .unwrap_or_default();
-        for ((s, backend), runs) in groups.iter().filter(|((s, _), _)| s == scenario) {
+        for ((s, backend), all) in groups.iter().filter(|((s, _), _)| s == scenario) {
+            let failure = failures.get(&(s.clone(), backend.clone())).cloned();
+            let runs: Vec<&Report> = all
+                .iter()
+                .copied()
+                .filter(|r| r.failure.is_none())
+                .collect();
             let col = |f: &dyn Fn(&Report) -> f64| median(runs.iter().map(|r| f(r)).collect());
             let server = |f: &dyn Fn(&crate::witness::ServerCost) -> f64| {
                 median(
@@ -169,6 +189,9 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
                     let hi = cpu_ratios.iter().copied().fold(0.0, f64::max);
                     (lo, hi)
                 }),
+                loadgen_limited_rounds: runs.iter().filter(|r| r.loadgen_limited).count(),
+                witnessed: runs.iter().all(|r| r.server_closes.is_some()),
+                failure,
             });
         }
     }
@@ -179,7 +202,7 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
 pub fn table(rows: &[Row], baseline: &str) -> String {
     let mut s = String::new();
     let x = format!("×{baseline}");
-    let columns: [(&str, usize, bool); 18] = [
+    let columns: [(&str, usize, bool); 19] = [
         ("scenario", 12, true),
         ("backend", 9, true),
         ("msgs/s", 9, false),
@@ -197,6 +220,7 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
         ("rss MiB", 7, false),
         ("lg µs", 6, false),
         ("lg%", 4, false),
+        ("lim", 3, false),
         ("  fin/rst", 0, true),
     ];
     let header: Vec<String> = columns
@@ -215,16 +239,25 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
         let spread = r
             .cpu_ratio_spread
             .map_or("-".to_string(), |(a, b)| format!("{a:.2}–{b:.2}"));
+        if let Some(why) = &r.failure {
+            let _ = writeln!(s, "{:<12} {:<9} FAILED: {why}", r.scenario, r.backend);
+            continue;
+        }
         let verdict = if r.mismatches > 0 || r.errors > 0 {
-            "FAILED"
+            format!(
+                "FAILED: {} bytes corrupted, {} errors",
+                r.mismatches, r.errors
+            )
+        } else if !r.witnessed {
+            "— (the server reports no counts; kernel counters in the JSON)".into()
         } else if !r.server_agrees {
-            "DISAGREE"
+            "DISAGREE".into()
         } else {
-            "agree"
+            "agree".into()
         };
         let _ = writeln!(
             s,
-            "{:<12} {:<9} {:>9.0} {:>6} {:>6.0} {:>6.0} {:>7.0} {:>7.0}  {:>6.2} {:>5.2} {:>5.2} {:>6} {:>15} {:>6} {:>7.1} {:>6.2} {:>3.0}%  {}/{} {}",
+            "{:<12} {:<9} {:>9.0} {:>6} {:>6.0} {:>6.0} {:>7.0} {:>7.0}  {:>6.2} {:>5.2} {:>5.2} {:>6} {:>15} {:>6} {:>7.1} {:>6.2} {:>3.0}% {:>3}  {}/{} {}",
             r.scenario,
             r.backend,
             r.msgs_per_s,
@@ -242,18 +275,19 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
             r.server_rss_mib,
             r.loadgen_us_per_msg,
             r.loadgen_utilisation * 100.0,
+            format!("{}/{}", r.loadgen_limited_rounds, r.rounds),
             r.fin,
             r.rst,
             verdict,
         );
     }
-    let saturated = rows.iter().filter(|r| r.loadgen_utilisation >= 0.9).count();
-    if saturated > 0 {
+    let limited = rows.iter().filter(|r| r.loadgen_limited_rounds > 0).count();
+    if limited > 0 {
         let _ = writeln!(
             s,
-            "note: the loadgen's core was saturated (lg% ≥ 90) in {saturated} of {} rows: there \
-             msgs/s and latency measure the loadgen as much as the server; server CPU per \
-             message (srv µs) is the comparable figure",
+            "note: {limited} of {} rows were loadgen-limited in some round (lim): there msgs/s \
+             and latency measure the loadgen as much as the server; server CPU per message \
+             (srv µs) is the comparable figure",
             rows.len()
         );
     }

@@ -187,6 +187,7 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     // towards deadlines (time it chose to burn, not work it could not keep up with).
     let utilisation = per_s((cpu_s - tally.spin_s).max(0.0), elapsed * threads as f64);
     let mut report = Report {
+        failure: None,
         tags: cfg.tags.iter().cloned().collect(),
         server,
         addr: cfg.addr.to_string(),

@@ -96,7 +96,12 @@ pub struct Cpu {
 
 /// Everything a run measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
+    /// Set instead of figures when the run could not be made (the server never listened,
+    /// died, or the loadgen failed): why, in a sentence. Written by scripts, read by `compare`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Labels given with --tag (scenario, backend, round…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
@@ -207,7 +212,10 @@ pub struct StartAt {
 impl Report {
     /// Whether a script may trust the run: every byte matched and nothing failed.
     pub fn is_clean(&self) -> bool {
-        self.mismatches == 0 && self.errors.is_empty() && self.server_agrees != Some(false)
+        self.failure.is_none()
+            && self.mismatches == 0
+            && self.errors.is_empty()
+            && self.server_agrees != Some(false)
     }
 
     /// The human summary printed on stdout.

@@ -1,0 +1,3 @@
+module ringecho/examples/seed-go
+
+go 1.19
