@@ -30,6 +30,9 @@ pub struct Cli {
     /// The session.
     #[command(flatten)]
     pub session: Session,
+    /// Print a man page or shell completions for this program, then exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub generate: Option<ringecho_common::Generate>,
 }
 
 /// Subcommands besides a session.
@@ -48,9 +51,9 @@ pub enum Command {
 /// One demo session.
 #[derive(Debug, Clone, Args)]
 pub struct Session {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    pub addr: SocketAddr,
+    /// Server address, HOST:PORT; a host name is resolved and every address tried in turn.
+    #[arg(long, default_value = "127.0.0.1:8000", value_parser = Target::parse)]
+    pub addr: Target,
     /// What to send.
     #[arg(long, default_value = "Hi, gopher?")]
     pub message: String,
@@ -75,11 +78,48 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 1s)"))
 }
 
+/// A server named on the command line and every address it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// As given, for messages.
+    pub name: String,
+    /// In the resolver's order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Target {
+    fn parse(s: &str) -> Result<Target, String> {
+        Ok(Target {
+            name: s.to_string(),
+            addrs: ringecho_common::resolve_all(s)?,
+        })
+    }
+}
+
+/// Connects to the first of `target`'s addresses that accepts, as a client should when a
+/// name resolves to several (IPv6 and IPv4, say).
+fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, ClientError> {
+    let mut last = None;
+    for a in &target.addrs {
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                tracing::debug!("cannot connect to {a}: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(ClientError::Connect(
+        target.name.clone(),
+        last.unwrap_or_else(|| io::Error::other("no address")),
+    ))
+}
+
 /// Why a session failed.
 #[derive(Debug)]
 pub enum ClientError {
     /// Could not connect.
-    Connect(SocketAddr, io::Error),
+    Connect(String, io::Error),
     /// The server closed before echoing everything.
     ClosedEarly {
         /// Bytes echoed before the close.
@@ -127,15 +167,15 @@ pub struct Report {
 
 /// Runs one session as the flags describe.
 pub fn run(s: &Session) -> Result<Report, ClientError> {
-    let mut stream = TcpStream::connect_timeout(&s.addr, s.timeout)
-        .map_err(|e| ClientError::Connect(s.addr, e))?;
+    let mut stream = connect(&s.addr, s.timeout)?;
     let io = |what| move |e| ClientError::Io(what, e);
     stream.set_nodelay(true).map_err(io("set TCP_NODELAY"))?;
     stream
         .set_read_timeout(Some(s.timeout))
         .map_err(io("set a read timeout"))?;
     let local = stream.local_addr().map_err(io("read the local address"))?;
-    tracing::info!("TCP session open ({local} -> {})", s.addr);
+    let peer = stream.peer_addr().map_err(io("read the peer's address"))?;
+    tracing::info!("TCP session open ({local} -> {peer})");
     let msg = s.message.as_bytes();
     let mut back = vec![0u8; msg.len()];
     for i in 0..s.count {
@@ -207,6 +247,10 @@ fn read_echo(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), ClientError> 
 
 /// The binary's whole logic.
 pub fn main_with(cli: Cli) -> std::process::ExitCode {
+    if let Some(kind) = cli.generate {
+        use clap::CommandFactory;
+        return ringecho_common::generate_or_fail(kind, Cli::command());
+    }
     let result = match cli.command {
         Some(Command::ExplainCapture { port, file }) => std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))

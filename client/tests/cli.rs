@@ -82,3 +82,27 @@ fn bad_flags_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+/// `localhost:PORT`, as the seed's client dials: resolved, every address tried (::1 may come
+/// first and be refused; 127.0.0.1 serves), and the logs carry no colour codes in a pipe.
+#[test]
+fn host_names_resolve_and_every_address_is_tried() {
+    let srv = start(&Config::new("127.0.0.1:0".parse().unwrap(), Backend::Epoll)).unwrap();
+    let port = srv.local_addr().port();
+    let out = client(&format!("localhost:{port}"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Reading data from server: Hi, gopher?"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped logs: {err:?}"
+    );
+    srv.shutdown().unwrap();
+    let out = client("no-such-host.invalid:8000", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-host.invalid"), "{err}");
+}

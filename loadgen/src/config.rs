@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ringecho_server::config::parse_duration;
+use ringecho_common::parse_duration;
 
 /// `ringecho-loadgen`: thousands of verified echo connections with FIN/RST closes and
 /// HdrHistogram latency.
@@ -23,6 +23,9 @@ pub struct Cli {
     /// The load run.
     #[command(flatten)]
     pub run: RunConfig,
+    /// Print a man page or shell completions for this program, then exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub generate: Option<ringecho_common::Generate>,
 }
 
 /// Subcommands besides a load run.
@@ -122,8 +125,8 @@ fn parse_curve(s: &str) -> Result<(String, PathBuf), String> {
 /// One load run.
 #[derive(Debug, Clone, Args)]
 pub struct RunConfig {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8000")]
+    /// Server address, HOST:PORT (a host name is resolved; the first address is used).
+    #[arg(long, default_value = "127.0.0.1:8000", value_parser = ringecho_common::resolve_one)]
     pub addr: SocketAddr,
 
     /// Connections held open concurrently.
@@ -239,7 +242,7 @@ impl RunConfig {
     pub fn thread_count(&self) -> usize {
         let n = match self.threads {
             Some(n) => n as usize,
-            None => ringecho_server::config::available_cores(),
+            None => ringecho_common::available_cores(),
         };
         n.min(self.connections as usize)
     }

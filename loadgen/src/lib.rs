@@ -66,7 +66,7 @@ const WITNESS_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the load described by `cfg`.
 pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
-    let limit = match ringecho_server::listener::raise_nofile_limit() {
+    let limit = match ringecho_common::raise_nofile_limit() {
         Ok((_, new)) => new,
         Err(e) => return Err(LoadError(format!("cannot read the open-file limit: {e}"))),
     };
@@ -425,6 +425,10 @@ fn write_json(path: &Path, report: &Report) -> Result<(), LoadError> {
 
 /// Runs the command line; the binary's whole logic.
 pub fn main_with(cli: Cli) -> ExitCode {
+    if let Some(kind) = cli.generate {
+        use clap::CommandFactory;
+        return ringecho_common::generate_or_fail(kind, Cli::command());
+    }
     let result = match cli.command {
         Some(Command::Merge { files, json }) => merge(&files, json.as_deref()),
         Some(Command::Compare {

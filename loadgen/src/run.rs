@@ -270,7 +270,7 @@ pub fn connect_error_label(err: &io::Error) -> String {
 
 /// A snake_case label for an error (`ConnectionRefused` → `connection_refused`).
 pub fn error_label(err: &io::Error) -> String {
-    ringecho_server::stats::error_kind_label(err.kind())
+    ringecho_common::error_kind_label(err.kind())
 }
 
 async fn connect(plan: &Plan, slot: u32) -> io::Result<TcpStream> {

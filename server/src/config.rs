@@ -89,6 +89,10 @@ pub struct Config {
     #[arg(long, default_value = "30s", value_parser = parse_duration_or_off)]
     pub user_timeout: OrOff<Duration>,
 
+    /// Print a man page or shell completions for this program, then exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub generate: Option<ringecho_common::Generate>,
+
     /// Listen backlog.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=65535))]
     pub backlog: i32,
@@ -123,20 +127,7 @@ impl Config {
     }
 }
 
-/// The cores this process may run on: the default thread count of every ringecho program.
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Parses a human duration such as `500ms`, `5s` or `2m`; zero is refused.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d =
-        humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 5s, 2m)"))?;
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
-}
+pub use ringecho_common::{available_cores, parse_duration};
 
 /// A setting that can be turned off with the word `off` (`None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod config;
 pub(crate) mod echo;
 pub mod listener;
 pub mod metrics;
+mod ready;
 pub mod server;
 pub mod shutdown;
 pub mod stats;

@@ -85,28 +85,7 @@ pub fn bind_group(
         .collect()
 }
 
-/// Raises RLIMIT_NOFILE's soft limit to its hard limit: each connection is a descriptor, and
-/// the usual soft limit (1024) is far below the thousands of connections a load test opens.
-/// Returns the (old, new) soft limits.
-pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let old = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok((old, lim.rlim_cur))
-}
+pub use ringecho_common::raise_nofile_limit;
 
 /// Whether an accept error means "out of descriptors or memory": back off and retry rather
 /// than exit, since the condition clears as connections close.

@@ -1,13 +1,12 @@
 //! `ringecho-server`: parses flags, sets up logging, and runs [`ringecho_server::run`].
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    ringecho_server::run(ringecho_server::Config::parse())
+    let config = ringecho_server::Config::parse();
+    if let Some(kind) = config.generate {
+        return ringecho_common::generate_or_fail(kind, ringecho_server::Config::command());
+    }
+    ringecho_common::init_logging("info");
+    ringecho_server::run(config)
 }

@@ -15,6 +15,7 @@ use crate::config::{Backend, Config};
 use crate::echo::{Limits, Worker};
 use crate::listener::bind_group;
 use crate::metrics::MetricsServer;
+use crate::ready::Ready;
 use crate::shutdown::Phase;
 use crate::stats::{Snapshot, Stats};
 
@@ -43,24 +44,6 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
-    }
-}
-
-/// How a worker thread tells [`start`] that it is serving, or why it cannot.
-pub(crate) struct Ready(std::sync::mpsc::Sender<io::Result<()>>);
-
-impl Ready {
-    /// Passes `res` through, reporting an error to `start` (which then fails).
-    pub fn report<T>(&self, res: io::Result<T>) -> io::Result<T> {
-        if let Err(e) = &res {
-            let _ = self.0.send(Err(io::Error::new(e.kind(), e.to_string())));
-        }
-        res
-    }
-
-    /// The worker is set up and about to accept.
-    pub fn done(&self) {
-        let _ = self.0.send(Ok(()));
     }
 }
 

@@ -78,22 +78,7 @@ impl CloseKind {
     }
 }
 
-/// A stable snake_case label for an error kind (`TimedOut` → `timed_out`).
-pub fn error_kind_label(kind: io::ErrorKind) -> String {
-    let name = format!("{kind:?}");
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use ringecho_common::error_kind_label;
 
 /// One worker thread's counters.
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
-use crate::server::Ready;
+use crate::ready::Ready;
 
 struct EpollStream(TcpStream);
 

@@ -41,7 +41,7 @@ use slab::Slab;
 use super::ring::{accepted_fd, buffer_id, more, Buf, Ring, TaskRun};
 use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use crate::listener::is_resource_exhaustion;
-use crate::server::Ready;
+use crate::ready::Ready;
 use crate::shutdown::Phase;
 use crate::stats::CloseKind;
 

@@ -8,7 +8,7 @@ use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream};
 
 use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
-use crate::server::Ready;
+use crate::ready::Ready;
 
 /// Submission queue entries per ring: enough that a burst of completions and re-submissions
 /// from thousands of connections rarely forces an early submit.

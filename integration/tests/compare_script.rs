@@ -2,15 +2,9 @@
 //! corrupting server caught and reported without losing the others, and report.html checked
 //! as a person sees it, rendered by headless Chromium.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use ringecho_integration::repo;
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]

@@ -65,7 +65,7 @@ fn loadgen(
             .unwrap()
             .as_nanos()
     ));
-    let exe = env!("CARGO_BIN_EXE_ringecho-loadgen");
+    let exe = ringecho_integration::loadgen_exe();
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -463,7 +463,7 @@ fn shutdown_during_load() {
         let srv = server(backend, |c| c.drain_timeout = Duration::from_millis(300));
         let addr = srv.local_addr();
         let json_path = tmp(&format!("sd-{}.json", backend.name()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringecho-loadgen"))
+        let mut child = Command::new(ringecho_integration::loadgen_exe())
             .args([
                 "--addr",
                 &addr.to_string(),
@@ -716,7 +716,7 @@ fn mixed_chaos() {
                     let (c, m) = (rand(50) + 1, rand(50) + 1);
                     healthy += c * m;
                     loads.push(
-                        Command::new(env!("CARGO_BIN_EXE_ringecho-loadgen"))
+                        Command::new(ringecho_integration::loadgen_exe())
                             .args([
                                 "--addr",
                                 &addr.to_string(),

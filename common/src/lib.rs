@@ -1,0 +1,207 @@
+//! What the server, the loadgen and the client all need, kept small so that depending on it
+//! pulls in no I/O backend: the open-file limit, the core count, durations, error labels,
+//! `HOST:PORT` resolution, logging set-up, and generated completions and man pages.
+
+#![warn(missing_docs)]
+
+use std::io::{self, IsTerminal};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit: each connection is a descriptor, and
+/// the usual soft limit (1024) is far below the thousands of connections a load test opens.
+/// Returns the (old, new) soft limits.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((old, lim.rlim_cur))
+}
+
+/// The cores this process may run on: the default thread count of every ringecho program.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Parses a human duration such as `500ms`, `5s` or `2m`; zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 5s, 2m)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// A stable snake_case label for an error kind (`TimedOut` → `timed_out`).
+pub fn error_kind_label(kind: io::ErrorKind) -> String {
+    let name = format!("{kind:?}");
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Resolves `HOST:PORT` (a literal IPv4 or `[IPv6]` address, or a host name) to every
+/// address it names, in the resolver's order.
+pub fn resolve_all(s: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("'{s}' is not HOST:PORT (e.g. localhost:8000)"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("'{port}' in '{s}' is not a port number"));
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("host '{host}' has no address"));
+    }
+    Ok(addrs)
+}
+
+/// Resolves `HOST:PORT` to one address (the resolver's first), for programs that talk to
+/// one server address: a clap value parser.
+pub fn resolve_one(s: &str) -> Result<SocketAddr, String> {
+    resolve_all(s).map(|v| v[0])
+}
+
+/// Sets up logging to stderr at `default` level (RUST_LOG overrides), with colour only when
+/// stderr is a terminal and `NO_COLOR` is not set (<https://no-color.org>).
+pub fn init_logging(default: &str) {
+    let color = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_ansi(color)
+        .with_writer(io::stderr)
+        .init();
+}
+
+/// What `--generate` writes to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    /// A man page (roff), e.g. for /usr/local/share/man/man1/.
+    Man,
+    /// bash completions.
+    CompleteBash,
+    /// zsh completions.
+    CompleteZsh,
+    /// fish completions.
+    CompleteFish,
+}
+
+/// Writes a man page or shell completions for `cmd` (a binary's clap definition).
+pub fn generate(kind: Generate, mut cmd: clap::Command, out: &mut dyn io::Write) -> io::Result<()> {
+    let name = cmd.get_name().to_string();
+    match kind {
+        Generate::Man => clap_mangen::Man::new(cmd).render(out),
+        Generate::CompleteBash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out);
+            Ok(())
+        }
+        Generate::CompleteZsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, out);
+            Ok(())
+        }
+        Generate::CompleteFish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, out);
+            Ok(())
+        }
+    }
+}
+
+/// Writes what `--generate` asked for to stdout; the exit code says whether that worked.
+pub fn generate_or_fail(kind: Generate, cmd: clap::Command) -> std::process::ExitCode {
+    let name = cmd.get_name().to_string();
+    match generate(kind, cmd, &mut io::stdout().lock()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: cannot write the output: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_resolve_and_bad_ones_say_which_host() {
+        let v = resolve_all("localhost:8000").unwrap();
+        assert!(v.iter().all(|a| a.port() == 8000 && a.ip().is_loopback()));
+        assert_eq!(resolve_one("127.0.0.1:9").unwrap().port(), 9);
+        assert_eq!(resolve_one("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(resolve_one("localhost").unwrap_err().contains("HOST:PORT"));
+        assert!(resolve_one("localhost:http").unwrap_err().contains("port"));
+        let e = resolve_one("no-such-host.invalid:80").unwrap_err();
+        assert!(e.contains("no-such-host.invalid"), "{e}");
+    }
+
+    #[test]
+    fn completions_and_man_pages_are_generated() {
+        #[derive(clap::Parser)]
+        #[command(name = "demo")]
+        struct Demo {
+            /// A flag worth completing.
+            #[arg(long)]
+            listen: Option<String>,
+        }
+        use clap::CommandFactory;
+        for kind in [
+            Generate::Man,
+            Generate::CompleteBash,
+            Generate::CompleteZsh,
+            Generate::CompleteFish,
+        ] {
+            let mut out = Vec::new();
+            generate(kind, Demo::command(), &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("listen"), "{kind:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn labels_are_snake_case() {
+        assert_eq!(error_kind_label(io::ErrorKind::TimedOut), "timed_out");
+        assert_eq!(
+            error_kind_label(io::ErrorKind::ConnectionReset),
+            "connection_reset"
+        );
+    }
+
+    #[test]
+    fn durations_refuse_zero_and_nonsense() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}
