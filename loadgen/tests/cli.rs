@@ -4,6 +4,15 @@
 use std::net::TcpListener;
 use std::process::Command;
 
+/// A port nothing listens on (just freed).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringecho-loadgen"))
 }
@@ -25,11 +34,7 @@ fn bad_input_gets_a_clear_error_and_non_zero_exit() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     // Nothing listens on a port we just freed: refused at once, named, exit 1.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = bin()
         .args([
             "--addr",
@@ -62,11 +67,7 @@ fn host_names_are_resolved_and_unknown_ones_named() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no-such-host.invalid"), "{err}");
     // localhost resolves; nothing listens on the freed port, so the run fails to connect.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = bin()
         .args(["--addr", &format!("localhost:{port}"), "--messages", "1"])
         .output()
