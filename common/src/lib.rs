@@ -4,6 +4,8 @@
 
 #![warn(missing_docs)]
 
+pub mod procfs;
+
 use std::io::{self, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;

@@ -6,15 +6,24 @@ use std::path::PathBuf;
 /// Cargo builds it for the loadgen crate's own tests (`loadgen/tests/cli.rs`), which every
 /// workspace test run includes.
 pub fn loadgen_exe() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe
+    exe("ringecho-loadgen")
+}
+
+/// The `ringecho-server` binary of this build (built for the server crate's own tests).
+pub fn server_exe() -> PathBuf {
+    exe("ringecho-server")
+}
+
+fn exe(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test executable's path");
+    let dir = test
         .parent()
         .and_then(|deps| deps.parent())
         .expect("tests run from target/<profile>/deps");
-    let bin = dir.join("ringecho-loadgen");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} is missing: build it with `cargo build -p ringecho-loadgen` (cargo test --workspace does)",
+        "{} is missing: build it with `cargo build -p {name}` (cargo test --workspace does)",
         bin.display()
     );
     bin

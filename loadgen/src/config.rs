@@ -31,15 +31,9 @@ pub struct Cli {
 /// Subcommands besides a load run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Sums interval logs (--hist-log) from several loadgens into one report.
-    Merge {
-        /// Interval log files to merge.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Write the merged report as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    /// Sums interval logs (--hist-log) from several loadgens into one report: histograms
+    /// added, counts summed, checked against the server's counters and the expected hosts.
+    Merge(MergeArgs),
     /// Summarises tagged JSON reports (scenario=, backend=, round=) side by side, with ratios
     /// to a baseline backend; exits non-zero if any run was not clean.
     Compare {
@@ -80,6 +74,27 @@ pub enum Command {
         #[arg(required = true, value_parser = parse_curve)]
         hgrm: Vec<(String, PathBuf)>,
     },
+}
+
+/// `merge`'s inputs.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// Interval log files to merge.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// How many logs the run should have: fewer is reported INCOMPLETE and exits 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub expect: Option<u64>,
+    /// The server's /metrics saved before the run (e.g. curl -s URL > before.prom).
+    #[arg(long, requires = "server_after")]
+    pub server_before: Option<PathBuf>,
+    /// The server's /metrics saved after the run: FIN, RST, messages and bytes must equal
+    /// the loadgens' sums.
+    #[arg(long, requires = "server_before")]
+    pub server_after: Option<PathBuf>,
 }
 
 /// A sweep: the run flags, and the rates to step through.
@@ -209,14 +224,21 @@ pub struct RunConfig {
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
 
-    /// Write the raw histograms as an HdrHistogram interval log (V2, compressed), for `merge`.
+    /// Write the raw histograms as an HdrHistogram interval log (V2, compressed), with the
+    /// run's counts and tags, for `merge`; `-` writes it to stdout (the summary to stderr).
     #[arg(long)]
     pub hist_log: Option<PathBuf>,
 
     /// The server's Prometheus endpoint (http://HOST:PORT/metrics), scraped before and after
-    /// to compare its FIN/RST counts with ours.
+    /// to compare its FIN/RST counts with ours and, without --server-pid, to read its CPU
+    /// per message and memory over the window (from any host).
     #[arg(long)]
     pub server_metrics: Option<String>,
+
+    /// Other loadgens load the same server (a fleet): its close counts and its cost are
+    /// checked by `merge` over every host, not against this loadgen's share alone.
+    #[arg(long, requires = "server_metrics")]
+    pub server_shared: bool,
 
     /// The server's process id: report its CPU per message, context switches and memory over
     /// the measured window (from /proc/PID).

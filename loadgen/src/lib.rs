@@ -129,7 +129,11 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         handles.push(h);
     }
     let show = cfg.progress || std::io::stderr().is_terminal();
-    let mut window = Window::new(cfg.server_pid, cfg.count_syscalls);
+    let mut window = Window::new(
+        cfg.server_pid,
+        cfg.server_metrics.clone().filter(|_| !cfg.server_shared),
+        cfg.count_syscalls,
+    );
     watch_until_done(&handles, &progress, &mut window, &plan, show);
     let mut tally = Tally::default();
     for h in handles {
@@ -168,10 +172,10 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
             let delta = await_server_closes(url, &before, ours).map_err(|e| {
                 LoadError(format!("cannot read the server's metrics at {url}: {e}"))
             })?;
-            (
-                Some(delta),
-                Some(delta.fin == tally.fin && delta.rst == tally.rst),
-            )
+            // A shared server's counts include the other loadgens': merge checks the sum.
+            let agrees =
+                (!cfg.server_shared).then_some(delta.fin == tally.fin && delta.rst == tally.rst);
+            (Some(delta), agrees)
         }
         _ => (None, None),
     };
@@ -188,7 +192,16 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     let utilisation = per_s((cpu_s - tally.spin_s).max(0.0), elapsed * threads as f64);
     let mut report = Report {
         failure: None,
-        tags: cfg.tags.iter().cloned().collect(),
+        tags: {
+            let mut tags: std::collections::BTreeMap<String, String> =
+                cfg.tags.iter().cloned().collect();
+            if !tags.contains_key("host") {
+                if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                    tags.insert("host".into(), h.trim().to_string());
+                }
+            }
+            tags
+        },
         server,
         addr: cfg.addr.to_string(),
         connections: cfg.connections,
@@ -199,6 +212,8 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         churn: cfg.churn,
         messages: tally.messages,
         bytes: tally.bytes,
+        messages_total: tally.all_messages,
+        bytes_total: tally.all_bytes,
         elapsed_s: elapsed,
         msgs_per_s: per_s(tally.messages as f64, elapsed),
         mib_per_s: per_s(tally.bytes as f64 / (1 << 20) as f64, elapsed),
@@ -266,6 +281,8 @@ fn per_s(x: f64, over: f64) -> f64 {
 /// Samples taken at the edges of the measured window: our own CPU, and the server's.
 struct Window {
     server_pid: Option<u32>,
+    /// Without a pid: the server's metrics endpoint, for its own CPU and memory.
+    server_metrics: Option<String>,
     count_syscalls: bool,
     opened: Option<(CpuTime, Option<io::Result<ProcSample>>)>,
     closed: Option<(CpuTime, Option<io::Result<ProcSample>>)>,
@@ -274,9 +291,10 @@ struct Window {
 }
 
 impl Window {
-    fn new(server_pid: Option<u32>, count_syscalls: bool) -> Self {
+    fn new(server_pid: Option<u32>, server_metrics: Option<String>, count_syscalls: bool) -> Self {
         Window {
             server_pid,
+            server_metrics: server_metrics.filter(|_| server_pid.is_none()),
             count_syscalls,
             opened: None,
             closed: None,
@@ -286,7 +304,12 @@ impl Window {
     }
 
     fn sample(&self) -> (CpuTime, Option<io::Result<ProcSample>>) {
-        (sys::process_cpu(), self.server_pid.map(ProcSample::read))
+        let server = match (self.server_pid, &self.server_metrics) {
+            (Some(pid), _) => Some(ProcSample::read(pid)),
+            (None, Some(url)) => Some(witness::scrape_process(url)),
+            (None, None) => None,
+        };
+        (sys::process_cpu(), server)
     }
 
     fn open(&mut self) {
@@ -314,9 +337,11 @@ impl Window {
     }
 
     fn server_cost(&mut self, messages: u64) -> io::Result<Option<ServerCost>> {
-        let Some(pid) = self.server_pid else {
+        if self.server_pid.is_none() && self.server_metrics.is_none() {
             return Ok(None);
-        };
+        }
+        // pid 0: measured through the metrics endpoint.
+        let pid = self.server_pid.unwrap_or(0);
         let a = self
             .opened
             .as_mut()
@@ -430,7 +455,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
         return ringecho_common::generate_or_fail(kind, Cli::command());
     }
     let result = match cli.command {
-        Some(Command::Merge { files, json }) => merge(&files, json.as_deref()),
+        Some(Command::Merge(m)) => merge(&m),
         Some(Command::Compare {
             files,
             baseline,
@@ -457,7 +482,13 @@ pub fn main_with(cli: Cli) -> ExitCode {
 fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
     let out = run_load(cfg)?;
     let r = &out.report;
-    print!("{}", r.summary());
+    // With `--hist-log -` stdout carries the log (over SSH, say): the summary goes to stderr.
+    let log_to_stdout = cfg.hist_log.as_deref() == Some(Path::new("-"));
+    if log_to_stdout {
+        eprint!("{}", r.summary());
+    } else {
+        print!("{}", r.summary());
+    }
     if let Some(p) = &cfg.json {
         write_json(p, r)?;
     }
@@ -468,7 +499,12 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
             write_file(&path, "the histogram", |w| report::write_hgrm(h, w))?;
         }
     }
-    if let Some(p) = &cfg.hist_log {
+    if log_to_stdout {
+        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+        report::write_hist_log(r, &out.latency, &out.connect, &mut w)
+            .and_then(|_| std::io::Write::flush(&mut w))
+            .map_err(|e| LoadError(format!("cannot write the interval log to stdout: {e}")))?;
+    } else if let Some(p) = &cfg.hist_log {
         write_file(p, "the interval log", |w| {
             report::write_hist_log(r, &out.latency, &out.connect, w)
         })?;
@@ -580,11 +616,67 @@ fn compare(
     Ok(reports.iter().all(Report::is_clean))
 }
 
-fn merge(files: &[std::path::PathBuf], json: Option<&Path>) -> Result<bool, LoadError> {
-    let merged = report::merge_logs(files).map_err(|e| LoadError(format!("cannot merge: {e}")))?;
+fn merge(m: &config::MergeArgs) -> Result<bool, LoadError> {
+    let merged =
+        report::merge_logs(&m.files).map_err(|e| LoadError(format!("cannot merge: {e}")))?;
     print!("{}", merged.summary());
-    if let Some(p) = json {
+    let mut ok = merged.is_clean();
+    let hosts = merged.tags.get("hosts").cloned().unwrap_or_default();
+    println!("  hosts        {} logs: {hosts}", m.files.len());
+    if let Some(n) = m.expect {
+        if m.files.len() as u64 != n {
+            println!(
+                "  INCOMPLETE   {} of the {n} expected logs: a loadgen did not finish; these totals are not the run's",
+                m.files.len()
+            );
+            ok = false;
+        }
+    }
+    if let (Some(before), Some(after)) = (&m.server_before, &m.server_after) {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| LoadError(format!("cannot read {}: {e}", p.display())))
+        };
+        let (b, a) = (read(before)?, read(after)?);
+        let bad = |e: std::io::Error| LoadError(format!("a server scrape is not usable: {e}"));
+        let closes = witness::parse_closes(&a)
+            .map_err(bad)?
+            .since(&witness::parse_closes(&b).map_err(bad)?);
+        let (ta, tb) = (
+            witness::parse_totals(&a).map_err(bad)?,
+            witness::parse_totals(&b).map_err(bad)?,
+        );
+        let (msgs, bytes) = (
+            ta.messages.saturating_sub(tb.messages),
+            ta.bytes.saturating_sub(tb.bytes),
+        );
+        let agrees = closes.fin == merged.closes.fin
+            && closes.rst == merged.closes.rst
+            && msgs == merged.messages_total
+            && bytes == merged.bytes_total;
+        println!(
+            "  server saw   fin {}  rst {}  messages {}  bytes {}  (loadgens: fin {} rst {} messages {} bytes {}: {})",
+            closes.fin,
+            closes.rst,
+            msgs,
+            bytes,
+            merged.closes.fin,
+            merged.closes.rst,
+            merged.messages_total,
+            merged.bytes_total,
+            if agrees { "agrees" } else { "DISAGREES" }
+        );
+        if let (Ok(pb), Ok(pa)) = (witness::parse_process(&b), witness::parse_process(&a)) {
+            let cost = witness::ServerCost::between(0, &pb, &pa, merged.messages_total, None);
+            println!(
+                "  server cpu   {:.2} µs/msg (user {:.2}, sys {:.2}) over every echo of the run, from its /metrics",
+                cost.cpu_us_per_msg, cost.user_us_per_msg, cost.sys_us_per_msg
+            );
+        }
+        ok &= agrees;
+    }
+    if let Some(p) = &m.json {
         write_json(p, &merged)?;
     }
-    Ok(merged.is_clean())
+    Ok(ok)
 }

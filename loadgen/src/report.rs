@@ -123,6 +123,11 @@ pub struct Report {
     pub churn: Option<u64>,
     /// Measured messages.
     pub messages: u64,
+    /// Every echo verified, measured or not (connect probes and warm-up too): what the
+    /// server's counters should show for this loadgen.
+    pub messages_total: u64,
+    /// Bytes of those echoes.
+    pub bytes_total: u64,
     /// Measured bytes.
     pub bytes: u64,
     /// Length of the measured window, s.
@@ -548,6 +553,15 @@ fn add_counts(m: &mut Report, r: &Report) {
     m.threads += r.threads;
     m.messages += r.messages;
     m.bytes += r.bytes;
+    m.messages_total += r.messages_total;
+    m.bytes_total += r.bytes_total;
+    if let Some(h) = r.tags.get("host") {
+        let hosts = m.tags.entry("hosts".into()).or_default();
+        if !hosts.is_empty() {
+            hosts.push(',');
+        }
+        hosts.push_str(h);
+    }
     m.connects += r.connects;
     m.elapsed_s = m.elapsed_s.max(r.elapsed_s);
     m.closes.fin += r.closes.fin;

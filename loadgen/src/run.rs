@@ -181,6 +181,10 @@ pub struct Tally {
     pub errors: BTreeMap<String, u64>,
     /// Messages sent, measured or not (progress and sanity).
     pub sent: u64,
+    /// Echoes verified, measured or not: probes, warm-up and all (what the server echoed).
+    pub all_messages: u64,
+    /// Bytes of those echoes.
+    pub all_bytes: u64,
     /// Connections open now.
     pub open: u64,
     /// Seconds the pacer spun towards deadlines inside the measured window.
@@ -204,6 +208,8 @@ impl Default for Tally {
             mismatches: 0,
             errors: BTreeMap::new(),
             sent: 0,
+            all_messages: 0,
+            all_bytes: 0,
             open: 0,
             spin_s: 0.0,
         }
@@ -226,6 +232,8 @@ impl Tally {
         self.server_closed += o.server_closed;
         self.mismatches += o.mismatches;
         self.sent += o.sent;
+        self.all_messages += o.all_messages;
+        self.all_bytes += o.all_bytes;
         self.open += o.open;
         self.spin_s += o.spin_s;
         for (k, v) in &o.errors {
@@ -537,6 +545,8 @@ impl Slot {
                     };
                     t.mismatches += verify.mismatches_at(front.seq, &buf[used..used + size]);
                     used += size;
+                    t.all_messages += 1;
+                    t.all_bytes += size as u64;
                     if this.measured(now) {
                         let us = |d: Duration| d.as_micros() as u64;
                         let from = front.intended.unwrap_or(front.sent);
@@ -772,7 +782,12 @@ async fn connect_phase(
             tokio::time::sleep_until(at.into()).await;
             let stream = timed_connect(&plan, slot, &tally).await?;
             match probe(&plan, slot, &stream).await {
-                Ok(0) => Some((slot, stream)),
+                Ok(0) => {
+                    let mut t = tally.borrow_mut();
+                    t.all_messages += 1;
+                    t.all_bytes += plan.payload as u64;
+                    Some((slot, stream))
+                }
                 Ok(bad) => {
                     let mut t = tally.borrow_mut();
                     t.mismatches += bad;

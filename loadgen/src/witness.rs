@@ -102,6 +102,34 @@ pub fn parse_closes(text: &str) -> io::Result<ServerCloses> {
     Ok(c)
 }
 
+/// The server's echo totals, from `ringecho_messages_echoed_total` and
+/// `ringecho_bytes_echoed_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerTotals {
+    /// Receives echoed back in full (one per message in ping-pong traffic).
+    pub messages: u64,
+    /// Bytes echoed back.
+    pub bytes: u64,
+}
+
+/// Reads the echo totals out of a Prometheus text exposition.
+pub fn parse_totals(text: &str) -> io::Result<ServerTotals> {
+    let value = |name: &str| -> io::Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("no {name} in the metrics"),
+                )
+            })
+    };
+    Ok(ServerTotals {
+        messages: value("ringecho_messages_echoed_total")?,
+        bytes: value("ringecho_bytes_echoed_total")?,
+    })
+}
+
 /// Scrapes a ringecho server's close counters.
 pub fn scrape_closes(url: &str) -> io::Result<ServerCloses> {
     parse_closes(&http_get(url, Duration::from_secs(5))?)
@@ -167,6 +195,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_the_servers_own_cost() {
+        let text = "process_cpu_seconds_total 3.5\nringecho_process_cpu_seconds_total{mode=\"user\"} 1.25\nringecho_process_cpu_seconds_total{mode=\"system\"} 2.25\nprocess_resident_memory_bytes 2097152\n";
+        let p = parse_process(text).unwrap();
+        assert_eq!((p.user_s, p.sys_s, p.rss_kb), (1.25, 2.25, 2048));
+        assert!(parse_process("process_open_fds 3\n").is_err());
+    }
+
+    #[test]
     fn parses_closes_and_proc_tables() {
         let text = "# HELP x\nringecho_closes_total{how=\"fin\"} 7\nringecho_closes_total{how=\"rst\"} 3\nringecho_closes_total{how=\"error\"} 0\n";
         assert_eq!(
@@ -185,66 +221,35 @@ mod tests {
     }
 }
 
-/// A process's CPU time, context switches and memory at one moment, from /proc/PID.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ProcSample {
-    /// User CPU seconds, all threads.
-    pub user_s: f64,
-    /// System CPU seconds, all threads.
-    pub sys_s: f64,
-    /// Voluntary plus involuntary context switches (main thread).
-    pub ctx_switches: u64,
-    /// Resident memory, KiB.
-    pub rss_kb: u64,
-    /// Peak resident memory, KiB.
-    pub peak_rss_kb: u64,
+pub use ringecho_common::procfs::ProcSample;
+
+/// The server's own CPU and memory from its metrics endpoint (`process_*` and
+/// `ringecho_process_cpu_seconds_total{mode}`): what `--server-pid` reads from /proc, for a
+/// server on another host. Context switches are not exported, so they read as zero.
+pub fn parse_process(text: &str) -> io::Result<ProcSample> {
+    let value = |name: &str| -> io::Result<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the server's metrics have no {name}: is it ringecho-server?"),
+                )
+            })
+    };
+    let rss_kb = (value("process_resident_memory_bytes")? / 1024.0) as u64;
+    Ok(ProcSample {
+        user_s: value("ringecho_process_cpu_seconds_total{mode=\"user\"}")?,
+        sys_s: value("ringecho_process_cpu_seconds_total{mode=\"system\"}")?,
+        ctx_switches: 0,
+        rss_kb,
+        peak_rss_kb: rss_kb,
+    })
 }
 
-impl ProcSample {
-    /// Reads /proc/PID/stat (utime, stime: all threads) and /proc/PID/status.
-    pub fn read(pid: u32) -> io::Result<ProcSample> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let after = stat
-            .rsplit_once(')')
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))?
-            .1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let tick = clock_ticks_per_s();
-        let field = |i: usize| -> io::Result<f64> {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short /proc/PID/stat"))
-        };
-        // `after` starts at field 3 (state), so field n is index n - 3.
-        let (user_s, sys_s) = (field(14 - 3)? / tick, field(15 - 3)? / tick);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let value = |key: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok(ProcSample {
-            user_s,
-            sys_s,
-            ctx_switches: value("voluntary_ctxt_switches:") + value("nonvoluntary_ctxt_switches:"),
-            rss_kb: value("VmRSS:"),
-            peak_rss_kb: value("VmHWM:"),
-        })
-    }
-}
-
-fn clock_ticks_per_s() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
+/// Scrapes the server's own CPU and memory.
+pub fn scrape_process(url: &str) -> io::Result<ProcSample> {
+    parse_process(&http_get(url, Duration::from_secs(5))?)
 }
 
 /// The server process's cost over the measured window.

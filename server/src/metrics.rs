@@ -102,6 +102,68 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
+/// The process's own cost, in the names Prometheus's client libraries use, so a loadgen on
+/// another host can read the server's CPU and memory over exactly its measured window.
+/// Figures that cannot be read are left out rather than reported as zero.
+pub fn render_process() -> String {
+    use ringecho_common::procfs;
+    let mut out = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in lines {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    if let Ok(p) = procfs::ProcSample::read_self() {
+        put(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            &[(String::new(), p.user_s + p.sys_s)],
+        );
+        put(
+            "ringecho_process_cpu_seconds_total",
+            "counter",
+            "CPU time spent in seconds, by mode.",
+            &[
+                ("{mode=\"user\"}".into(), p.user_s),
+                ("{mode=\"system\"}".into(), p.sys_s),
+            ],
+        );
+        put(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            &[(String::new(), (p.rss_kb * 1024) as f64)],
+        );
+    }
+    if let Ok(n) = procfs::open_fds() {
+        put(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            &[(String::new(), n as f64)],
+        );
+    }
+    if let Ok(n) = procfs::max_fds() {
+        put(
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            &[(String::new(), n as f64)],
+        );
+    }
+    if let Ok(t) = procfs::start_time_unix_s() {
+        put(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            &[(String::new(), t)],
+        );
+    }
+    out
+}
+
 /// The metrics endpoint; stops when dropped.
 pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
@@ -128,8 +190,13 @@ impl MetricsServer {
                             "text/plain; version=0.0.4; charset=utf-8",
                         )
                         .expect("static header is valid");
-                        tiny_http::Response::from_string(render(&stats.snapshot()))
-                            .with_header(header)
+                        tiny_http::Response::from_string({
+                            // The process figures go before the registry's `# EOF`.
+                            let text = render(&stats.snapshot());
+                            let body = text.strip_suffix("# EOF\n").unwrap_or(&text);
+                            format!("{body}{}# EOF\n", render_process())
+                        })
+                        .with_header(header)
                     } else {
                         tiny_http::Response::from_string("not found; try /metrics\n")
                             .with_status_code(404)

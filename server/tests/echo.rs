@@ -135,6 +135,23 @@ fn fin_and_rst_are_counted_exactly(backend: Backend) {
     assert_eq!(metric(&text, "ringecho_connections_accepted_total"), 300);
     assert_eq!(metric(&text, "ringecho_connections_active"), 0);
     assert_eq!(metric(&text, "ringecho_bytes_echoed_total"), 300 * 16);
+    // The process's own cost, in Prometheus's usual names.
+    for name in [
+        "process_cpu_seconds_total ",
+        "ringecho_process_cpu_seconds_total{mode=\"user\"} ",
+        "ringecho_process_cpu_seconds_total{mode=\"system\"} ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+    ] {
+        let line = text.lines().find(|l| l.starts_with(name));
+        let v: f64 = line
+            .and_then(|l| l[name.len()..].parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"));
+        assert!(v > 0.0 || name.contains("cpu"), "{name}{v}");
+    }
+    assert!(text.trim_end().ends_with("# EOF"));
     srv.shutdown().unwrap();
 }
 

@@ -1,0 +1,141 @@
+//! A process's CPU time, context switches and memory from /proc: what the loadgen reads of
+//! the server (`--server-pid`) and what the server reports of itself (`/metrics`).
+
+use std::io;
+
+/// A process's CPU time, context switches and memory at one moment, from /proc/PID.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcSample {
+    /// User CPU seconds, all threads.
+    pub user_s: f64,
+    /// System CPU seconds, all threads.
+    pub sys_s: f64,
+    /// Voluntary plus involuntary context switches (main thread).
+    pub ctx_switches: u64,
+    /// Resident memory, KiB.
+    pub rss_kb: u64,
+    /// Peak resident memory, KiB.
+    pub peak_rss_kb: u64,
+}
+
+impl ProcSample {
+    /// Reads /proc/PID/stat (utime, stime: all threads) and /proc/PID/status.
+    pub fn read(pid: u32) -> io::Result<ProcSample> {
+        Self::read_at(&format!("/proc/{pid}"))
+    }
+
+    /// Reads this process's own figures (/proc/self).
+    pub fn read_self() -> io::Result<ProcSample> {
+        Self::read_at("/proc/self")
+    }
+
+    fn read_at(dir: &str) -> io::Result<ProcSample> {
+        let stat = std::fs::read_to_string(format!("{dir}/stat"))?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after = stat
+            .rsplit_once(')')
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))?
+            .1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let tick = clock_ticks_per_s();
+        let field = |i: usize| -> io::Result<f64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short /proc/PID/stat"))
+        };
+        // `after` starts at field 3 (state), so field n is index n - 3.
+        let (user_s, sys_s) = (field(14 - 3)? / tick, field(15 - 3)? / tick);
+        let status = std::fs::read_to_string(format!("{dir}/status"))?;
+        let value = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(ProcSample {
+            user_s,
+            sys_s,
+            ctx_switches: value("voluntary_ctxt_switches:") + value("nonvoluntary_ctxt_switches:"),
+            rss_kb: value("VmRSS:"),
+            peak_rss_kb: value("VmHWM:"),
+        })
+    }
+}
+
+/// Clock ticks per second, the unit of /proc's CPU times.
+pub fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// This process's start time, seconds since the Unix epoch (/proc/self/stat's starttime,
+/// after boot, plus the boot time from /proc/stat).
+pub fn start_time_unix_s() -> io::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after = stat
+        .rsplit_once(')')
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/self/stat"))?
+        .1;
+    let ticks: f64 = after
+        .split_whitespace()
+        .nth(22 - 3)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short /proc/self/stat"))?;
+    let boot: f64 = std::fs::read_to_string("/proc/stat")?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no btime in /proc/stat"))?;
+    Ok(boot + ticks / clock_ticks_per_s())
+}
+
+/// Descriptors this process holds open now.
+pub fn open_fds() -> io::Result<u64> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count() as u64)
+}
+
+/// The open-file soft limit.
+pub fn max_fds() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let s = ProcSample::read_self().unwrap();
+        assert!(s.rss_kb > 0);
+        assert_eq!(
+            ProcSample::read(std::process::id()).unwrap().rss_kb > 0,
+            true
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = start_time_unix_s().unwrap();
+        assert!(
+            started <= now + 1.0 && started > now - 3600.0,
+            "{started} vs {now}"
+        );
+        assert!(open_fds().unwrap() >= 3);
+        assert!(max_fds().unwrap() >= open_fds().unwrap());
+    }
+}
