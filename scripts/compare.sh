@@ -87,6 +87,9 @@ loadgen_cpus="$half-$(( ncpu - 1 ))"
 server_threads=$half
 loadgen_threads=$(( ncpu - half > 0 ? ncpu - half : 1 ))
 
+# Connections come from 127.0.0.2-127.0.0.9: TIME_WAIT sockets left by earlier runs would
+# otherwise slow every connect's search for a free port (tens of thousands pile up).
+source_addrs=127.0.0.2-127.0.0.9
 [ -n "$out" ] || out="results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 {
@@ -181,6 +184,7 @@ run() {
   local lg_rc=0
   # shellcheck disable=SC2046
   taskset -c "$loadgen_cpus" "$bin/ringecho-loadgen" --addr "$addr" --threads "$loadgen_threads" \
+      --source-addrs "$source_addrs" \
       $(scenario_flags "$scenario") --warmup "$run_warmup" --duration "$run_duration" \
       "${witness[@]}" --server-pid "$server_pid" "$@" \
       --tag "scenario=$scenario" --tag "backend=$srv" --tag "round=$round" \
@@ -205,7 +209,7 @@ run() {
     failed_row "$log" "$scenario" "$srv" "$round" "the server exited with $rc: $(tail -n1 "$log.server.err")"
     return 0
   fi
-  printf '  %-28s %s\n' "$scenario-$srv-$round" "$(grep -E 'throughput' "$log.txt" | sed 's/^ *throughput *//')" >&2
+  printf '  %-28s %s\n' "$scenario-$srv-$round" "$(grep -E '^ *throughput ' "$log.txt" | sed 's/^ *throughput *//')" >&2
 }
 
 # sweep SERVER: the latency-load curve, one sweep per server.
@@ -221,6 +225,7 @@ sweep() {
   fi
   # shellcheck disable=SC2046
   taskset -c "$loadgen_cpus" "$bin/ringecho-loadgen" sweep --addr "$addr" --threads "$loadgen_threads" \
+      --source-addrs "$source_addrs" \
       $(scenario_flags sweep) --from $from --to $to --steps $steps --duration $sd --warmup $sw \
       --server-pid "$server_pid" --tag "backend=$srv" --json "$log.json" >"$log.txt" 2>"$log.err" \
     || { failed=1; echo "compare.sh: sweep of $srv: $(tail -n1 "$log.err")" >&2; }
