@@ -120,6 +120,7 @@ fn start_server(ns: &str) -> Server {
         ])
         .spawn()
         .unwrap();
+    let server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let probe = Command::new("ip")
@@ -128,7 +129,7 @@ fn start_server(ns: &str) -> Server {
             .output()
             .unwrap();
         if probe.status.success() {
-            return Server(child);
+            return server;
         }
         assert!(Instant::now() < deadline, "the server did not listen");
         std::thread::sleep(Duration::from_millis(50));

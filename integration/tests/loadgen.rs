@@ -509,3 +509,31 @@ fn an_impossible_rate_is_flagged_loadgen_limited() {
     assert_eq!(out.status.code(), Some(1), "--strict exits non-zero");
     srv.shutdown().unwrap();
 }
+
+/// An open-loop run at a low rate per connection ends with its window: a message due after
+/// the end is never sent (with 300 connections at 30 msg/s each one's mean gap is 10 s, so
+/// waiting for the next one would overrun the run by tens of seconds).
+#[test]
+fn a_low_rate_open_loop_run_ends_with_its_window() {
+    let (addr, _) = std_echo_server(None);
+    let t0 = std::time::Instant::now();
+    let out = load(&[
+        "--addr",
+        &addr.to_string(),
+        "--connections",
+        "300",
+        "--rate",
+        "30",
+        "--duration",
+        "1s",
+    ]);
+    let took = t0.elapsed();
+    assert_eq!(out.report.mismatches, 0);
+    // Ending early is not a reason to reconnect: one connect per slot.
+    assert_eq!(out.report.connects, 300);
+    assert_eq!(out.report.closes.fin, 300);
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "a 1 s window took {took:?}"
+    );
+}

@@ -107,6 +107,11 @@ impl Schedule {
         }
     }
 
+    /// The next message's intended send time, without advancing.
+    pub fn peek(&self) -> Instant {
+        self.next
+    }
+
     /// The next message's intended send time; advances the schedule.
     pub fn take(&mut self) -> Instant {
         let at = self.next;

@@ -351,10 +351,24 @@ struct Slot {
 
 impl Slot {
     fn done(&self) -> bool {
+        self.done_at(self.sent)
+    }
+
+    /// Whether the slot is done once `sent` messages have gone.
+    fn done_at(&self, sent: u64) -> bool {
         match (self.plan.messages, self.clock.end) {
-            (Some(n), _) => self.sent >= n,
-            (None, Some(end)) => Instant::now() >= end,
+            (Some(n), _) => sent >= n,
+            (None, Some(end)) => Instant::now() >= end || self.due_after_end(),
             (None, None) => true,
+        }
+    }
+
+    /// Open loop: the next message is due after the window, so it would never be measured
+    /// (at a low rate per connection it can be many seconds away): the slot is done.
+    fn due_after_end(&self) -> bool {
+        match (self.schedule.borrow().as_ref(), self.clock.end) {
+            (Some(s), Some(end)) => s.peek() >= end,
+            _ => false,
         }
     }
 
@@ -433,12 +447,7 @@ impl Slot {
             let mut batch = Vec::with_capacity(pipeline * this.plan.payload);
             let mut on_conn = 0u64;
             let res = loop {
-                let done = match (this.plan.messages, this.clock.end) {
-                    (Some(n), _) => sent.get() >= n,
-                    (None, Some(end)) => Instant::now() >= end,
-                    (None, None) => true,
-                };
-                if stop.get() || done || quota.is_some_and(|k| on_conn >= k) {
+                if stop.get() || this.done_at(sent.get()) || quota.is_some_and(|k| on_conn >= k) {
                     break Ok(());
                 }
                 // Open loop: wait for the message's time. One due while the connection was
