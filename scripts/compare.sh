@@ -14,7 +14,7 @@
 #   substituted, pinned like the built-in ones; measured from outside (/proc, the kernel).
 # --backends '' compares external servers alone.
 # Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k sweep
-# (default: all, ~5 min).
+# (default: all, ~10 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
