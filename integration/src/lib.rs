@@ -36,3 +36,16 @@ pub fn repo() -> PathBuf {
         .expect("the crate sits in the repository")
         .to_path_buf()
 }
+
+/// Runs `ip` (or another tool) and fails loudly if it does.
+pub fn sh(args: &[&str]) {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e} (scripts/test.sh installs iproute2)"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

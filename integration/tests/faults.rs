@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use ringecho_integration::sh;
 use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
 use serde_json::{json, Value};
 
@@ -505,19 +506,6 @@ fn shutdown_during_load() {
             }),
         );
     }
-}
-
-/// Runs `ip` (or another tool) and fails loudly if it does.
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e} (.ci/run installs iproute2)"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A veth pair from this network namespace into a namespace made here; removed on drop.

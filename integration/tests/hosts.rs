@@ -7,19 +7,7 @@
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use ringecho_integration::{loadgen_exe, repo, server_exe};
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e} (scripts/test.sh installs iproute2)"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use ringecho_integration::{loadgen_exe, repo, server_exe, sh};
 
 /// Four namespaces: `s` (the server, with the bridge) and `l1`..`l3`; removed on drop.
 struct Hosts {

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// Curve colours that stay apart on white.
@@ -15,6 +16,46 @@ pub const COLORS: [RGBColor; 6] = [
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x17, 0x17, 0x17),
 ];
+
+/// A drawing error as an I/O error.
+pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> io::Error {
+    io::Error::other(format!("{e:?}"))
+}
+
+/// A white 900 × 540 SVG canvas writing to `out`.
+pub(crate) fn canvas(out: &Path) -> io::Result<DrawingArea<SVGBackend<'_>, Shift>> {
+    let root = SVGBackend::new(out, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err)?;
+    Ok(root)
+}
+
+/// The chart builder every plot here starts from: title, margins, label areas.
+pub(crate) fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64);
+    b
+}
+
+/// Draws the legend (upper left) and writes the file.
+pub(crate) fn finish<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &DrawingArea<SVGBackend<'a>, Shift>,
+) -> io::Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(draw_err)?;
+    root.present().map_err(draw_err)
+}
 
 /// One .hgrm file's (1/(1-percentile), latency ms) points.
 pub fn read_hgrm(path: &Path) -> io::Result<Vec<(f64, f64)>> {
@@ -59,14 +100,9 @@ pub fn plot_hgrm(out: &Path, title: &str, curves: &[(String, PathBuf)]) -> io::R
         .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
         .fold(0.01f64, f64::max)
         * 1.1;
-    let root = SVGBackend::new(out, (900, 540)).into_drawing_area();
-    let draw = |e: DrawingAreaErrorKind<_>| io::Error::other(format!("{e:?}"));
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
+    let root = canvas(out)?;
+    let draw = draw_err;
+    let mut chart = builder(&root, title)
         .build_cartesian_2d((1.0..x_max).log_scale(), 0.0..y_max)
         .map_err(draw)?;
     chart
@@ -87,13 +123,5 @@ pub fn plot_hgrm(out: &Path, title: &str, curves: &[(String, PathBuf)]) -> io::R
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(draw)?;
-    root.present().map_err(draw)?;
-    Ok(())
+    finish(&mut chart, &root)
 }

@@ -205,14 +205,9 @@ pub fn plot(out: &Path, title: &str, sweeps: &[Sweep]) -> io::Result<()> {
         .chain(sweeps.iter().map(|s| s.p99_bound_us as f64))
         .fold(10.0f64, f64::max)
         * 1.5;
-    let root = SVGBackend::new(out, (900, 540)).into_drawing_area();
-    let draw = |e: DrawingAreaErrorKind<_>| io::Error::other(format!("{e:?}"));
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
+    let root = crate::plot::canvas(out)?;
+    let draw = crate::plot::draw_err;
+    let mut chart = crate::plot::builder(&root, title)
         .build_cartesian_2d(0.0..x_max, (1.0..y_max).log_scale())
         .map_err(draw)?;
     chart
@@ -255,15 +250,7 @@ pub fn plot(out: &Path, title: &str, sweeps: &[Sweep]) -> io::Result<()> {
             ))
             .map_err(draw)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(draw)?;
-    root.present().map_err(draw)?;
-    Ok(())
+    crate::plot::finish(&mut chart, &root)
 }
 
 #[cfg(test)]

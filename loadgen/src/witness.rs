@@ -114,20 +114,23 @@ pub struct ServerTotals {
 
 /// Reads the echo totals out of a Prometheus text exposition.
 pub fn parse_totals(text: &str) -> io::Result<ServerTotals> {
-    let value = |name: &str| -> io::Result<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("no {name} in the metrics"),
-                )
-            })
-    };
     Ok(ServerTotals {
-        messages: value("ringecho_messages_echoed_total")?,
-        bytes: value("ringecho_bytes_echoed_total")?,
+        messages: metric_value(text, "ringecho_messages_echoed_total")? as u64,
+        bytes: metric_value(text, "ringecho_bytes_echoed_total")? as u64,
     })
+}
+
+/// The value of the sample `name` (with its labels, e.g. `x{mode="user"}`) in a Prometheus
+/// text exposition.
+fn metric_value(text: &str, name: &str) -> io::Result<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the server's metrics have no {name}: is it ringecho-server?"),
+            )
+        })
 }
 
 /// Scrapes a ringecho server's close counters.
@@ -227,16 +230,7 @@ pub use ringecho_common::procfs::ProcSample;
 /// `ringecho_process_cpu_seconds_total{mode}`): what `--server-pid` reads from /proc, for a
 /// server on another host. Context switches are not exported, so they read as zero.
 pub fn parse_process(text: &str) -> io::Result<ProcSample> {
-    let value = |name: &str| -> io::Result<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the server's metrics have no {name}: is it ringecho-server?"),
-                )
-            })
-    };
+    let value = |name: &str| metric_value(text, name);
     let rss_kb = (value("process_resident_memory_bytes")? / 1024.0) as u64;
     Ok(ProcSample {
         user_s: value("ringecho_process_cpu_seconds_total{mode=\"user\"}")?,
