@@ -14,14 +14,7 @@ use std::time::Duration;
 /// the usual soft limit (1024) is far below the thousands of connections a load test opens.
 /// Returns the (old, new) soft limits.
 pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut lim = nofile_limit()?;
     let old = lim.rlim_cur;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
@@ -31,6 +24,19 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         }
     }
     Ok((old, lim.rlim_cur))
+}
+
+/// RLIMIT_NOFILE as it stands (soft and hard).
+pub(crate) fn nofile_limit() -> io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim)
 }
 
 /// The cores this process may run on: the default thread count of every ringecho program.

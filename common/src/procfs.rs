@@ -31,21 +31,9 @@ impl ProcSample {
 
     fn read_at(dir: &str) -> io::Result<ProcSample> {
         let stat = std::fs::read_to_string(format!("{dir}/stat"))?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let after = stat
-            .rsplit_once(')')
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))?
-            .1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime, all threads, in clock ticks.
         let tick = clock_ticks_per_s();
-        let field = |i: usize| -> io::Result<f64> {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short /proc/PID/stat"))
-        };
-        // `after` starts at field 3 (state), so field n is index n - 3.
-        let (user_s, sys_s) = (field(14 - 3)? / tick, field(15 - 3)? / tick);
+        let (user_s, sys_s) = (stat_field(&stat, 14)? / tick, stat_field(&stat, 15)? / tick);
         let status = std::fs::read_to_string(format!("{dir}/status"))?;
         let value = |key: &str| -> u64 {
             status
@@ -78,16 +66,7 @@ pub fn clock_ticks_per_s() -> f64 {
 /// This process's start time, seconds since the Unix epoch (/proc/self/stat's starttime,
 /// after boot, plus the boot time from /proc/stat).
 pub fn start_time_unix_s() -> io::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after = stat
-        .rsplit_once(')')
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/self/stat"))?
-        .1;
-    let ticks: f64 = after
-        .split_whitespace()
-        .nth(22 - 3)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short /proc/self/stat"))?;
+    let ticks = stat_field(&std::fs::read_to_string("/proc/self/stat")?, 22)?;
     let boot: f64 = std::fs::read_to_string("/proc/stat")?
         .lines()
         .find_map(|l| l.strip_prefix("btime "))
@@ -103,15 +82,22 @@ pub fn open_fds() -> io::Result<u64> {
 
 /// The open-file soft limit.
 pub fn max_fds() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(lim.rlim_cur)
+    Ok(crate::nofile_limit()?.rlim_cur)
+}
+
+/// Field `n` of a /proc/PID/stat line, numbered as in proc(5) (1 is the pid). The fields are
+/// counted after the parenthesised command name, which may itself hold spaces.
+fn stat_field(stat: &str, n: usize) -> io::Result<f64> {
+    let after = stat
+        .rsplit_once(')')
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))?
+        .1;
+    // `after` starts at field 3 (state).
+    after
+        .split_whitespace()
+        .nth(n - 3)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short /proc/PID/stat"))
 }
 
 #[cfg(test)]

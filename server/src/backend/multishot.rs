@@ -23,11 +23,12 @@
 //!
 //! Memory bound per thread: `B × S` of ring (`--ring-buffers × --buffer-size`) plus at most
 //! `(MAX_HELD + 1) × S` per connection with a send blocked (one chunk of slack for bytes
-//! already received when the cancel lands), plus a pool of at most 256 spare spill buffers.
-//! At the defaults (4,096 × 4 KiB, cap 4) that is 16 MiB + 20 KiB per blocked connection.
+//! already received when the cancel lands), plus a pool of at most 1,024 spare spill buffers
+//! (trimmed to 64 after a quiet tick). At the defaults (4,096 × 4 KiB, cap 4) that is 16 MiB
+//! + 20 KiB per blocked connection.
 //!
-//! Measured alternatives are in the README: one buffer per connection (per-connection
-//! rings) costs memory for idle connections, which the shared ring exists to avoid.
+//! Alternatives weighed are in docs/backends.md: per-connection buffer rings cost memory for
+//! idle connections, which the shared ring exists to avoid.
 //!
 //! The raw memory handling lives in [`super::ring`]; this module is the safe state machine.
 
@@ -485,8 +486,8 @@ impl Loop {
         Ok(())
     }
 
-    /// Hands a buffer back (ring buffers to the ring, noting it for connections waiting on an
-    /// empty ring; spill buffers to their pool) and publishes what connections now hold.
+    /// Hands a buffer back: a ring buffer to the ring (noting it for connections waiting on
+    /// an empty ring), a spill buffer to its pool.
     fn recycle(&mut self, buf: Buf) {
         self.ring.recycle(buf);
         self.returned |= matches!(buf, Buf::Ring(_));
@@ -535,14 +536,10 @@ impl Loop {
 
     /// Returns a closing connection's buffers to the ring, except one still being sent.
     fn release_queue(&mut self, slot: usize) {
-        let c = &mut self.conns[slot];
-        let keep = usize::from(c.sending);
-        let mut freed = Vec::new();
-        while c.queue.len() > keep {
-            freed.push(c.queue.pop_back().expect("len checked").buf);
-        }
-        for buf in freed {
-            self.release_held(buf);
+        let keep = usize::from(self.conns[slot].sending);
+        while self.conns[slot].queue.len() > keep {
+            let chunk = self.conns[slot].queue.pop_back().expect("len checked");
+            self.release_held(chunk.buf);
         }
     }
 
