@@ -39,6 +39,42 @@ pub(crate) fn nofile_limit() -> io::Result<libc::rlimit> {
     Ok(lim)
 }
 
+/// The CPUs this thread may run on (its affinity mask), in ascending order: what `--pin`
+/// assigns threads from, so pinning respects `taskset` and cgroup limits.
+pub fn allowed_cores() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain bits; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most the size we pass into the set we own.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: CPU_ISSET reads the set; i is below CPU_SETSIZE.
+    let cores: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect();
+    if cores.is_empty() {
+        return Err(io::Error::other("the affinity mask is empty"));
+    }
+    Ok(cores)
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_to_core(core: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain bits; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if core >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such CPU"));
+    }
+    // SAFETY: core is below CPU_SETSIZE (checked), so CPU_SET writes inside the set.
+    unsafe { libc::CPU_SET(core, &mut set) };
+    // SAFETY: sched_setaffinity reads the set we own; pid 0 is the calling thread.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The cores this process may run on: the default thread count of every ringecho program.
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -246,33 +246,9 @@ fn rst_storm() {
     }
 }
 
-/// Sets RLIMIT_NOFILE's soft limit and returns the previous one.
-fn set_nofile(soft: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: get/setrlimit read and write the struct we pass.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        let old = lim.rlim_cur;
-        lim.rlim_cur = soft.min(lim.rlim_max);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        old
-    }
-}
-
-/// Flooded past RLIMIT_NOFILE: the server serves what it holds, backs off on EMFILE, and
-/// accepts again when clients leave; every byte is still echoed. One process per backend, so
-/// the limit is measured from a clean descriptor table.
-fn fd_exhaustion(backend: Backend) {
-    // Start the server under a low limit, as `prlimit --nofile` would (lowered only after the
-    // ring is set up, the multishot backend's accepts did not hit it in our runs). Room for about 40 connections: new
-    // descriptors take the lowest free numbers, and this fresh process's table has no holes
-    // below its count (an inherited high one, if any, is above the limit and does not matter).
-    // The clients live in this process too: their sockets are made before the limit drops,
-    // so only the server's accepts run into it.
-    let sockets: Vec<socket2::Socket> = (0..120)
+/// The flood's client sockets, made up front (before a test lowers the descriptor limit).
+fn flood_sockets() -> Vec<socket2::Socket> {
+    (0..120)
         .map(|_| {
             socket2::Socket::new(
                 socket2::Domain::IPV4,
@@ -281,16 +257,13 @@ fn fd_exhaustion(backend: Backend) {
             )
             .unwrap()
         })
-        .collect();
-    let old = set_nofile(open_fds() as u64 + 60);
-    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backend);
-    cfg.threads = Some(2);
-    cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
-    let srv = start(&cfg).expect("server starts");
-    // 120 clients arrive at once; each echoes 1 KiB, holds its connection 300 ms (so the
-    // server's descriptors run out) and half-closes. Those past the limit wait in the
-    // backlog until earlier ones leave.
-    let addr = srv.local_addr();
+        .collect()
+}
+
+/// 120 clients arrive at once; each echoes 1 KiB, holds its connection 300 ms (so the
+/// server's descriptors run out) and half-closes. Those past the limit wait in the backlog
+/// until earlier ones leave. Returns how many got exactly their bytes back.
+fn flood(sockets: Vec<socket2::Socket>, addr: SocketAddr) -> usize {
     let clients: Vec<_> = sockets
         .into_iter()
         .zip(0u32..)
@@ -311,11 +284,48 @@ fn fd_exhaustion(backend: Backend) {
             })
         })
         .collect();
-    let exact = clients
+    clients
         .into_iter()
         .map(|c| c.join().expect("client served"))
         .filter(|&ok| ok)
-        .count();
+        .count()
+}
+
+/// Sets RLIMIT_NOFILE's soft limit and returns the previous one.
+fn set_nofile(soft: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit read and write the struct we pass.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let old = lim.rlim_cur;
+        lim.rlim_cur = soft.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        old
+    }
+}
+
+/// Flooded past RLIMIT_NOFILE: the server serves what it holds, backs off on EMFILE, and
+/// accepts again when clients leave; every byte is still echoed. One process per backend, so
+/// the limit is measured from a clean descriptor table. (multishot's direct descriptors take
+/// no descriptors; `direct_table_full_multishot` floods their file table instead.)
+fn fd_exhaustion(backend: Backend) {
+    // Start the server under a low limit, as `prlimit --nofile` would (lowered only after the
+    // ring is set up, the multishot backend's accepts did not hit it in our runs). Room for about 40 connections: new
+    // descriptors take the lowest free numbers, and this fresh process's table has no holes
+    // below its count (an inherited high one, if any, is above the limit and does not matter).
+    // The clients live in this process too: their sockets are made before the limit drops,
+    // so only the server's accepts run into it.
+    let sockets = flood_sockets();
+    let old = set_nofile(open_fds() as u64 + 60);
+    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    cfg.threads = Some(2);
+    cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let srv = start(&cfg).expect("server starts");
+    let addr = srv.local_addr();
+    let exact = flood(sockets, addr);
     set_nofile(old);
     assert_eq!(exact, 120, "every client got exactly its bytes back");
     let s = wait_settled(&srv, "all served", |s| s.accepted == 120 && s.active() == 0);
@@ -351,6 +361,62 @@ fn fd_exhaustion_epoll() {
 #[test]
 fn fd_exhaustion_multishot() {
     fd_exhaustion(Backend::Multishot)
+}
+
+/// The multishot backend's direct descriptors, flooded past one thread's file table: the
+/// server stops accepting while the table is full (connections wait in the backlog; a
+/// multishot accept into a full table would take them off the backlog and drop them), counts
+/// the pause with the accept errors and serves every client exactly. The server runs as its
+/// own process under `ulimit -n 48`, which caps its table at 48 slots.
+#[test]
+fn direct_table_full_multishot() {
+    let sockets = flood_sockets();
+    let script = format!(
+        "ulimit -n 48 && exec '{}' --backend multishot --direct-descriptors on --threads 1 \
+         --listen 127.0.0.1:0",
+        ringecho_integration::server_exe().display()
+    );
+    let mut child = Command::new("bash")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let exact = flood(sockets, addr);
+    // SAFETY: kill sends a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut summary = String::new();
+    stdout.read_to_string(&mut summary).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "server exited with {status}: {summary}");
+    assert_eq!(exact, 120, "every client got exactly its bytes back");
+    let figure = |name: &str| -> u64 {
+        summary
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no '{name}' in the summary: {summary}"))
+    };
+    assert_eq!(figure("connections accepted"), 120, "{summary}");
+    assert!(
+        figure("accept errors") > 0,
+        "the table never filled: {summary}"
+    );
+    assert!(summary.contains("closes: fin 120  rst 0"), "{summary}");
+    record(
+        "direct_table_full",
+        Backend::Multishot,
+        json!({ "connections": 120, "table_slots": 48, "accept_pauses": figure("accept errors"), "exact_echoes": exact }),
+    );
 }
 
 /// Peers that never read, mixed with healthy ones: healthy peers get every byte back, memory

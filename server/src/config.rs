@@ -96,6 +96,17 @@ pub struct Config {
     /// Listen backlog.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=65535))]
     pub backlog: i32,
+
+    /// multishot: keep connections in each ring's own file table (direct descriptors): no file
+    /// reference taken per operation, and not in the process's descriptor table, so each
+    /// thread holds up to RLIMIT_NOFILE connections. Off by default: it measured no CPU gain
+    /// (docs/results.md), and ordinary descriptors show in `ss -p`, lsof and /proc.
+    #[arg(long, default_value = "off", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
+    pub direct_descriptors: bool,
+
+    /// Pin worker thread i to the i-th core this process may run on (wrapping around).
+    #[arg(long)]
+    pub pin: bool,
 }
 
 impl Config {
@@ -141,6 +152,15 @@ pub fn parse_duration_or_off(s: &str) -> Result<OrOff<Duration>, String> {
     parse_duration(s).map(|d| OrOff(Some(d)))
 }
 
+/// Parses `on` or `off`.
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("'{s}' is neither on nor off")),
+    }
+}
+
 fn parse_ring_buffers(s: &str) -> Result<u16, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(2..=32768).contains(&n) || !n.is_power_of_two() {
@@ -168,6 +188,8 @@ mod tests {
         assert_eq!(dp.user_timeout, Some(Duration::from_secs(30)));
         let off = Config::parse_from(["x", "--keepalive", "off", "--user-timeout", "OFF"]);
         assert_eq!(off.dead_peer(), DeadPeer::OFF);
+        assert!(!c.direct_descriptors && !c.pin);
+        assert!(Config::parse_from(["x", "--direct-descriptors", "on"]).direct_descriptors);
     }
 
     #[test]
@@ -184,6 +206,7 @@ mod tests {
             &["x", "--keepalive", "never"],
             &["x", "--keepalive-probes", "0"],
             &["x", "--user-timeout", "0s"],
+            &["x", "--direct-descriptors", "yes"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} accepted");
         }

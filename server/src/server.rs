@@ -153,6 +153,8 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     let open = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(n);
+    let cores = ringecho_common::allowed_cores()
+        .map_err(|e| StartError::new("cannot read this process's CPU affinity", e))?;
     for (i, listener) in listeners.into_iter().enumerate() {
         let counters = stats.register_thread();
         let (open, phase_rx, backend) = (open.clone(), phase_rx.clone(), config.backend);
@@ -160,10 +162,20 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         let ring = backend::multishot::RingConfig {
             buffers: config.ring_buffers,
             buffer_size: config.buffer_size,
+            direct: config.direct_descriptors,
         };
+        let core = config.pin.then(|| cores[i % cores.len()]);
         let spawned = std::thread::Builder::new()
             .name(format!("ringecho-{}-{i}", backend.name()))
             .spawn(move || {
+                if let Some(core) = core {
+                    if let Err(e) = ringecho_common::pin_to_core(core) {
+                        ready.report::<()>(Err(io::Error::new(
+                            e.kind(),
+                            format!("cannot pin to core {core}: {e}"),
+                        )))?;
+                    }
+                }
                 let worker = Worker::new(counters, limits, open, phase_rx);
                 match backend {
                     Backend::Epoll => backend::epoll::run(listener, worker, ready),

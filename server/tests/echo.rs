@@ -8,9 +8,14 @@ use std::time::{Duration, Instant};
 use ringecho_server::listener::raise_nofile_limit;
 use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
 
-fn server(backend: Backend, tweak: impl FnOnce(&mut Config)) -> RunningServer {
+/// A backend, and for multishot whether connections are direct descriptors.
+#[derive(Debug, Clone, Copy)]
+struct Setup(Backend, bool);
+
+fn server(setup: Setup, tweak: impl FnOnce(&mut Config)) -> RunningServer {
     let _ = raise_nofile_limit();
-    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), setup.0);
+    c.direct_descriptors = setup.1;
     c.threads = Some(2);
     c.drain_timeout = Duration::from_secs(2);
     tweak(&mut c);
@@ -68,7 +73,7 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} not in\n{text}"))
 }
 
-fn exact_echo_of_all_sizes(backend: Backend) {
+fn exact_echo_of_all_sizes(backend: Setup) {
     let srv = server(backend, |_| {});
     for (i, size) in [1usize, 7, 64, 4096, 4097, 65_537, 1 << 20, 5 << 20]
         .into_iter()
@@ -88,7 +93,7 @@ fn exact_echo_of_all_sizes(backend: Backend) {
     srv.shutdown().unwrap();
 }
 
-fn half_close_gets_everything_back(backend: Backend) {
+fn half_close_gets_everything_back(backend: Setup) {
     let srv = server(backend, |_| {});
     let mut s = connect(srv.local_addr());
     let data = pattern(300_000, 3);
@@ -112,7 +117,7 @@ fn half_close_gets_everything_back(backend: Backend) {
     srv.shutdown().unwrap();
 }
 
-fn fin_and_rst_are_counted_exactly(backend: Backend) {
+fn fin_and_rst_are_counted_exactly(backend: Setup) {
     let srv = server(backend, |c| {
         c.metrics = Some("127.0.0.1:0".parse().unwrap())
     });
@@ -155,7 +160,7 @@ fn fin_and_rst_are_counted_exactly(backend: Backend) {
     srv.shutdown().unwrap();
 }
 
-fn thousands_of_concurrent_connections(backend: Backend) {
+fn thousands_of_concurrent_connections(backend: Setup) {
     const N: usize = 2_500;
     let srv = server(backend, |_| {});
     let conns: Vec<TcpStream> = (0..N).map(|_| connect(srv.local_addr())).collect();
@@ -174,7 +179,7 @@ fn thousands_of_concurrent_connections(backend: Backend) {
     srv.shutdown().unwrap();
 }
 
-fn never_reading_peer_does_not_block_others(backend: Backend) {
+fn never_reading_peer_does_not_block_others(backend: Setup) {
     let srv = server(backend, |c| c.threads = Some(1));
     // A peer that only writes: the server's sends back to it block once its receive buffer
     // fills, and the server must then stop reading from it, not queue without bound.
@@ -216,7 +221,7 @@ fn never_reading_peer_does_not_block_others(backend: Backend) {
     srv.shutdown().unwrap();
 }
 
-fn idle_connections_are_closed_and_counted(backend: Backend) {
+fn idle_connections_are_closed_and_counted(backend: Setup) {
     let srv = server(backend, |c| {
         c.idle_timeout = Some(Duration::from_millis(300))
     });
@@ -232,7 +237,7 @@ fn idle_connections_are_closed_and_counted(backend: Backend) {
     srv.shutdown().unwrap();
 }
 
-fn max_conns_rejects_the_excess(backend: Backend) {
+fn max_conns_rejects_the_excess(backend: Setup) {
     let srv = server(backend, |c| c.max_conns = Some(2));
     let a = connect(srv.local_addr());
     let b = connect(srv.local_addr());
@@ -252,7 +257,7 @@ fn max_conns_rejects_the_excess(backend: Backend) {
     srv.shutdown().unwrap();
 }
 
-fn shutdown_drains_then_closes(backend: Backend) {
+fn shutdown_drains_then_closes(backend: Setup) {
     let srv = server(backend, |c| c.drain_timeout = Duration::from_millis(400));
     // One connection finishes during the drain, one stays open past it.
     let mut leaving = connect(srv.local_addr());
@@ -285,19 +290,24 @@ fn shutdown_drains_then_closes(backend: Backend) {
 }
 
 macro_rules! per_backend {
-    ($($backend:ident => $module:ident),*) => {$(
+    ($($module:ident => $setup:expr),*) => {$(
         mod $module {
             use super::*;
-            #[test] fn exact_echo_of_all_sizes() { super::exact_echo_of_all_sizes(Backend::$backend) }
-            #[test] fn half_close_gets_everything_back() { super::half_close_gets_everything_back(Backend::$backend) }
-            #[test] fn fin_and_rst_are_counted_exactly() { super::fin_and_rst_are_counted_exactly(Backend::$backend) }
-            #[test] fn thousands_of_concurrent_connections() { super::thousands_of_concurrent_connections(Backend::$backend) }
-            #[test] fn never_reading_peer_does_not_block_others() { super::never_reading_peer_does_not_block_others(Backend::$backend) }
-            #[test] fn idle_connections_are_closed_and_counted() { super::idle_connections_are_closed_and_counted(Backend::$backend) }
-            #[test] fn max_conns_rejects_the_excess() { super::max_conns_rejects_the_excess(Backend::$backend) }
-            #[test] fn shutdown_drains_then_closes() { super::shutdown_drains_then_closes(Backend::$backend) }
+            #[test] fn exact_echo_of_all_sizes() { super::exact_echo_of_all_sizes($setup) }
+            #[test] fn half_close_gets_everything_back() { super::half_close_gets_everything_back($setup) }
+            #[test] fn fin_and_rst_are_counted_exactly() { super::fin_and_rst_are_counted_exactly($setup) }
+            #[test] fn thousands_of_concurrent_connections() { super::thousands_of_concurrent_connections($setup) }
+            #[test] fn never_reading_peer_does_not_block_others() { super::never_reading_peer_does_not_block_others($setup) }
+            #[test] fn idle_connections_are_closed_and_counted() { super::idle_connections_are_closed_and_counted($setup) }
+            #[test] fn max_conns_rejects_the_excess() { super::max_conns_rejects_the_excess($setup) }
+            #[test] fn shutdown_drains_then_closes() { super::shutdown_drains_then_closes($setup) }
         }
     )*};
 }
 
-per_backend!(Uring => uring, Epoll => epoll, Multishot => multishot);
+per_backend!(
+    uring => Setup(Backend::Uring, false),
+    epoll => Setup(Backend::Epoll, false),
+    multishot => Setup(Backend::Multishot, false),
+    multishot_direct => Setup(Backend::Multishot, true)
+);

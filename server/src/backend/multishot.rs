@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::ring::{accepted_fd, buffer_id, more, Buf, Ring, TaskRun};
+use super::ring::{accepted_fd, buffer_id, more, Buf, Ring, Sock, TaskRun};
 use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use crate::listener::is_resource_exhaustion;
 use crate::ready::Ready;
@@ -51,6 +51,8 @@ use crate::stats::CloseKind;
 pub struct RingConfig {
     pub buffers: u16,
     pub buffer_size: u32,
+    /// Connections as direct descriptors (`--direct-descriptors`).
+    pub direct: bool,
 }
 
 /// Submission queue entries per ring.
@@ -60,6 +62,23 @@ const TICK: Duration = Duration::from_millis(50);
 /// Chunks a connection may hold queued before its receive stops; it resumes at half this.
 /// Small, because a connection whose peer does not read holds them for as long as it likes.
 const MAX_HELD: usize = 4;
+/// One-shot direct accepts kept in flight while the file table has room for them.
+const ACCEPT_DEPTH: u32 = 8;
+
+/// The ring's file table of direct descriptors, and how much of it is spoken for.
+///
+/// A multishot accept into the table would, with the table full, take a connection off the
+/// backlog and then drop it (the kernel fails to install it). So the table is filled only by
+/// one-shot accepts, never more in flight than free slots: a full table leaves connections
+/// waiting in the backlog, as running out of descriptors does with ordinary ones.
+#[derive(Debug)]
+struct Table {
+    slots: u32,
+    /// Slots held by connections, counting closes not yet completed.
+    used: u32,
+    /// The table was found full (logged and counted once per spell).
+    full: bool,
+}
 
 /// What a completion belongs to, packed into user_data with the connection's slot and
 /// generation (so a completion can never be mistaken for a later connection's in that slot).
@@ -69,6 +88,7 @@ enum Op {
     Recv = 1,
     Send = 2,
     Cancel = 3,
+    Close = 4,
 }
 
 fn tag(op: Op, slot: usize, gen: u32) -> u64 {
@@ -81,6 +101,7 @@ fn untag(user_data: u64) -> (Option<Op>, usize, u32) {
         1 => Some(Op::Recv),
         2 => Some(Op::Send),
         3 => Some(Op::Cancel),
+        4 => Some(Op::Close),
         _ => None,
     };
     let slot = ((user_data >> 8) & 0xffff_ffff) as usize;
@@ -97,9 +118,25 @@ struct Chunk {
     recvs: u32,
 }
 
+/// A connection's socket, owned: a descriptor, or a slot in the ring's file table.
+#[derive(Debug)]
+enum Socket {
+    Fd(OwnedFd),
+    Direct(u32),
+}
+
+impl Socket {
+    fn sock(&self) -> Sock {
+        match self {
+            Socket::Fd(fd) => Sock::Fd(fd.as_raw_fd()),
+            Socket::Direct(slot) => Sock::Direct(*slot),
+        }
+    }
+}
+
 /// One connection's state. Its buffers are the chunks in `queue`.
 struct Conn {
-    fd: OwnedFd,
+    sock: Socket,
     gen: u32,
     /// Received, not yet fully sent; the front one is in flight while `sending`.
     queue: VecDeque<Chunk>,
@@ -120,7 +157,26 @@ pub fn run(
     cfg: RingConfig,
     ready: Ready,
 ) -> io::Result<()> {
-    let ring = ready.report(Ring::new(SQ_ENTRIES, cfg.buffers, cfg.buffer_size))?;
+    let mut ring = ready.report(Ring::new(SQ_ENTRIES, cfg.buffers, cfg.buffer_size))?;
+    let table = if cfg.direct {
+        // The kernel caps a ring's file table at RLIMIT_NOFILE (and 2^20).
+        let slots = ringecho_common::procfs::max_fds()
+            .unwrap_or(1024)
+            .clamp(1, 1 << 20) as u32;
+        match ring.register_direct(slots) {
+            Ok(()) => Some(Table {
+                slots,
+                used: 0,
+                full: false,
+            }),
+            Err(e) => {
+                tracing::info!(error = %e, "no direct descriptors; using ordinary ones");
+                None
+            }
+        }
+    } else {
+        None
+    };
     ready.done();
     match ring.taskrun() {
         TaskRun::Deferred => tracing::debug!("ring set up with SINGLE_ISSUER and DEFER_TASKRUN"),
@@ -134,7 +190,7 @@ pub fn run(
         conns: Slab::new(),
         worker,
         listener: Some(listener),
-        accept_armed: false,
+        accepts: 0,
         accept_cancelling: false,
         accept_retry_at: Some(Instant::now()),
         starved: Vec::new(),
@@ -142,6 +198,7 @@ pub fn run(
         ring_held: 0,
         ring_budget: (cfg.buffers as usize / 2).max(1),
         spill_held: 0,
+        table,
         next_gen: 0,
         warn: RateLimitedWarn::new(),
         now: Instant::now(),
@@ -154,7 +211,9 @@ struct Loop {
     conns: Slab<Conn>,
     worker: Worker,
     listener: Option<std::net::TcpListener>,
-    accept_armed: bool,
+    /// Accept operations in flight: the one multishot accept, or up to [`ACCEPT_DEPTH`]
+    /// one-shot accepts into the file table.
+    accepts: u32,
     accept_cancelling: bool,
     /// When to (re-)arm the accept: now at start, later after running out of descriptors.
     accept_retry_at: Option<Instant>,
@@ -168,6 +227,8 @@ struct Loop {
     ring_budget: usize,
     /// Spill buffers held by connections.
     spill_held: usize,
+    /// The ring's file table, when connections are direct descriptors.
+    table: Option<Table>,
     next_gen: u32,
     warn: RateLimitedWarn,
     /// When the current batch of completions arrived.
@@ -187,7 +248,7 @@ impl Loop {
                 let open: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
                 for slot in open {
                     self.begin_close(slot, CloseKind::Server)?;
-                    self.finish_if_done(slot);
+                    self.finish_if_done(slot)?;
                 }
             }
             if phase != Phase::Running && self.listener.is_none() && self.conns.is_empty() {
@@ -220,6 +281,7 @@ impl Loop {
                     Some(Op::Accept) => self.on_accept(res, flags)?,
                     Some(Op::Recv) if self.is_live(slot, gen) => self.on_recv(slot, res, flags)?,
                     Some(Op::Send) if self.is_live(slot, gen) => self.on_send(slot, res)?,
+                    Some(Op::Close) => self.on_close(res)?,
                     // Cancellations report only whether they found their target; the target's
                     // own completion carries what matters.
                     _ => {}
@@ -232,35 +294,81 @@ impl Loop {
         self.conns.get(slot).is_some_and(|c| c.gen == gen)
     }
 
+    /// Arms accepting: the multishot accept if it is not armed, or one-shot direct accepts up
+    /// to [`ACCEPT_DEPTH`] and the free slots of the file table.
     fn arm_accept(&mut self) -> io::Result<()> {
         self.accept_retry_at = None;
-        if let (Some(l), false) = (&self.listener, self.accept_armed) {
-            self.ring
-                .accept_multi(l.as_raw_fd(), tag(Op::Accept, 0, 0))?;
-            self.accept_armed = true;
+        let Some(l) = &self.listener else {
+            return Ok(());
+        };
+        if self.accept_cancelling {
+            // Re-armed when the cancelled accepts have completed (see `on_accept`).
+            return Ok(());
+        }
+        let listener = l.as_raw_fd();
+        match &mut self.table {
+            None => {
+                if self.accepts == 0 {
+                    self.ring.accept_multi(listener, tag(Op::Accept, 0, 0))?;
+                    self.accepts = 1;
+                }
+            }
+            Some(t) => {
+                let free = t.slots - t.used - self.accepts;
+                if free == 0 && self.accepts == 0 && !t.full {
+                    t.full = true;
+                    // Counted with the accept errors: the direct analogue of EMFILE.
+                    self.worker.counters.accept_errors.add(1);
+                    let err = io::Error::other(format!(
+                        "all {} direct descriptors in use; new connections wait in the backlog",
+                        t.slots
+                    ));
+                    self.warn.warn("accept paused", &err);
+                }
+                for _ in 0..free.min(ACCEPT_DEPTH.saturating_sub(self.accepts)) {
+                    self.ring.accept_direct(listener, tag(Op::Accept, 0, 0))?;
+                    self.accepts += 1;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Cancels the accept and closes the listener once the kernel has let go of it.
-    fn stop_accepting(&mut self) -> io::Result<()> {
-        self.accept_retry_at = None;
-        if self.accept_armed {
-            if !self.accept_cancelling {
-                self.ring
-                    .cancel(tag(Op::Accept, 0, 0), tag(Op::Cancel, 0, 0))?;
-                self.accept_cancelling = true;
-            }
-        } else {
-            self.listener = None;
+    /// Cancels every accept in flight.
+    fn cancel_accepts(&mut self) -> io::Result<()> {
+        if self.accepts > 0 && !self.accept_cancelling {
+            self.ring
+                .cancel_all(tag(Op::Accept, 0, 0), tag(Op::Cancel, 0, 0))?;
+            self.accept_cancelling = true;
         }
         Ok(())
+    }
+
+    /// Cancels the accepts and closes the listener once the kernel has let go of it.
+    fn stop_accepting(&mut self) -> io::Result<()> {
+        self.accept_retry_at = None;
+        if self.accepts > 0 {
+            self.cancel_accepts()
+        } else {
+            self.listener = None;
+            Ok(())
+        }
+    }
+
+    /// Whether accepts may be (re-)armed now: serving, not backing off, not cancelling.
+    fn may_accept(&self) -> bool {
+        self.accept_retry_at.is_none()
+            && !self.accept_cancelling
+            && *self.worker.phase.borrow() == Phase::Running
     }
 
     fn on_accept(&mut self, res: i32, flags: u32) -> io::Result<()> {
+        // A multishot accept ends with its last completion, a one-shot one with its only one.
         if !more(flags) {
-            self.accept_armed = false;
-            self.accept_cancelling = false;
+            self.accepts -= 1;
+            if self.accepts == 0 {
+                self.accept_cancelling = false;
+            }
         }
         if res < 0 {
             let err = io::Error::from_raw_os_error(-res);
@@ -270,47 +378,65 @@ impl Loop {
                     self.worker.counters.accept_errors.add(1);
                     self.warn.warn("accept failed", &err);
                     if is_resource_exhaustion(&err) {
-                        // Pause accepting: a still-armed accept would complete with the same
+                        // Pause accepting: an armed accept would complete with the same
                         // error for every connection waiting in the backlog.
-                        if self.accept_armed && !self.accept_cancelling {
-                            self.ring
-                                .cancel(tag(Op::Accept, 0, 0), tag(Op::Cancel, 0, 0))?;
-                            self.accept_cancelling = true;
-                        }
+                        self.cancel_accepts()?;
                         self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
                         return Ok(());
                     }
                 }
             }
         } else {
-            self.admit(accepted_fd(res))?;
+            let sock = match &mut self.table {
+                Some(t) => {
+                    t.used += 1;
+                    Socket::Direct(res as u32)
+                }
+                None => Socket::Fd(accepted_fd(res)),
+            };
+            self.admit(sock)?;
         }
-        if !self.accept_armed
-            && self.accept_retry_at.is_none()
-            && *self.worker.phase.borrow() == Phase::Running
-        {
+        if self.may_accept() {
             self.arm_accept()?;
         }
         Ok(())
     }
 
-    fn admit(&mut self, fd: OwnedFd) -> io::Result<()> {
+    /// A direct descriptor's close completed: its slot is free for the next accept.
+    fn on_close(&mut self, res: i32) -> io::Result<()> {
+        if res < 0 {
+            let err = io::Error::from_raw_os_error(-res);
+            self.warn.warn("closing a direct descriptor failed", &err);
+        }
+        if let Some(t) = &mut self.table {
+            t.used -= 1;
+            t.full = false;
+        }
+        if self.may_accept() {
+            self.arm_accept()?;
+        }
+        Ok(())
+    }
+
+    fn admit(&mut self, sock: Socket) -> io::Result<()> {
         if !self.worker.admit() {
-            return Ok(());
+            return self.close_socket(sock);
         }
         if *self.worker.phase.borrow() != Phase::Running {
             self.worker.release(&CloseKind::Server);
-            return Ok(());
+            return self.close_socket(sock);
         }
-        if let Err(e) = socket2::SockRef::from(&fd).set_nodelay(true) {
-            self.worker.release(&CloseKind::from_error(&e));
-            return Ok(());
+        if let Socket::Fd(fd) = &sock {
+            if let Err(e) = socket2::SockRef::from(fd).set_nodelay(true) {
+                self.worker.release(&CloseKind::from_error(&e));
+                return Ok(());
+            }
         }
         self.next_gen = self.next_gen.wrapping_add(1) & 0x00ff_ffff;
         let gen = self.next_gen;
-        let raw = fd.as_raw_fd();
+        let s = sock.sock();
         let slot = self.conns.insert(Conn {
-            fd,
+            sock,
             gen,
             queue: VecDeque::new(),
             sending: false,
@@ -321,8 +447,8 @@ impl Loop {
             closing: None,
             last_active: self.now,
         });
-        tracing::debug!(fd = raw, "session open");
-        self.ring.recv_multi(raw, tag(Op::Recv, slot, gen))
+        tracing::debug!(sock = ?s, "session open");
+        self.ring.recv_multi(s, tag(Op::Recv, slot, gen))
     }
 
     fn on_recv(&mut self, slot: usize, res: i32, flags: u32) -> io::Result<()> {
@@ -334,7 +460,7 @@ impl Loop {
         if res > 0 {
             let bid =
                 buffer_id(flags).ok_or_else(|| io::Error::other("receive without a buffer"))?;
-            tracing::debug!(fd = c.fd.as_raw_fd(), n = res, "read");
+            tracing::debug!(sock = ?c.sock, n = res, "read");
             if c.closing.is_some() {
                 self.recycle(Buf::Ring(bid));
             } else {
@@ -378,7 +504,7 @@ impl Loop {
                 errno => self.begin_close(slot, CloseKind::from_errno(errno))?,
             }
         }
-        self.finish_if_done(slot);
+        self.finish_if_done(slot)?;
         Ok(())
     }
 
@@ -423,10 +549,10 @@ impl Loop {
         let c = &mut self.conns[slot];
         if let Some(front) = c.queue.front() {
             c.sending = true;
-            let (fd, gen) = (c.fd.as_raw_fd(), c.gen);
+            let (sock, gen) = (c.sock.sock(), c.gen);
             let (buf, sent, len) = (front.buf, front.sent, front.len);
             self.ring
-                .send(fd, buf, sent, len - sent, tag(Op::Send, slot, gen))?;
+                .send(sock, buf, sent, len - sent, tag(Op::Send, slot, gen))?;
         }
         Ok(())
     }
@@ -438,7 +564,7 @@ impl Loop {
             self.begin_close(slot, CloseKind::from_errno(-res))?;
             // Already closing (a cancelled send): its buffers go back now the send is over.
             self.release_queue(slot);
-            self.finish_if_done(slot);
+            self.finish_if_done(slot)?;
             return Ok(());
         }
         let front = c
@@ -465,7 +591,7 @@ impl Loop {
         } else {
             self.rearm_recv(slot)?;
         }
-        self.finish_if_done(slot);
+        self.finish_if_done(slot)?;
         Ok(())
     }
 
@@ -480,8 +606,8 @@ impl Loop {
             && c.queue.len() <= low_water
         {
             c.recv_armed = true;
-            let (fd, gen) = (c.fd.as_raw_fd(), c.gen);
-            self.ring.recv_multi(fd, tag(Op::Recv, slot, gen))?;
+            let (sock, gen) = (c.sock.sock(), c.gen);
+            self.ring.recv_multi(sock, tag(Op::Recv, slot, gen))?;
         }
         Ok(())
     }
@@ -544,17 +670,27 @@ impl Loop {
     }
 
     /// Frees a closing connection once the kernel holds nothing of it.
-    fn finish_if_done(&mut self, slot: usize) {
+    fn finish_if_done(&mut self, slot: usize) -> io::Result<()> {
         let Some(c) = self.conns.get(slot) else {
-            return;
+            return Ok(());
         };
         if c.closing.is_some() && !c.recv_armed && !c.sending {
             let c = self.conns.remove(slot);
             debug_assert!(c.queue.is_empty());
             let how = c.closing.expect("checked");
-            drop(c.fd);
             self.worker.release(&how);
+            self.close_socket(c.sock)?;
         }
+        Ok(())
+    }
+
+    /// Closes a socket no operation uses any more.
+    fn close_socket(&mut self, sock: Socket) -> io::Result<()> {
+        match sock {
+            Socket::Fd(fd) => drop(fd),
+            Socket::Direct(slot) => self.ring.close_direct(slot, tag(Op::Close, 0, 0))?,
+        }
+        Ok(())
     }
 
     fn close_idle(&mut self, now: Instant) -> io::Result<()> {
@@ -569,7 +705,7 @@ impl Loop {
             .collect();
         for slot in idle {
             self.begin_close(slot, CloseKind::Server)?;
-            self.finish_if_done(slot);
+            self.finish_if_done(slot)?;
         }
         Ok(())
     }

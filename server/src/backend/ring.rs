@@ -16,7 +16,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
+use io_uring::types::{
+    BufRingEntry, CancelBuilder, DestinationSlot, Fd, Fixed, SubmitArgs, Timespec,
+};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 /// The buffer group id of the one ring per thread.
@@ -75,6 +77,32 @@ pub(crate) enum Buf {
     Ring(u16),
     /// A heap buffer of the ring's buffer size, by index; goes back to the spill pool.
     Spill(u32),
+}
+
+/// A connection's socket as submissions name it: a descriptor of the process, or a slot in
+/// the ring's own file table (a direct descriptor: no file lookup and reference count per
+/// operation, and no entry in the process's descriptor table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sock {
+    Fd(RawFd),
+    Direct(u32),
+}
+
+/// Builds a submission on a [`Sock`], whichever kind it is (the crate's builders take the two
+/// kinds as different types).
+macro_rules! on_sock {
+    ($sock:expr, $t:ident => $build:expr) => {
+        match $sock {
+            Sock::Fd(fd) => {
+                let $t = Fd(fd);
+                $build
+            }
+            Sock::Direct(slot) => {
+                let $t = Fixed(slot);
+                $build
+            }
+        }
+    };
 }
 
 /// Spill buffers kept for reuse at most; past this, recycled ones are freed, so a storm of
@@ -309,6 +337,11 @@ impl Ring {
         }
     }
 
+    /// Gives the ring a file table of `slots` empty entries, for direct descriptors.
+    pub fn register_direct(&mut self, slots: u32) -> io::Result<()> {
+        self.uring.submitter().register_files_sparse(slots)
+    }
+
     /// Queues a multishot accept on `listener`.
     pub fn accept_multi(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
         let sqe = opcode::AcceptMulti::new(Fd(listener))
@@ -318,19 +351,34 @@ impl Ring {
         self.push(sqe)
     }
 
-    /// Queues a multishot receive on `fd` that picks buffers from the ring.
-    pub fn recv_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
-        let sqe = opcode::RecvMulti::new(Fd(fd), BUF_GROUP)
+    /// Queues a one-shot accept on `listener` whose connection goes into a free slot of the
+    /// file table (the completion's result is the slot).
+    pub fn accept_direct(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
+        let sqe = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
+            .file_index(Some(DestinationSlot::auto_target()))
             .build()
             .user_data(user_data);
         self.push(sqe)
+    }
+
+    /// Queues the close of direct descriptor `slot` (frees the slot; the socket closes once
+    /// no operation uses it).
+    pub fn close_direct(&mut self, slot: u32, user_data: u64) -> io::Result<()> {
+        let sqe = opcode::Close::new(Fixed(slot)).build().user_data(user_data);
+        self.push(sqe)
+    }
+
+    /// Queues a multishot receive on `sock` that picks buffers from the ring.
+    pub fn recv_multi(&mut self, sock: Sock, user_data: u64) -> io::Result<()> {
+        let sqe = on_sock!(sock, t => opcode::RecvMulti::new(t, BUF_GROUP).build());
+        self.push(sqe.user_data(user_data))
     }
 
     /// Queues a send of `len` bytes of held buffer `buf` from `offset`, straight from its
     /// memory (no copy).
     pub fn send(
         &mut self,
-        fd: RawFd,
+        sock: Sock,
         buf: Buf,
         offset: u32,
         len: u32,
@@ -342,8 +390,15 @@ impl Ring {
         // boxes outlive the io_uring (field order), and a spill box is freed only when
         // recycled, which the caller does after the send completed.
         let ptr = unsafe { self.buf_ptr(buf).add(offset as usize) };
-        let sqe = opcode::Send::new(Fd(fd), ptr, len)
+        let sqe = on_sock!(sock, t => opcode::Send::new(t, ptr, len)
             .flags(libc::MSG_NOSIGNAL)
+            .build());
+        self.push(sqe.user_data(user_data))
+    }
+
+    /// Queues a cancellation of every operation tagged `target`.
+    pub fn cancel_all(&mut self, target: u64, user_data: u64) -> io::Result<()> {
+        let sqe = opcode::AsyncCancel2::new(CancelBuilder::user_data(target).all())
             .build()
             .user_data(user_data);
         self.push(sqe)
