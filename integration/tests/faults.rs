@@ -371,52 +371,105 @@ fn fd_exhaustion_multishot() {
 #[test]
 fn direct_table_full_multishot() {
     let sockets = flood_sockets();
-    let script = format!(
-        "ulimit -n 48 && exec '{}' --backend multishot --direct-descriptors on --threads 1 \
-         --listen 127.0.0.1:0",
-        ringecho_integration::server_exe().display()
-    );
-    let mut child = Command::new("bash")
-        .args(["-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let exact = flood(sockets, addr);
-    // SAFETY: kill sends a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut summary = String::new();
-    stdout.read_to_string(&mut summary).unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "server exited with {status}: {summary}");
+    let srv = LimitedServer::start(48, &["--threads", "1"]);
+    let exact = flood(sockets, srv.addr);
+    let summary = srv.stop();
     assert_eq!(exact, 120, "every client got exactly its bytes back");
-    let figure = |name: &str| -> u64 {
-        summary
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no '{name}' in the summary: {summary}"))
-    };
-    assert_eq!(figure("connections accepted"), 120, "{summary}");
-    assert!(
-        figure("accept errors") > 0,
-        "the table never filled: {summary}"
-    );
+    assert_eq!(figure(&summary, "connections accepted"), 120, "{summary}");
+    let pauses = figure(&summary, "accept errors");
+    assert!(pauses > 0, "the table never filled: {summary}");
     assert!(summary.contains("closes: fin 120  rst 0"), "{summary}");
     record(
         "direct_table_full",
         Backend::Multishot,
-        json!({ "connections": 120, "table_slots": 48, "accept_pauses": figure("accept errors"), "exact_echoes": exact }),
+        json!({ "connections": 120, "table_slots": 48, "accept_pauses": pauses, "exact_echoes": exact }),
     );
+}
+
+/// Direct descriptors are not the process's: under `ulimit -n 64`, a two-thread multishot
+/// server holds 80 connections open at once (each thread's table has 64 slots; with ordinary
+/// descriptors the 60-odd left after its own would be all it could hold) and echoes on
+/// every one. 80, not more, so that SO_REUSEPORT's hash never gives one thread over 64.
+#[test]
+fn direct_descriptors_hold_more_than_the_descriptor_limit() {
+    let srv = LimitedServer::start(64, &["--threads", "2"]);
+    let mut conns: Vec<TcpStream> = (0..80)
+        .map(|_| {
+            let s = TcpStream::connect(srv.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in conns.iter_mut().enumerate() {
+        let msg = format!("connection {i} still here");
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+    drop(conns);
+    let summary = srv.stop();
+    assert_eq!(figure(&summary, "connections accepted"), 80, "{summary}");
+    assert_eq!(figure(&summary, "accept errors"), 0, "{summary}");
+}
+
+/// A multishot server with direct descriptors as its own process, under `ulimit -n LIMIT`
+/// (soft and hard, so it cannot raise it).
+struct LimitedServer {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl LimitedServer {
+    fn start(limit: u32, args: &[&str]) -> Self {
+        let script = format!(
+            "ulimit -n {limit} && exec '{}' --backend multishot --direct-descriptors on \
+             --listen 127.0.0.1:0 {}",
+            ringecho_integration::server_exe().display(),
+            args.join(" ")
+        );
+        let mut child = Command::new("bash")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        LimitedServer {
+            child,
+            stdout,
+            addr,
+        }
+    }
+
+    /// Stops the server with SIGINT and returns what it printed after start-up (its summary).
+    fn stop(mut self) -> String {
+        // SAFETY: kill sends a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let mut summary = String::new();
+        self.stdout.read_to_string(&mut summary).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "server exited with {status}: {summary}");
+        summary
+    }
+}
+
+/// A number from the server's exit summary ("  accept errors         3").
+fn figure(summary: &str, name: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no '{name}' in the summary: {summary}"))
 }
 
 /// Peers that never read, mixed with healthy ones: healthy peers get every byte back, memory

@@ -104,12 +104,6 @@ pub struct Config {
     #[arg(long, default_value = "off", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub direct_descriptors: bool,
 
-    /// multishot: once a wait for completions has one, wait up to this long for more (up to
-    /// 256; io_uring's min_wait), e.g. 100us. Fewer wake-ups and bigger batches for many busy
-    /// connections, at up to this much added latency per echo; `off` returns at once.
-    #[arg(long, default_value = "off", value_parser = parse_duration_or_off)]
-    pub batch_wait: OrOff<Duration>,
-
     /// Pin worker thread i to the i-th core this process may run on (wrapping around).
     #[arg(long)]
     pub pin: bool,
@@ -213,7 +207,6 @@ mod tests {
             &["x", "--keepalive-probes", "0"],
             &["x", "--user-timeout", "0s"],
             &["x", "--direct-descriptors", "yes"],
-            &["x", "--batch-wait", "0s"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} accepted");
         }

@@ -163,7 +163,6 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
             buffers: config.ring_buffers,
             buffer_size: config.buffer_size,
             direct: config.direct_descriptors,
-            batch_wait: config.batch_wait.0,
         };
         let core = config.pin.then(|| cores[i % cores.len()]);
         let spawned = std::thread::Builder::new()

@@ -5,18 +5,17 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use ringecho_server::config::OrOff;
 use ringecho_server::listener::raise_nofile_limit;
 use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
 
-/// A backend, and the settings of its variant (multishot's direct descriptors or batching).
-#[derive(Clone, Copy)]
-struct Setup(Backend, fn(&mut Config));
+/// A backend, and for multishot whether connections are direct descriptors.
+#[derive(Debug, Clone, Copy)]
+struct Setup(Backend, bool);
 
 fn server(setup: Setup, tweak: impl FnOnce(&mut Config)) -> RunningServer {
     let _ = raise_nofile_limit();
     let mut c = Config::new("127.0.0.1:0".parse().unwrap(), setup.0);
-    (setup.1)(&mut c);
+    c.direct_descriptors = setup.1;
     c.threads = Some(2);
     c.drain_timeout = Duration::from_secs(2);
     tweak(&mut c);
@@ -307,11 +306,8 @@ macro_rules! per_backend {
 }
 
 per_backend!(
-    uring => Setup(Backend::Uring, |_| {}),
-    epoll => Setup(Backend::Epoll, |_| {}),
-    multishot => Setup(Backend::Multishot, |_| {}),
-    multishot_direct => Setup(Backend::Multishot, |c| c.direct_descriptors = true),
-    multishot_batch => Setup(Backend::Multishot, |c| {
-        c.batch_wait = OrOff(Some(Duration::from_micros(200)))
-    })
+    uring => Setup(Backend::Uring, false),
+    epoll => Setup(Backend::Epoll, false),
+    multishot => Setup(Backend::Multishot, false),
+    multishot_direct => Setup(Backend::Multishot, true)
 );

@@ -53,8 +53,6 @@ pub struct RingConfig {
     pub buffer_size: u32,
     /// Connections as direct descriptors (`--direct-descriptors`).
     pub direct: bool,
-    /// How long a wait lingers for more completions after the first (`--batch-wait`).
-    pub batch_wait: Option<Duration>,
 }
 
 /// Submission queue entries per ring.
@@ -160,13 +158,6 @@ pub fn run(
     ready: Ready,
 ) -> io::Result<()> {
     let mut ring = ready.report(Ring::new(SQ_ENTRIES, cfg.buffers, cfg.buffer_size))?;
-    let batch_wait = cfg.batch_wait.filter(|_| {
-        let ok = ring.min_wait_supported();
-        if !ok {
-            tracing::warn!("this kernel has no io_uring min_wait (6.12+); --batch-wait ignored");
-        }
-        ok
-    });
     let table = if cfg.direct {
         // The kernel caps a ring's file table at RLIMIT_NOFILE (and 2^20).
         let slots = ringecho_common::procfs::max_fds()
@@ -208,7 +199,6 @@ pub fn run(
         ring_budget: (cfg.buffers as usize / 2).max(1),
         spill_held: 0,
         table,
-        batch_wait,
         next_gen: 0,
         warn: RateLimitedWarn::new(),
         now: Instant::now(),
@@ -239,8 +229,6 @@ struct Loop {
     spill_held: usize,
     /// The ring's file table, when connections are direct descriptors.
     table: Option<Table>,
-    /// `--batch-wait`, where the kernel supports it.
-    batch_wait: Option<Duration>,
     next_gen: u32,
     warn: RateLimitedWarn,
     /// When the current batch of completions arrived.
@@ -282,7 +270,7 @@ impl Loop {
             let counters = &self.worker.counters;
             counters.ring_buffers_held.set(self.ring_held as u64);
             counters.spill_buffers_held.set(self.spill_held as u64);
-            self.ring.submit_and_wait(TICK, self.batch_wait)?;
+            self.ring.submit_and_wait(TICK)?;
             // One clock read per batch of completions stamps their activity: idle timeouts
             // are seconds, the batch takes microseconds.
             self.now = Instant::now();

@@ -105,9 +105,6 @@ macro_rules! on_sock {
     };
 }
 
-/// Completions a batching wait ([`Ring::submit_and_wait`]) gathers at most before returning.
-const BATCH_MAX: usize = 256;
-
 /// Spill buffers kept for reuse at most; past this, recycled ones are freed, so a storm of
 /// blocked peers leaves no lasting memory behind. Enough for a thousand pipelined
 /// connections each with a spill in flight, so steady load never maps and unmaps.
@@ -427,30 +424,11 @@ impl Ring {
         }
     }
 
-    /// Whether the kernel takes a minimum wait time (`batch` in [`Ring::submit_and_wait`]).
-    pub fn min_wait_supported(&self) -> bool {
-        self.uring.params().is_feature_min_timeout()
-    }
-
-    /// Submits what is queued and waits for at least one completion or `timeout`. With
-    /// `batch`, a wait that has a completion goes on for up to that long while fewer than
-    /// [`BATCH_MAX`] have arrived.
-    pub fn submit_and_wait(
-        &mut self,
-        timeout: Duration,
-        batch: Option<Duration>,
-    ) -> io::Result<()> {
+    /// Submits what is queued and waits for at least one completion or `timeout`.
+    pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
         let ts = Timespec::from(timeout);
-        let (want, args) = match batch {
-            Some(b) => (
-                BATCH_MAX,
-                SubmitArgs::new()
-                    .timespec(&ts)
-                    .min_wait_usec(b.as_micros().clamp(1, u32::MAX as u128) as u32),
-            ),
-            None => (1, SubmitArgs::new().timespec(&ts)),
-        };
-        match self.uring.submitter().submit_with_args(want, &args) {
+        let args = SubmitArgs::new().timespec(&ts);
+        match self.uring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
