@@ -8,11 +8,13 @@
 #
 #   scripts/compare.sh [--quick] [--scenarios a,b] [--backends uring,epoll,multishot]
 #                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
-#                      [--warmup DUR] [--out DIR] [--no-syscalls]
+#                      [--warmup DUR] [--out DIR] [--no-syscalls] [--sweep-rates LIST]
 #
 # --server: any echo server, started as COMMAND with {addr} (127.0.0.1:PORT) and {port}
 #   substituted, pinned like the built-in ones; measured from outside (/proc, the kernel).
 # --backends '' compares external servers alone.
+# --sweep-rates 80000,100000,120000: the sweep's offered rates (default: 10,000 to 640,000
+#   doubling), to place a knee more finely.
 # Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k sweep
 # (default: all, ~10 min).
 set -euo pipefail
@@ -25,6 +27,7 @@ duration=${DURATION:-2s}
 warmup=${WARMUP:-700ms}
 syscalls=1
 out=""
+sweep_rates=""
 externals=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,7 +42,8 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-syscalls) syscalls=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --sweep-rates) sweep_rates=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -217,6 +221,8 @@ sweep() {
   local srv=$1 log="$out/sweep-$srv"
   local steps=7 from=10000 to=640000 sd=1s sw=300ms
   [ "$quick" = 1 ] && { steps=3; from=5000; to=20000; sd=500ms; sw=200ms; }
+  local range=(--from "$from" --to "$to" --steps "$steps")
+  [ -n "$sweep_rates" ] && range=(--rates "$sweep_rates")
   if ! start_server "$srv" "$log"; then
     stop_server KILL || true
     echo "compare.sh: sweep of $srv skipped: the server $start_error" >&2
@@ -226,7 +232,7 @@ sweep() {
   # shellcheck disable=SC2046
   taskset -c "$loadgen_cpus" "$bin/ringecho-loadgen" sweep --addr "$addr" --threads "$loadgen_threads" \
       --source-addrs "$source_addrs" \
-      $(scenario_flags sweep) --from $from --to $to --steps $steps --duration $sd --warmup $sw \
+      $(scenario_flags sweep) "${range[@]}" --duration $sd --warmup $sw \
       --server-pid "$server_pid" --tag "backend=$srv" --json "$log.json" >"$log.txt" 2>"$log.err" \
     || { failed=1; echo "compare.sh: sweep of $srv: $(tail -n1 "$log.err")" >&2; }
   kill -0 "$server_pid" 2>/dev/null || { failed=1; echo "compare.sh: $srv died during its sweep" >&2; }
