@@ -16,7 +16,7 @@
 # --sweep-rates 80000,100000,120000: the sweep's offered rates (default: 10,000 to 640,000
 #   doubling), to place a knee more finely.
 # Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k sweep
-# (default: all, ~10 min).
+# (default: all, 4–10 minutes depending on the machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -18,6 +18,35 @@ use serde_json::{json, Value};
 
 const BACKENDS: [Backend; 3] = [Backend::Uring, Backend::Epoll, Backend::Multishot];
 
+/// Every backend, and multishot once more with direct descriptors (`--direct-descriptors on`):
+/// the scenarios that stress closing paths run against all four.
+const VARIANTS: [(Backend, bool); 4] = [
+    (Backend::Uring, false),
+    (Backend::Epoll, false),
+    (Backend::Multishot, false),
+    (Backend::Multishot, true),
+];
+
+/// How a scenario's figures name what they measured.
+trait Label {
+    fn label(&self) -> String;
+}
+
+impl Label for Backend {
+    fn label(&self) -> String {
+        self.name().to_string()
+    }
+}
+
+impl Label for (Backend, bool) {
+    fn label(&self) -> String {
+        match self {
+            (b, true) => format!("{}-direct", b.name()),
+            (b, false) => b.name().to_string(),
+        }
+    }
+}
+
 fn server(backend: Backend, tweak: impl FnOnce(&mut Config)) -> RunningServer {
     let _ = ringecho_server::listener::raise_nofile_limit();
     let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
@@ -125,10 +154,11 @@ fn assert_adds_up(s: &Snapshot) {
     );
 }
 
-fn record(scenario: &str, backend: Backend, figures: Value) {
-    println!("{scenario} {}: {figures}", backend.name());
+fn record(scenario: &str, backend: impl Label, figures: Value) {
+    let name = backend.label();
+    println!("{scenario} {name}: {figures}");
     if let Ok(path) = std::env::var("RINGECHO_FAULTS_REPORT") {
-        let line = json!({"scenario": scenario, "backend": backend.name(), "figures": figures});
+        let line = json!({"scenario": scenario, "backend": name, "figures": figures});
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -163,8 +193,8 @@ fn linger0(s: &TcpStream) {
 /// Connections reset with data in flight both ways, and a loadgen run resetting every close.
 #[test]
 fn rst_storm() {
-    for backend in BACKENDS {
-        let srv = server(backend, |_| {});
+    for (backend, direct) in VARIANTS {
+        let srv = server(backend, |c| c.direct_descriptors = direct);
         let (fds0, rss0) = (open_fds(), rss_kib());
         // 400 peers write 256 KiB without reading, so the server's sends back to them block
         // with data queued, then vanish with RST.
@@ -235,7 +265,7 @@ fn rst_storm() {
         );
         record(
             "rst_storm",
-            backend,
+            (backend, direct),
             json!({
                 "connections": s.accepted, "resets_seen": s.rst, "errors": s.error,
                 "bytes_verified": r["bytes"], "mismatches": r["mismatches"],
@@ -541,8 +571,8 @@ fn slow_and_never_reading_peers() {
 /// Many peers half-close with data still in flight: each gets every byte back, then a FIN.
 #[test]
 fn half_close_storm() {
-    for backend in BACKENDS {
-        let srv = server(backend, |_| {});
+    for (backend, direct) in VARIANTS {
+        let srv = server(backend, |c| c.direct_descriptors = direct);
         let addr = srv.local_addr();
         let workers: Vec<_> = (0..8u8)
             .map(|w| {
@@ -568,7 +598,7 @@ fn half_close_storm() {
         assert_adds_up(&s);
         record(
             "half_close_storm",
-            backend,
+            (backend, direct),
             json!({"connections": 480, "bytes_verified": bytes, "fin": s.fin}),
         );
         srv.shutdown().unwrap();
@@ -783,8 +813,11 @@ fn mixed_chaos() {
                 .as_nanos() as u64
         });
     println!("mixed_chaos seed {seed} (replay with RINGECHO_CHAOS_SEED={seed})");
-    for backend in BACKENDS {
-        let srv = server(backend, |c| c.idle_timeout = Some(Duration::from_secs(2)));
+    for (backend, direct) in VARIANTS {
+        let srv = server(backend, |c| {
+            c.idle_timeout = Some(Duration::from_secs(2));
+            c.direct_descriptors = direct;
+        });
         let addr = srv.local_addr();
         let fds0 = open_fds();
         let mut x = seed | 1;
@@ -862,7 +895,7 @@ fn mixed_chaos() {
         );
         record(
             "mixed_chaos",
-            backend,
+            (backend, direct),
             json!({"seed": seed, "connections": s.accepted, "resets": s.rst, "healthy_messages": healthy, "idle_closes": s.server}),
         );
         srv.shutdown().unwrap();
@@ -965,8 +998,8 @@ fn timed_echo(addr: SocketAddr, n: usize, seed: u8, limit: Duration) -> Duration
 fn never_reading_flood_cannot_starve_healthy_peers() {
     const PEERS: usize = 2_000;
     const HEALTHY: usize = 50;
-    for backend in BACKENDS {
-        let srv = server(backend, |_| {});
+    for (backend, direct) in VARIANTS {
+        let srv = server(backend, |c| c.direct_descriptors = direct);
         let addr = srv.local_addr();
         let (fds0, rss0) = (open_fds(), rss_kib());
         let mut peers: Vec<TcpStream> = (0..PEERS).map(|_| small_buffered(addr)).collect();
@@ -998,7 +1031,7 @@ fn never_reading_flood_cannot_starve_healthy_peers() {
         assert!(fds_ok, "descriptors {} after, {fds0} before", open_fds());
         record(
             "never_reading_flood",
-            backend,
+            (backend, direct),
             json!({
                 "stuck_peers": PEERS, "bytes_pushed_by_stuck_peers": pushed, "healthy_echoes": HEALTHY,
                 "worst_healthy_echo_ms": worst.as_secs_f64() * 1e3,
