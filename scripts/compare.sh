@@ -9,18 +9,24 @@
 #   scripts/compare.sh [--quick] [--scenarios a,b] [--backends uring,epoll,multishot]
 #                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
 #                      [--warmup DUR] [--out DIR] [--no-syscalls] [--sweep-rates LIST]
+#                      [--cap FRACTION]
 #
 # --server: any echo server, started as COMMAND with {addr} (127.0.0.1:PORT) and {port}
 #   substituted, pinned like the built-in ones; measured from outside (/proc, the kernel).
 # --backends '' compares external servers alone.
 # --sweep-rates 80000,100000,120000: the sweep's offered rates (default: 10,000 to 640,000
 #   doubling), to place a knee more finely.
-# Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k sweep
-# (default: all, 4–10 minutes depending on the machine).
+# Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k
+# cap1000x64 cap10kx64 cap1000p16 sweep (default: all, 5–10 minutes depending on the machine).
+# cap*: the server's CPU capped (--cap, default 0.3 of a core per server thread, a cgroup CPU
+#   quota; needs root) so that the server, not the loadgen, is the bottleneck: msgs/s ×epoll
+#   is then what each server does with the same CPU. Skipped, with the reason, where no
+#   cgroup CPU controller can be written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=${SCENARIOS:-c100x64,c1000x64,c1000x4k,c10kx64,c1000p16,churn,rate,idle10k,sweep}
+scenarios=${SCENARIOS:-c100x64,c1000x64,c1000x4k,c10kx64,c1000p16,churn,rate,idle10k,cap1000x64,cap10kx64,cap1000p16,sweep}
+cap=0.3
 backends=${BACKENDS:-uring,epoll,multishot}
 rounds=${ROUNDS:-2}
 duration=${DURATION:-2s}
@@ -43,7 +49,8 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --no-syscalls) syscalls=0; shift ;;
     --sweep-rates) sweep_rates=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --cap) cap=$2; shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +66,7 @@ scenario_flags() {
     rate)     echo "--connections 1000 --payload 64 --rate 50000" ;;
     idle10k)  echo "--connections 10000 --payload 64 --rate 1000" ;;
     sweep)    echo "--connections 1000 --payload 64" ;;
+    cap*)     scenario_flags "c${1#cap}" ;;
     *) echo "compare.sh: unknown scenario '$1'" >&2; return 1 ;;
   esac
 }
@@ -105,8 +113,33 @@ mkdir -p "$out"
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
+# The CPU cap for cap* scenarios: a cgroup (v2 cpu.max, or v1 cpu.cfs_quota_us) holding the
+# server, with a 5 ms period so that throttling comes in small slices. cap_dir stays empty
+# (cap_error says why) where none can be made.
+cap_dir="" cap_error=""
+if [[ ",$scenarios," == *,cap* ]]; then
+  period=5000
+  quota=$(python3 -c "import sys; print(max(1000, int(float(sys.argv[1]) * int(sys.argv[2]) * int(sys.argv[3]))))" "$cap" "$period" "$server_threads")
+  if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null \
+      && mkdir -p /sys/fs/cgroup/ringecho-cap-$$ 2>/dev/null \
+      && echo "$quota $period" >/sys/fs/cgroup/ringecho-cap-$$/cpu.max 2>/dev/null; then
+    cap_dir=/sys/fs/cgroup/ringecho-cap-$$
+  elif [ -d /sys/fs/cgroup/cpu ] && mkdir -p /sys/fs/cgroup/cpu/ringecho-cap-$$ 2>/dev/null \
+      && echo "$period" >/sys/fs/cgroup/cpu/ringecho-cap-$$/cpu.cfs_period_us 2>/dev/null \
+      && echo "$quota" >/sys/fs/cgroup/cpu/ringecho-cap-$$/cpu.cfs_quota_us 2>/dev/null; then
+    cap_dir=/sys/fs/cgroup/cpu/ringecho-cap-$$
+  else
+    cap_error="no writable cgroup CPU controller (run as root on cgroup v1 or v2 with cpu)"
+  fi
+  [ -n "$cap_dir" ] && echo "cap: the server at $cap of a core per thread ($quota µs per $period µs, $cap_dir)" | tee -a "$out/machine.txt" >&2
+fi
+
 server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null; true; }
+cleanup() {
+  [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null
+  [ -n "$cap_dir" ] && { sleep 0.2; rmdir "$cap_dir" 2>/dev/null; }
+  true
+}
 trap cleanup EXIT
 
 failed=0
@@ -183,6 +216,12 @@ run() {
     failed_row "$log" "$scenario" "$srv" "$round" "the server $start_error"
     return 0
   fi
+  # Capped: the whole server process (every thread, and any it starts) into the cgroup.
+  if [[ "$scenario" == cap* ]] && ! echo "$server_pid" >"$cap_dir/cgroup.procs"; then
+    stop_server KILL || true
+    failed_row "$log" "$scenario" "$srv" "$round" "could not cap the server's CPU in $cap_dir"
+    return 0
+  fi
   local witness=()
   [ -n "$murl" ] && witness=(--server-metrics "$murl")
   local lg_rc=0
@@ -244,6 +283,10 @@ for scenario in "${scenario_list[@]}"; do
   echo "scenario $scenario: $(scenario_flags "$scenario")" >&2
   if [ "$scenario" = sweep ]; then
     for srv in "${servers[@]}"; do sweep "$srv"; done
+    continue
+  fi
+  if [[ "$scenario" == cap* ]] && [ -z "$cap_dir" ]; then
+    echo "compare.sh: $scenario skipped: $cap_error" >&2
     continue
   fi
   # The idle scenario measures memory, which needs no repeat and no long window.

@@ -12,32 +12,43 @@ fn chromium() -> Option<&'static str> {
         .find(|b| Command::new(b).arg("--version").output().is_ok())
 }
 
+/// Runs `scripts/compare.sh --quick --rounds 1 --backends epoll --out OUT --scenarios …`, the
+/// scenarios and any further flags in `args`.
+fn compare_sh(args: &[&str], out: &std::path::Path) -> std::process::Output {
+    Command::new("bash")
+        .current_dir(repo())
+        .args([
+            "scripts/compare.sh",
+            "--quick",
+            "--rounds",
+            "1",
+            "--backends",
+            "epoll",
+        ])
+        .arg("--out")
+        .arg(out)
+        .arg("--scenarios")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     let out = std::env::temp_dir().join(format!("ringecho-compare-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let py = "python3 examples/python/echo.py --port {port}";
     let bad = "python3 examples/python/echo.py --port {port} --corrupt-every 500";
-    let run = Command::new("bash")
-        .current_dir(repo())
-        .args([
-            "scripts/compare.sh",
-            "--quick",
-            "--scenarios",
+    let run = compare_sh(
+        &[
             "c100x64,sweep",
-            "--rounds",
-            "1",
-            "--backends",
-            "epoll",
             "--server",
             &format!("py={py}"),
             "--server",
             &format!("bad={bad}"),
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+        ],
+        &out,
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(
         run.status.code(),
@@ -130,4 +141,57 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
         "the screenshot is {size} bytes: a blank page?"
     );
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The capped scenarios: the server runs in a cgroup holding it to `--cap` of a core, so it,
+/// not the loadgen, is what saturates. The quota is the kernel's to enforce, so the server's
+/// CPU over the window stays under it (plus a period of slack); without a writable cgroup
+/// CPU controller the scenario is skipped with the reason, never run uncapped.
+#[test]
+fn compare_sh_caps_the_server() {
+    let out = std::env::temp_dir().join(format!("ringecho-cap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = compare_sh(&["cap1000x64", "--cap", "0.2"], &out);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let machine = std::fs::read_to_string(out.join("machine.txt")).unwrap();
+    if !machine.contains("cap: the server at 0.2") {
+        assert!(
+            stderr.contains("cap1000x64 skipped: no writable cgroup CPU controller"),
+            "neither capped nor skipped with a reason:\n{stderr}"
+        );
+        return;
+    }
+    assert!(run.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("cap1000x64-epoll-1.json")).unwrap(),
+    )
+    .unwrap();
+    let server = &report["server"];
+    let cpu_s = server["user_s"].as_f64().unwrap() + server["sys_s"].as_f64().unwrap();
+    let window_s = report["elapsed_s"].as_f64().unwrap();
+    assert!(
+        cpu_s <= 0.2 * window_s * 1.25 + 0.01,
+        "the server used {cpu_s:.3} s of CPU in {window_s:.3} s under a 0.2 cap"
+    );
+    assert!(report["messages_total"].as_u64().unwrap() > 0);
+    assert!(
+        !std::fs::read_dir("/sys/fs/cgroup/cpu")
+            .into_iter()
+            .flatten()
+            .chain(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten())
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy()
+                == format!("ringecho-cap-{}", run_pid(&machine))),
+        "the cgroup is removed at exit"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The compare.sh process id, from the cgroup path it wrote into machine.txt.
+fn run_pid(machine: &str) -> String {
+    machine
+        .lines()
+        .find_map(|l| l.split("ringecho-cap-").nth(1))
+        .map(|rest| rest.trim_end_matches(')').to_string())
+        .unwrap_or_default()
 }
