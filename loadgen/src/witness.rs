@@ -222,6 +222,50 @@ mod tests {
         assert_eq!(t["OutRsts"], 42);
         assert!(KernelCounters::read().is_some(), "Linux has these counters");
     }
+
+    #[test]
+    fn cpu_comes_from_run_time_split_by_ticks() {
+        let tick = 1.0 / clock_ticks();
+        let at = |user_ticks: f64, sys_ticks: f64, run_ns: Option<u64>| ProcSample {
+            user_s: user_ticks * tick,
+            sys_s: sys_ticks * tick,
+            run_ns,
+            ..ProcSample::default()
+        };
+        let close = |(u, s): (f64, f64), (eu, es): (f64, f64)| {
+            assert!((u - eu).abs() < 1e-9 && (s - es).abs() < 1e-9, "{u} {s}");
+        };
+        let ns = |t: f64| (t * tick * 1e9) as u64;
+        // 9.5 ticks of run time over a window whose ticks read 2 user + 8 system.
+        close(
+            cpu_between(&at(0.0, 0.0, Some(0)), &at(2.0, 8.0, Some(ns(9.5)))),
+            (1.9 * tick, 7.6 * tick),
+        );
+        // No tick fell in the window: the run time, as system time.
+        close(
+            cpu_between(&at(5.0, 5.0, Some(ns(10.0))), &at(5.0, 5.0, Some(ns(10.4)))),
+            (0.0, 0.4 * tick),
+        );
+        // Threads exited and took their run time along: the ticks stand.
+        close(
+            cpu_between(&at(0.0, 0.0, Some(ns(50.0))), &at(3.0, 7.0, Some(ns(51.0)))),
+            (3.0 * tick, 7.0 * tick),
+        );
+        // No run time (a server read through its metrics): the ticks.
+        close(
+            cpu_between(&at(1.0, 1.0, None), &at(2.0, 4.0, None)),
+            (tick, 3.0 * tick),
+        );
+        // This process's own run time is readable and grows while it computes.
+        let a = ProcSample::read_self().unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let b = ProcSample::read_self().unwrap();
+        assert!(b.run_ns.unwrap() > a.run_ns.unwrap());
+    }
 }
 
 pub use ringecho_common::procfs::ProcSample;
@@ -238,6 +282,7 @@ pub fn parse_process(text: &str) -> io::Result<ProcSample> {
         ctx_switches: 0,
         rss_kb,
         peak_rss_kb: rss_kb,
+        run_ns: None,
     })
 }
 
@@ -288,7 +333,7 @@ impl ServerCost {
                 0.0
             }
         };
-        let (user_s, sys_s) = ((b.user_s - a.user_s).max(0.0), (b.sys_s - a.sys_s).max(0.0));
+        let (user_s, sys_s) = cpu_between(a, b);
         ServerCost {
             pid,
             user_s,
@@ -302,6 +347,33 @@ impl ServerCost {
             syscalls_per_msg: syscalls.map(|n| per(n as f64) / 1e6),
         }
     }
+}
+
+/// User and system CPU seconds between two samples. Where both carry the scheduler's
+/// nanosecond run time, that is the total (ticks quantise a light window's CPU by 10 ms
+/// steps: 2,000 messages at 5 µs each are one tick), split in the ticks' proportion of user
+/// to system (all system when no tick fell in the window). A total below the ticks' by more
+/// than two ticks means threads exited and took their run time with them: ticks then.
+fn cpu_between(a: &ProcSample, b: &ProcSample) -> (f64, f64) {
+    let (user_s, sys_s) = ((b.user_s - a.user_s).max(0.0), (b.sys_s - a.sys_s).max(0.0));
+    let (Some(ra), Some(rb)) = (a.run_ns, b.run_ns) else {
+        return (user_s, sys_s);
+    };
+    let total = rb.saturating_sub(ra) as f64 / 1e9;
+    let ticks = user_s + sys_s;
+    if total + 2.0 / clock_ticks() < ticks {
+        return (user_s, sys_s);
+    }
+    if ticks > 0.0 {
+        (total * user_s / ticks, total * sys_s / ticks)
+    } else {
+        (0.0, total)
+    }
+}
+
+/// Clock ticks per second, /proc's unit of CPU time.
+fn clock_ticks() -> f64 {
+    ringecho_common::procfs::clock_ticks_per_s()
 }
 
 /// Counts a process's system calls with `perf stat -e raw_syscalls:sys_enter` from `start`
