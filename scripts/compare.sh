@@ -289,9 +289,7 @@ for scenario in "${scenario_list[@]}"; do
     echo "compare.sh: $scenario skipped: $cap_error" >&2
     continue
   fi
-  # The idle scenario measures memory, which needs no repeat and no long window.
   scenario_rounds=$rounds
-  [ "$scenario" = idle10k ] && scenario_rounds=1
   for round in $(seq "$scenario_rounds"); do
     for srv in "${servers[@]}"; do
       run "$scenario" "$srv" "$round" "$warmup" "$duration"
