@@ -2,6 +2,10 @@
 //! receive per connection drawing from a per-thread provided buffer ring, and each received
 //! buffer sent back as it is and returned to the ring when its send completes.
 //!
+//! With `--direct-descriptors on`, connections live in the ring's own file table instead of
+//! the process's descriptor table, accepted by one-shot accepts bounded by the free slots
+//! ([`Table`] says why).
+//!
 //! Compared with one recv submission per message, a multishot receive is armed once and then
 //! completes every time data arrives, and buffers belong to the ring, not to connections, so an
 //! idle connection costs no buffer memory at all.

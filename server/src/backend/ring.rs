@@ -8,7 +8,8 @@
 //! - A spill buffer ([`Buf::Spill`]) is heap memory this module owns; it is handed out by
 //!   [`Ring::take_spill`], held by exactly one connection, written only while no send reads it,
 //!   and given back once with [`Ring::recycle`].
-//! - A descriptor passed to a submission stays open until every operation on it completed.
+//! - A descriptor passed to a submission stays open until every operation on it completed; a
+//!   direct descriptor's slot is closed ([`Ring::close_direct`]) only then, too.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
