@@ -87,11 +87,15 @@ for r in rows:
 t.append("</table>")
 body.append("".join(t))
 body.append("""<h2>Which figures to trust</h2><ul>
-<li><b>Server µs/msg</b> (user + system CPU of the server process over the measured window,
-per echoed message) is the comparable figure: it does not depend on how fast the loadgen is.</li>
+<li><b>Server µs/msg</b> (the server process's CPU over the measured window, from the
+scheduler's nanosecond run time, per echoed message) is the comparable figure: it does not depend on how fast the loadgen is.</li>
 <li>Rows marked <b>loadgen-limited</b> in some round: there the loadgen's own CPU, send lag or
 achieved rate limited the run, so msgs/s and latency describe the loadgen as much as the
 server. On loopback a closed-loop loadgen core is usually saturated.</li>
+<li>Scenarios named <b>cap…</b> hold the server to a fraction of a core (a cgroup CPU quota,
+see machine.txt), so the server, not the loadgen, is the bottleneck: there msgs/s ×baseline is
+what each server does with the same CPU. Their latency is queueing in a saturated, throttled
+server and is not comparable with the other rows.</li>
 <li>A verdict of <b>—</b>: the server has no metrics endpoint, so its own FIN/RST counts are
 not known; the kernel's counters are in each run's JSON.</li>
 <li>Ratios are medians of per-round ratios measured minutes apart on the same machine; the
