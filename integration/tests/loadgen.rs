@@ -21,6 +21,15 @@ fn metrics_url(srv: &RunningServer) -> String {
     format!("http://{}/metrics", srv.metrics_addr().unwrap())
 }
 
+/// Runs the loadgen against `srv` with `args`, its metrics as the witness of the closes.
+fn load_witnessed(srv: &RunningServer, args: &[&str]) -> Outcome {
+    let (addr, url) = (srv.local_addr().to_string(), metrics_url(srv));
+    let mut all = vec!["--addr", &addr];
+    all.extend_from_slice(args);
+    all.extend(["--server-metrics", &url]);
+    load(&all)
+}
+
 fn load(args: &[&str]) -> Outcome {
     let cli = Cli::try_parse_from(std::iter::once("ringecho-loadgen").chain(args.iter().copied()))
         .unwrap();
@@ -33,22 +42,19 @@ fn bin() -> Command {
 
 fn fin_rst_counts_agree_with_the_server(backend: Backend) {
     let srv = server(backend);
-    let addr = srv.local_addr().to_string();
-    let url = metrics_url(&srv);
-    let out = load(&[
-        "--addr",
-        &addr,
-        "--connections",
-        "300",
-        "--messages",
-        "5",
-        "--rst-share",
-        "0.3",
-        "--threads",
-        "2",
-        "--server-metrics",
-        &url,
-    ]);
+    let out = load_witnessed(
+        &srv,
+        &[
+            "--connections",
+            "300",
+            "--messages",
+            "5",
+            "--rst-share",
+            "0.3",
+            "--threads",
+            "2",
+        ],
+    );
     let r = &out.report;
     assert_eq!((r.closes.fin, r.closes.rst, r.closes.server), (210, 90, 0));
     assert_eq!(r.messages, 1500);
@@ -68,22 +74,19 @@ fn fin_rst_counts_agree_with_the_server(backend: Backend) {
 
 fn churn_counts_are_exact(backend: Backend) {
     let srv = server(backend);
-    let addr = srv.local_addr().to_string();
-    let url = metrics_url(&srv);
-    let out = load(&[
-        "--addr",
-        &addr,
-        "--connections",
-        "20",
-        "--messages",
-        "50",
-        "--churn",
-        "10",
-        "--rst-share",
-        "0.25",
-        "--server-metrics",
-        &url,
-    ]);
+    let out = load_witnessed(
+        &srv,
+        &[
+            "--connections",
+            "20",
+            "--messages",
+            "50",
+            "--churn",
+            "10",
+            "--rst-share",
+            "0.25",
+        ],
+    );
     let r = &out.report;
     // 20 slots × 50 messages, a new connection every 10: 100 connections, 25 of them reset.
     assert_eq!(r.messages, 1000);
@@ -352,24 +355,23 @@ fn ten_thousand_concurrent_connections() {
 fn pipelined_echo_is_verified_and_counted_exactly(backend: Backend) {
     let srv = server(backend);
     let before = srv.stats().snapshot();
-    let out = load(&[
-        "--addr",
-        &srv.local_addr().to_string(),
-        "--connections",
-        "40",
-        "--messages",
-        "300",
-        "--pipeline",
-        "16",
-        "--payload",
-        "100",
-        "--rst-share",
-        "0.25",
-        "--churn",
-        "100",
-        "--server-metrics",
-        &metrics_url(&srv),
-    ]);
+    let out = load_witnessed(
+        &srv,
+        &[
+            "--connections",
+            "40",
+            "--messages",
+            "300",
+            "--pipeline",
+            "16",
+            "--payload",
+            "100",
+            "--rst-share",
+            "0.25",
+            "--churn",
+            "100",
+        ],
+    );
     let r = &out.report;
     assert_eq!(r.messages, 12_000);
     assert_eq!(r.mismatches, 0);

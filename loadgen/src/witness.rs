@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn cpu_comes_from_run_time_split_by_ticks() {
-        let tick = 1.0 / clock_ticks();
+        let tick = 1.0 / clock_ticks_per_s();
         let at = |user_ticks: f64, sys_ticks: f64, run_ns: Option<u64>| ProcSample {
             user_s: user_ticks * tick,
             sys_s: sys_ticks * tick,
@@ -268,6 +268,7 @@ mod tests {
     }
 }
 
+use ringecho_common::procfs::clock_ticks_per_s;
 pub use ringecho_common::procfs::ProcSample;
 
 /// The server's own CPU and memory from its metrics endpoint (`process_*` and
@@ -361,7 +362,7 @@ fn cpu_between(a: &ProcSample, b: &ProcSample) -> (f64, f64) {
     };
     let total = rb.saturating_sub(ra) as f64 / 1e9;
     let ticks = user_s + sys_s;
-    if total + 2.0 / clock_ticks() < ticks {
+    if total + 2.0 / clock_ticks_per_s() < ticks {
         return (user_s, sys_s);
     }
     if ticks > 0.0 {
@@ -369,11 +370,6 @@ fn cpu_between(a: &ProcSample, b: &ProcSample) -> (f64, f64) {
     } else {
         (0.0, total)
     }
-}
-
-/// Clock ticks per second, /proc's unit of CPU time.
-fn clock_ticks() -> f64 {
-    ringecho_common::procfs::clock_ticks_per_s()
 }
 
 /// Counts a process's system calls with `perf stat -e raw_syscalls:sys_enter` from `start`

@@ -153,7 +153,11 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     let open = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(n);
-    let cores = ringecho_common::allowed_cores()
+    // Read only for --pin: an unpinned server does not depend on its affinity mask.
+    let cores = config
+        .pin
+        .then(ringecho_common::allowed_cores)
+        .transpose()
         .map_err(|e| StartError::new("cannot read this process's CPU affinity", e))?;
     for (i, listener) in listeners.into_iter().enumerate() {
         let counters = stats.register_thread();
@@ -164,7 +168,7 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
             buffer_size: config.buffer_size,
             direct: config.direct_descriptors,
         };
-        let core = config.pin.then(|| cores[i % cores.len()]);
+        let core = cores.as_ref().map(|c| c[i % c.len()]);
         let spawned = std::thread::Builder::new()
             .name(format!("ringecho-{}-{i}", backend.name()))
             .spawn(move || {
