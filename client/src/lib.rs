@@ -14,6 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ringecho_common::HostPort;
 
 /// `ringecho-client`: send a message, print the echo, close with FIN or RST.
 #[derive(Debug, Parser)]
@@ -52,8 +53,8 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Session {
     /// Server address, HOST:PORT; a host name is resolved and every address tried in turn.
-    #[arg(long, default_value = "127.0.0.1:8000", value_parser = Target::parse)]
-    pub addr: Target,
+    #[arg(long, default_value = "127.0.0.1:8000", value_parser = HostPort::parse, value_name = "HOST:PORT")]
+    pub addr: HostPort,
     /// What to send.
     #[arg(long, default_value = "Hi, gopher?")]
     pub message: String,
@@ -78,27 +79,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 1s)"))
 }
 
-/// A server named on the command line and every address it resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// As given, for messages.
-    pub name: String,
-    /// In the resolver's order.
-    pub addrs: Vec<SocketAddr>,
-}
-
-impl Target {
-    fn parse(s: &str) -> Result<Target, String> {
-        Ok(Target {
-            name: s.to_string(),
-            addrs: ringecho_common::resolve_all(s)?,
-        })
-    }
-}
-
 /// Connects to the first of `target`'s addresses that accepts, as a client should when a
 /// name resolves to several (IPv6 and IPv4, say).
-fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, ClientError> {
+fn connect(target: &HostPort, timeout: Duration) -> Result<TcpStream, ClientError> {
     let mut last = None;
     for a in &target.addrs {
         match TcpStream::connect_timeout(a, timeout) {
@@ -110,7 +93,7 @@ fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, ClientError>
         }
     }
     Err(ClientError::Connect(
-        target.name.clone(),
+        target.text.clone(),
         last.unwrap_or_else(|| io::Error::other("no address")),
     ))
 }
@@ -254,7 +237,18 @@ pub fn main_with(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::ExplainCapture { port, file }) => std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))
-            .map(|text| print!("{}", capture::Capture::parse(&text, port).explain())),
+            .and_then(|text| {
+                let cap = capture::Capture::parse(&text, port);
+                if cap.segments.is_empty() {
+                    return Err(format!(
+                        "{} holds no TCP segment to or from port {port}: is it `tcpdump -n -S` \
+                         text output of that port?",
+                        file.display()
+                    ));
+                }
+                print!("{}", cap.explain());
+                Ok(())
+            }),
         None => run(&cli.session).map(drop).map_err(|e| e.to_string()),
     };
     match result {

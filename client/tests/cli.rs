@@ -106,3 +106,18 @@ fn host_names_resolve_and_every_address_is_tried() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no-such-host.invalid"), "{err}");
 }
+
+#[test]
+fn explain_capture_of_something_that_is_not_a_capture_exits_1() {
+    let f = std::env::temp_dir().join(format!("ringecho-garbage-{}.txt", std::process::id()));
+    std::fs::write(&f, "not a tcpdump capture\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringecho-client"))
+        .args(["explain-capture", "--port", "8000"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&f).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no TCP segment"), "{err}");
+}

@@ -135,6 +135,50 @@ pub fn resolve_one(s: &str) -> Result<SocketAddr, String> {
     resolve_all(s).map(|v| v[0])
 }
 
+/// `HOST:PORT` as given on a command line, and every address it names: what `--addr` and
+/// `--listen` take in all three programs, so a host name means the same everywhere (the
+/// server listens on every address, the client and the loadgen try each in turn).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// As given, for messages.
+    pub text: String,
+    /// In the resolver's order, without repeats; never empty.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl HostPort {
+    /// Resolves `HOST:PORT` now: a clap value parser.
+    pub fn parse(s: &str) -> Result<HostPort, String> {
+        let mut addrs = resolve_all(s)?;
+        let mut seen = std::collections::HashSet::new();
+        addrs.retain(|a| seen.insert(*a));
+        Ok(HostPort {
+            text: s.to_string(),
+            addrs,
+        })
+    }
+
+    /// One literal address.
+    pub fn one(addr: SocketAddr) -> HostPort {
+        HostPort {
+            text: addr.to_string(),
+            addrs: vec![addr],
+        }
+    }
+
+    /// The addresses, for messages: `[::1]:8000, 127.0.0.1:8000`.
+    pub fn list(&self) -> String {
+        let v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        v.join(", ")
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Sets up logging to stderr at `default` level (RUST_LOG overrides), with colour only when
 /// stderr is a terminal and `NO_COLOR` is not set (<https://no-color.org>).
 pub fn init_logging(default: &str) {
@@ -187,6 +231,8 @@ pub fn generate_or_fail(kind: Generate, cmd: clap::Command) -> std::process::Exi
     let name = cmd.get_name().to_string();
     match generate(kind, cmd, &mut io::stdout().lock()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader had what it wanted (`| head`): not an error, as for any Unix filter.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: error: cannot write the output: {e}");
             std::process::ExitCode::from(1)
@@ -206,6 +252,15 @@ mod tests {
         assert_eq!(resolve_one("[::1]:9").unwrap().to_string(), "[::1]:9");
         assert!(resolve_one("localhost").unwrap_err().contains("HOST:PORT"));
         assert!(resolve_one("localhost:http").unwrap_err().contains("port"));
+        let hp = HostPort::parse("localhost:8000").unwrap();
+        assert_eq!(hp.to_string(), "localhost:8000");
+        let mut dedup = hp.addrs.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), hp.addrs.len());
+        assert_eq!(
+            HostPort::one("127.0.0.1:9".parse().unwrap()).list(),
+            "127.0.0.1:9"
+        );
         let e = resolve_one("no-such-host.invalid:80").unwrap_err();
         assert!(e.contains("no-such-host.invalid"), "{e}");
     }

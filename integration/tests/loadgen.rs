@@ -539,3 +539,58 @@ fn a_low_rate_open_loop_run_ends_with_its_window() {
         "a 1 s window took {took:?}"
     );
 }
+
+/// `merge` checks bytes and closes against the server's counter deltas, not receives: with
+/// `--pipeline` several messages share a receive, so receives and messages differ.
+#[test]
+fn merge_agrees_with_the_server_when_messages_share_receives() {
+    use ringecho_loadgen::witness::http_get;
+    let srv = server(Backend::Epoll);
+    let dir = std::env::temp_dir().join(format!("ringecho-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = metrics_url(&srv);
+    let scrape = |name: &str| {
+        let p = dir.join(name);
+        let text = http_get(&url, std::time::Duration::from_secs(5)).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let before = scrape("before.prom");
+    let hlog = dir.join("r.hlog");
+    let status = bin()
+        .args(["--addr", &srv.local_addr().to_string()])
+        .args(["--connections", "2", "--messages", "200", "--pipeline", "8"])
+        .arg("--hist-log")
+        .arg(&hlog)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The server counts the closes a moment after the loadgen made them.
+    srv.stats()
+        .wait_until(std::time::Duration::from_secs(5), |s| s.active() == 0)
+        .unwrap();
+    let after = scrape("after.prom");
+    let out = bin()
+        .arg("merge")
+        .arg(&hlog)
+        .arg("--server-before")
+        .arg(&before)
+        .arg("--server-after")
+        .arg(&after)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(": agrees)"), "{text}");
+    // 400 measured messages and two probes of 64 bytes.
+    assert!(text.contains("bytes 25728"), "{text}");
+    let receives: u64 = text
+        .split(" receives for")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no receive count in {text}"));
+    assert!(receives > 0, "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    srv.shutdown().unwrap();
+}

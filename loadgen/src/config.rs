@@ -1,6 +1,8 @@
 //! Command-line configuration of a load run, validated before any connection is opened.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ringecho_common::HostPort;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -140,9 +142,11 @@ fn parse_curve(s: &str) -> Result<(String, PathBuf), String> {
 /// One load run.
 #[derive(Debug, Clone, Args)]
 pub struct RunConfig {
-    /// Server address, HOST:PORT (a host name is resolved; the first address is used).
-    #[arg(long, default_value = "127.0.0.1:8000", value_parser = ringecho_common::resolve_one)]
-    pub addr: SocketAddr,
+    /// Server address, HOST:PORT. A host name is resolved and its addresses tried in turn
+    /// until one accepts (`localhost`: ::1, then 127.0.0.1 on most hosts); the report names
+    /// the one used.
+    #[arg(long, default_value = "127.0.0.1:8000", value_parser = HostPort::parse, value_name = "HOST:PORT")]
+    pub addr: HostPort,
 
     /// Connections held open concurrently.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -169,7 +173,7 @@ pub struct RunConfig {
     pub warmup: Duration,
 
     /// Share of closes made with SO_LINGER=0 (RST), from 0 to 1.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share, allow_hyphen_values = true)]
     pub rst_share: f64,
 
     /// Open-loop: this many messages per second in total, latency from each intended send
@@ -308,7 +312,9 @@ fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
 fn parse_share(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(0.0..=1.0).contains(&v) {
-        return Err(format!("{v} is outside 0..1"));
+        return Err(format!(
+            "{v} is outside 0..1 (0: every close a FIN, 1: every close an RST)"
+        ));
     }
     Ok(v)
 }
@@ -353,9 +359,15 @@ fn parse_source_addrs(s: &str) -> Result<SourceAddrs, String> {
                 .parse()
                 .map_err(|_| format!("'{b}' is not an IPv4 address"))?;
             let (a, b) = (u32::from(a), u32::from(b));
-            if b < a || b - a > 65_535 {
+            if b < a {
                 return Err(format!(
-                    "'{part}' is not a range of at most 65536 addresses"
+                    "'{part}' runs backwards: write the lower address first"
+                ));
+            }
+            if b - a > 65_535 {
+                return Err(format!(
+                    "'{part}' holds {} addresses; a range holds at most 65536",
+                    b as u64 - a as u64 + 1
                 ));
             }
             out.extend((a..=b).map(|v| IpAddr::V4(Ipv4Addr::from(v))));

@@ -21,7 +21,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,8 +63,10 @@ pub struct Clock {
 /// barrier, the clock it sets and the close tickets.
 #[derive(Debug)]
 pub struct Plan {
-    /// Server address.
-    pub addr: SocketAddr,
+    /// The server's addresses, tried in turn: the first that accepts serves the run.
+    pub addrs: Vec<SocketAddr>,
+    /// Which of `addrs` connects go to: moves on (once, for every slot) when one refuses.
+    pub addr_index: AtomicUsize,
     /// Bytes per message.
     pub payload: usize,
     /// Messages per slot, in a message-bound run.
@@ -109,6 +111,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The server address connects go to now.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[self.addr_index.load(Ordering::Relaxed)]
+    }
+
     /// Whether the close that draws the next ticket is an RST.
     fn next_close_is_rst(&self) -> bool {
         let n = self.close_tickets.fetch_add(1, Ordering::Relaxed) as f64;
@@ -281,8 +288,43 @@ pub fn error_label(err: &io::Error) -> String {
     ringecho_common::error_kind_label(err.kind())
 }
 
+/// Connects to the server's current address; when it refuses and the name had more, moves
+/// every slot on to the next one, as a client tries each address of a host name in turn.
 async fn connect(plan: &Plan, slot: u32) -> io::Result<TcpStream> {
-    let socket = match plan.addr {
+    loop {
+        let i = plan.addr_index.load(Ordering::Relaxed);
+        let addr = plan.addrs[i];
+        match connect_to(plan, slot, addr).await {
+            Err(e) if i + 1 < plan.addrs.len() && is_unserved(&e) => {
+                if plan
+                    .addr_index
+                    .compare_exchange(i, i + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    tracing::info!(
+                        "cannot connect to {addr}: {e}; trying {}",
+                        plan.addrs[i + 1]
+                    );
+                }
+            }
+            res => return res,
+        }
+    }
+}
+
+/// Whether a connect error says nothing serves that address (so the next one may).
+fn is_unserved(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::AddrNotAvailable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::HostUnreachable
+    )
+}
+
+async fn connect_to(plan: &Plan, slot: u32, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
@@ -294,7 +336,7 @@ async fn connect(plan: &Plan, slot: u32) -> io::Result<TcpStream> {
         crate::sys::set_bind_address_no_port(socket.as_raw_fd())?;
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    let stream = tokio::time::timeout(plan.io_timeout, socket.connect(plan.addr))
+    let stream = tokio::time::timeout(plan.io_timeout, socket.connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
@@ -829,7 +871,8 @@ mod tests {
 
     fn plan(share: f64) -> Plan {
         Plan {
-            addr: "127.0.0.1:1".parse().unwrap(),
+            addrs: vec!["127.0.0.1:1".parse().unwrap()],
+            addr_index: AtomicUsize::new(0),
             payload: 16,
             messages: Some(1),
             churn: None,

@@ -125,15 +125,21 @@ impl Sweep {
     }
 }
 
-/// The offered rates: `from` to `to` in `steps` geometric steps.
-pub fn rates(from: f64, to: f64, steps: u32) -> Vec<f64> {
-    if steps <= 1 || to <= from {
-        return vec![from];
+/// The offered rates: `from` to `to` in `steps` geometric steps. A sweep climbs, so `to`
+/// below `from` is refused rather than run as one step.
+pub fn rates(from: f64, to: f64, steps: u32) -> Result<Vec<f64>, String> {
+    if to < from {
+        return Err(format!(
+            "--to {to} is below --from {from}: a sweep climbs from --from to --to"
+        ));
+    }
+    if steps <= 1 || to == from {
+        return Ok(vec![from]);
     }
     let ratio = (to / from).powf(1.0 / (steps - 1) as f64);
-    (0..steps)
+    Ok((0..steps)
         .map(|i| (from * ratio.powi(i as i32)).round())
-        .collect()
+        .collect())
 }
 
 /// Runs the sweep: one open-loop run per rate, stopping after two steps in a row past
@@ -260,10 +266,11 @@ mod tests {
     #[test]
     fn rates_rise_geometrically() {
         assert_eq!(
-            rates(1000.0, 8000.0, 4),
+            rates(1000.0, 8000.0, 4).unwrap(),
             vec![1000.0, 2000.0, 4000.0, 8000.0]
         );
-        assert_eq!(rates(5000.0, 5000.0, 3), vec![5000.0]);
+        assert_eq!(rates(5000.0, 5000.0, 3).unwrap(), vec![5000.0]);
+        assert!(rates(100.0, 10.0, 6).unwrap_err().contains("below --from"));
     }
 
     #[test]

@@ -102,20 +102,25 @@ pub fn parse_closes(text: &str) -> io::Result<ServerCloses> {
     Ok(c)
 }
 
-/// The server's echo totals, from `ringecho_messages_echoed_total` and
-/// `ringecho_bytes_echoed_total`.
+/// The server's echo totals, from `ringecho_bytes_echoed_total` and
+/// `ringecho_receives_echoed_total` (`ringecho_messages_echoed_total` from servers that
+/// predate that name: the same count).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerTotals {
-    /// Receives echoed back in full (one per message in ping-pong traffic).
-    pub messages: u64,
+    /// Receives echoed back in full: one per message only in ping-pong traffic, since an
+    /// echo server has no framing (pipelined messages share receives, a large one spans
+    /// several). Informative; only bytes can be compared with what loadgens sent.
+    pub receives: u64,
     /// Bytes echoed back.
     pub bytes: u64,
 }
 
 /// Reads the echo totals out of a Prometheus text exposition.
 pub fn parse_totals(text: &str) -> io::Result<ServerTotals> {
+    let receives = metric_value(text, "ringecho_receives_echoed_total")
+        .or_else(|_| metric_value(text, "ringecho_messages_echoed_total"))?;
     Ok(ServerTotals {
-        messages: metric_value(text, "ringecho_messages_echoed_total")? as u64,
+        receives: receives as u64,
         bytes: metric_value(text, "ringecho_bytes_echoed_total")? as u64,
     })
 }

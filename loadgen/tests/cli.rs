@@ -21,6 +21,9 @@ fn bin() -> Command {
 fn bad_input_gets_a_clear_error_and_non_zero_exit() {
     for (args, expect) in [
         (&["--rst-share", "1.5"][..], "outside 0..1"),
+        (&["--rst-share", "-0.1"], "-0.1 is outside 0..1"),
+        (&["--source-addrs", "127.0.0.9-127.0.0.2"], "runs backwards"),
+        (&["--source-addrs", "10.0.0.0-10.2.0.0"], "131073 addresses"),
         (&["--connections", "0"], "connections"),
         (&["--payload", "8"], "at least 16"),
         (&["--duration", "soon"], "duration"),
@@ -49,9 +52,17 @@ fn bad_input_gets_a_clear_error_and_non_zero_exit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("cannot connect") && err.contains("connection_refused"),
+        err.contains("cannot connect") && err.contains("connection refused"),
         "{err}"
     );
+    // A sweep climbs: a range that falls is refused, not run as one step.
+    let out = bin()
+        .args(["sweep", "--from", "100", "--to", "10"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--to 10 is below --from 100"), "{err}");
     let out = bin().args(["merge", "/nonexistent.hlog"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.hlog"));

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use ringecho_common::HostPort;
 
 use crate::listener::DeadPeer;
 
@@ -34,9 +35,11 @@ impl Backend {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ringecho-server", version, about)]
 pub struct Config {
-    /// Address to listen on (every thread binds it with SO_REUSEPORT).
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    pub listen: SocketAddr,
+    /// Address to listen on, HOST:PORT. A host name listens on every address it resolves to
+    /// (`localhost:8000`: 127.0.0.1 and ::1 where /etc/hosts names both); every thread binds
+    /// each with SO_REUSEPORT.
+    #[arg(long, default_value = "127.0.0.1:8000", value_parser = HostPort::parse, value_name = "HOST:PORT")]
+    pub listen: HostPort,
 
     /// I/O backend.
     #[arg(long, value_enum, default_value = "uring")]
@@ -55,7 +58,7 @@ pub struct Config {
     pub ring_buffers: u16,
 
     /// Connections held open at most across all threads; beyond it new ones are closed at once.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_max_conns)]
     pub max_conns: Option<u64>,
 
     /// Close a connection that makes no progress for this long (e.g. 30s) [default: never].
@@ -113,7 +116,7 @@ impl Config {
     /// A configuration with defaults, for tests and embedding.
     pub fn new(listen: SocketAddr, backend: Backend) -> Self {
         let mut c = Config::parse_from(["ringecho-server"]);
-        c.listen = listen;
+        c.listen = HostPort::one(listen);
         c.backend = backend;
         c
     }
@@ -161,6 +164,14 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
+fn parse_max_conns(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (leave it out for no limit)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
 fn parse_ring_buffers(s: &str) -> Result<u16, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(2..=32768).contains(&n) || !n.is_power_of_two() {
@@ -177,6 +188,13 @@ mod tests {
     fn defaults_are_safe() {
         let c = Config::parse_from(["ringecho-server"]);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.listen.addrs, ["127.0.0.1:8000".parse().unwrap()]);
+        let named = Config::parse_from(["x", "--listen", "localhost:8001"]).listen;
+        assert!(!named.addrs.is_empty());
+        assert!(named
+            .addrs
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 8001));
         assert_eq!(c.backend, Backend::Uring);
         assert!(c.metrics.is_none());
         assert_eq!(c.drain_timeout, Duration::from_secs(5));

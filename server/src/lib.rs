@@ -49,10 +49,11 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
     println!(
         "ringecho-server: {} backend listening on {}",
         config.backend.name(),
-        server.local_addr()
+        addrs.join(", ")
     );
     if let Some(addr) = server.metrics_addr() {
         println!("ringecho-server: metrics at http://{addr}/metrics");

@@ -51,6 +51,9 @@ pub fn bind_reuseport(
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     // Accepted sockets inherit TCP_NODELAY on Linux; each backend still sets it per connection.
     socket.set_nodelay(true)?;
     dead_peer.apply(&socket)?;
@@ -60,29 +63,47 @@ pub fn bind_reuseport(
     Ok(socket.into())
 }
 
-/// Binds one listener per thread on `addr`. With port 0 the first bind picks the port and the
-/// rest join it, so tests can start a multi-threaded server on a free port.
+/// Binds one listener per thread on each of `addrs`: `result[thread][i]` listens on the i-th
+/// address. With port 0 the first bind picks the port and every other bind joins it, so
+/// tests can start a multi-threaded server on a free port, on one port across addresses.
 ///
-/// SO_REUSEPORT would let a second server on the same port silently share the traffic, so the
-/// address is first probed without it: a port held by anyone else is "address in use".
+/// SO_REUSEPORT would let a second server on the same port silently share the traffic, so
+/// each address is first probed without it: a port held by anyone else is "address in use".
 pub fn bind_group(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     backlog: i32,
     n: usize,
     dead_peer: DeadPeer,
-) -> io::Result<Vec<std::net::TcpListener>> {
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    probe.bind(&addr.into())?;
-    let addr = probe
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| io::Error::other("listener has no IP address"))?;
-    // The probe holds the port without SO_REUSEPORT, which would refuse the group's binds.
-    drop(probe);
-    (0..n)
-        .map(|_| bind_reuseport(addr, backlog, dead_peer))
-        .collect()
+) -> io::Result<Vec<Vec<std::net::TcpListener>>> {
+    let mut per_thread: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
+    let mut port = None;
+    for &addr in addrs {
+        let mut addr = addr;
+        if let Some(p) = port.filter(|_| addr.port() == 0) {
+            addr.set_port(p);
+        }
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            // [::]:P listens on IPv6 alone, so 0.0.0.0:P can be bound beside it.
+            probe.set_only_v6(true)?;
+        }
+        probe.bind(&addr.into()).map_err(|e| match addrs.len() {
+            1 => e,
+            _ => io::Error::new(e.kind(), format!("{addr}: {e}")),
+        })?;
+        let addr = probe
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("listener has no IP address"))?;
+        port.get_or_insert(addr.port());
+        // The probe holds the port without SO_REUSEPORT, which would refuse the group's binds.
+        drop(probe);
+        for listeners in &mut per_thread {
+            listeners.push(bind_reuseport(addr, backlog, dead_peer)?);
+        }
+    }
+    Ok(per_thread)
 }
 
 pub use ringecho_common::raise_nofile_limit;
@@ -102,15 +123,23 @@ mod tests {
 
     #[test]
     fn port_zero_group_shares_one_port() {
-        let ls = bind_group("127.0.0.1:0".parse().unwrap(), 16, 3, DeadPeer::OFF).unwrap();
-        let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let addrs = ["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+        let ls = bind_group(&addrs, 16, 3, DeadPeer::OFF).unwrap();
+        assert_eq!(ls.len(), 3);
+        let ports: Vec<u16> = ls
+            .iter()
+            .flatten()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(ports.len(), 6);
         assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
+        assert!(ls[2][1].local_addr().unwrap().is_ipv6());
     }
 
     #[test]
     fn taken_port_is_address_in_use() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let err = bind_group(held.local_addr().unwrap(), 16, 2, DeadPeer::OFF).unwrap_err();
+        let err = bind_group(&[held.local_addr().unwrap()], 16, 2, DeadPeer::OFF).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }

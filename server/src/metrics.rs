@@ -48,8 +48,15 @@ pub fn render(s: &Snapshot) -> String {
         counter(s.bytes_echoed),
     );
     reg.register(
+        "ringecho_receives_echoed",
+        "Receives whose bytes were sent back in full; an echo server has no framing, so a \
+         receive may hold part of a message or several",
+        counter(s.recvs),
+    );
+    reg.register(
         "ringecho_messages_echoed",
-        "Receives whose bytes were sent back in full",
+        "The same count as ringecho_receives_echoed_total (receives, not messages), kept \
+         under its first name for existing readers",
         counter(s.recvs),
     );
     reg.register(

@@ -49,7 +49,7 @@ impl std::error::Error for StartError {
 
 /// A started server: worker threads echoing on `local_addr` until [`RunningServer::shutdown`].
 pub struct RunningServer {
-    local_addr: SocketAddr,
+    local_addrs: Vec<SocketAddr>,
     stats: Stats,
     phase: watch::Sender<Phase>,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -58,9 +58,14 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// The address the listeners are bound to (the real port when asked for port 0).
+    /// The first address the listeners are bound to (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every address the listeners are bound to: one per address `--listen` named.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// The metrics endpoint's address, when `--metrics` was given.
@@ -131,10 +136,12 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         probe_io_uring()?;
     }
     let n = config.thread_count();
-    let listeners = bind_group(config.listen, config.backlog, n, config.dead_peer())
+    let listeners = bind_group(&config.listen.addrs, config.backlog, n, config.dead_peer())
         .map_err(|e| StartError::new(format!("cannot listen on {}", config.listen), e))?;
-    let local_addr = listeners[0]
-        .local_addr()
+    let local_addrs = listeners[0]
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<io::Result<Vec<_>>>()
         .map_err(|e| StartError::new("cannot read the listener's address", e))?;
     let stats = Stats::default();
     let metrics = match config.metrics {
@@ -159,7 +166,7 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         .then(ringecho_common::allowed_cores)
         .transpose()
         .map_err(|e| StartError::new("cannot read this process's CPU affinity", e))?;
-    for (i, listener) in listeners.into_iter().enumerate() {
+    for (i, listeners) in listeners.into_iter().enumerate() {
         let counters = stats.register_thread();
         let (open, phase_rx, backend) = (open.clone(), phase_rx.clone(), config.backend);
         let ready = Ready(ready_tx.clone());
@@ -182,9 +189,9 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
                 }
                 let worker = Worker::new(counters, limits, open, phase_rx);
                 match backend {
-                    Backend::Epoll => backend::epoll::run(listener, worker, ready),
-                    Backend::Uring => backend::uring::run(listener, worker, ready),
-                    Backend::Multishot => backend::multishot::run(listener, worker, ring, ready),
+                    Backend::Epoll => backend::epoll::run(listeners, worker, ready),
+                    Backend::Uring => backend::uring::run(listeners, worker, ready),
+                    Backend::Multishot => backend::multishot::run(listeners, worker, ring, ready),
                 }
             })
             .map_err(|e| StartError::new("cannot start a worker thread", e))?;
@@ -211,11 +218,11 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     tracing::info!(
         backend = config.backend.name(),
         threads = n,
-        addr = %local_addr,
+        addrs = ?local_addrs,
         "listening"
     );
     Ok(RunningServer {
-        local_addr,
+        local_addrs,
         stats,
         phase,
         threads,

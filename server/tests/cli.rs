@@ -28,6 +28,38 @@ fn bad_flags_exit_2_with_a_message() {
 }
 
 #[test]
+fn bad_values_say_what_would_do() {
+    for (args, expect) in [
+        (&["--max-conns", "0"][..], "at least 1"),
+        (&["--listen", "localhost"], "HOST:PORT"),
+        (
+            &["--listen", "no-such-host.invalid:80"],
+            "no-such-host.invalid",
+        ),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
+
+/// `--generate man | head`: the reader leaving early is not an error.
+#[test]
+fn generated_output_cut_short_by_its_reader_is_not_an_error() {
+    let mut child = bin()
+        .args(["--generate", "man"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
 fn address_in_use_exits_1_naming_the_address() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();

@@ -289,6 +289,33 @@ fn shutdown_drains_then_closes(backend: Setup) {
     assert_eq!((s.fin, s.server, s.active()), (1, 1, 0), "{s:?}");
 }
 
+/// A host name listens on every address it names, IPv4 and IPv6 alike, on one port; every
+/// address echoes, and draining closes them all.
+fn every_address_of_a_name_serves(backend: Setup) {
+    let srv = server(backend, |c| {
+        c.listen = ringecho_common::HostPort {
+            text: "localhost:0".into(),
+            addrs: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        };
+    });
+    let addrs = srv.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(addrs[0].port(), addrs[1].port());
+    for (i, &addr) in addrs.iter().enumerate() {
+        for j in 0..4 {
+            let data = pattern(1000, i * 10 + j);
+            assert_eq!(echo_concurrently(connect(addr), data.clone()), data);
+        }
+    }
+    let s = wait_for(&srv, "eight FIN closes", |s| s.fin == 8);
+    assert_eq!(s.accepted, 8);
+    let s = srv.shutdown().unwrap();
+    assert_eq!((s.fin, s.active()), (8, 0), "{s:?}");
+    for addr in addrs {
+        assert!(TcpStream::connect(addr).is_err(), "{addr} still listens");
+    }
+}
+
 macro_rules! per_backend {
     ($($module:ident => $setup:expr),*) => {$(
         mod $module {
@@ -301,6 +328,7 @@ macro_rules! per_backend {
             #[test] fn idle_connections_are_closed_and_counted() { super::idle_connections_are_closed_and_counted($setup) }
             #[test] fn max_conns_rejects_the_excess() { super::max_conns_rejects_the_excess($setup) }
             #[test] fn shutdown_drains_then_closes() { super::shutdown_drains_then_closes($setup) }
+            #[test] fn every_address_of_a_name_serves() { super::every_address_of_a_name_serves($setup) }
         }
     )*};
 }

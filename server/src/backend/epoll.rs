@@ -47,8 +47,9 @@ impl Acceptor for EpollAcceptor {
     }
 }
 
-/// Runs one worker thread's runtime until its connections are drained.
-pub fn run(listener: std::net::TcpListener, worker: Worker, ready: Ready) -> io::Result<()> {
+/// Runs one worker thread's runtime until its connections are drained: one accept loop per
+/// listener (one per address `--listen` named), all on this thread.
+pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) -> io::Result<()> {
     let rt = ready.report(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -56,9 +57,18 @@ pub fn run(listener: std::net::TcpListener, worker: Worker, ready: Ready) -> io:
     )?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let listener = ready.report(TcpListener::from_std(listener))?;
+        let mut loops = Vec::with_capacity(listeners.len());
+        for l in listeners {
+            let acceptor = EpollAcceptor(ready.report(TcpListener::from_std(l))?);
+            loops.push(tokio::task::spawn_local(run_accept_loop(
+                acceptor,
+                worker.clone(),
+            )));
+        }
         ready.done();
-        run_accept_loop(EpollAcceptor(listener), worker).await;
+        for l in loops {
+            l.await.map_err(io::Error::other)?;
+        }
         Ok(())
     })
 }

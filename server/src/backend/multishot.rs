@@ -156,7 +156,7 @@ struct Conn {
 
 /// Runs one worker thread's ring until its connections are drained.
 pub fn run(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     worker: Worker,
     cfg: RingConfig,
     ready: Ready,
@@ -193,7 +193,8 @@ pub fn run(
         ring,
         conns: Slab::new(),
         worker,
-        listener: Some(listener),
+        armed: vec![0; listeners.len()],
+        listeners,
         accepts: 0,
         accept_cancelling: false,
         accept_retry_at: Some(Instant::now()),
@@ -214,9 +215,12 @@ struct Loop {
     ring: Ring,
     conns: Slab<Conn>,
     worker: Worker,
-    listener: Option<std::net::TcpListener>,
-    /// Accept operations in flight: the one multishot accept, or up to [`ACCEPT_DEPTH`]
-    /// one-shot accepts into the file table.
+    /// One listener per address `--listen` named; emptied once accepting has stopped.
+    listeners: Vec<std::net::TcpListener>,
+    /// Accept operations in flight per listener: its multishot accept, or up to
+    /// [`ACCEPT_DEPTH`] one-shot accepts into the file table. Tagged with the listener's index.
+    armed: Vec<u32>,
+    /// Accept operations in flight on all listeners.
     accepts: u32,
     accept_cancelling: bool,
     /// When to (re-)arm the accept: now at start, later after running out of descriptors.
@@ -255,7 +259,7 @@ impl Loop {
                     self.finish_if_done(slot)?;
                 }
             }
-            if phase != Phase::Running && self.listener.is_none() && self.conns.is_empty() {
+            if phase != Phase::Running && self.listeners.is_empty() && self.conns.is_empty() {
                 return Ok(());
             }
             let now = Instant::now();
@@ -282,7 +286,7 @@ impl Loop {
             for (user_data, res, flags) in cqes.drain(..) {
                 let (op, slot, gen) = untag(user_data);
                 match op {
-                    Some(Op::Accept) => self.on_accept(res, flags)?,
+                    Some(Op::Accept) => self.on_accept(slot, res, flags)?,
                     Some(Op::Recv) if self.is_live(slot, gen) => self.on_recv(slot, res, flags)?,
                     Some(Op::Send) if self.is_live(slot, gen) => self.on_send(slot, res)?,
                     Some(Op::Close) => self.on_close(res)?,
@@ -298,27 +302,27 @@ impl Loop {
         self.conns.get(slot).is_some_and(|c| c.gen == gen)
     }
 
-    /// Arms accepting: the multishot accept if it is not armed, or one-shot direct accepts up
-    /// to [`ACCEPT_DEPTH`] and the free slots of the file table.
+    /// Arms accepting on every listener: its multishot accept if it is not armed, or one-shot
+    /// direct accepts up to [`ACCEPT_DEPTH`] each and the free slots of the file table.
     fn arm_accept(&mut self) -> io::Result<()> {
         self.accept_retry_at = None;
-        let Some(l) = &self.listener else {
-            return Ok(());
-        };
         if self.accept_cancelling {
             // Re-armed when the cancelled accepts have completed (see `on_accept`).
             return Ok(());
         }
-        let listener = l.as_raw_fd();
         match &mut self.table {
             None => {
-                if self.accepts == 0 {
-                    self.ring.accept_multi(listener, tag(Op::Accept, 0, 0))?;
-                    self.accepts = 1;
+                for (i, l) in self.listeners.iter().enumerate() {
+                    if self.armed[i] == 0 {
+                        self.ring
+                            .accept_multi(l.as_raw_fd(), tag(Op::Accept, i, 0))?;
+                        self.armed[i] = 1;
+                        self.accepts += 1;
+                    }
                 }
             }
             Some(t) => {
-                let free = t.slots - t.used - self.accepts;
+                let mut free = t.slots - t.used - self.accepts;
                 if free == 0 && self.accepts == 0 && !t.full {
                     t.full = true;
                     // Counted with the accept errors: the direct analogue of EMFILE.
@@ -329,9 +333,15 @@ impl Loop {
                     ));
                     self.warn.warn("accept paused", &err);
                 }
-                for _ in 0..free.min(ACCEPT_DEPTH.saturating_sub(self.accepts)) {
-                    self.ring.accept_direct(listener, tag(Op::Accept, 0, 0))?;
-                    self.accepts += 1;
+                for (i, l) in self.listeners.iter().enumerate() {
+                    let n = free.min(ACCEPT_DEPTH.saturating_sub(self.armed[i]));
+                    for _ in 0..n {
+                        self.ring
+                            .accept_direct(l.as_raw_fd(), tag(Op::Accept, i, 0))?;
+                    }
+                    self.armed[i] += n;
+                    self.accepts += n;
+                    free -= n;
                 }
             }
         }
@@ -341,20 +351,24 @@ impl Loop {
     /// Cancels every accept in flight.
     fn cancel_accepts(&mut self) -> io::Result<()> {
         if self.accepts > 0 && !self.accept_cancelling {
-            self.ring
-                .cancel_all(tag(Op::Accept, 0, 0), tag(Op::Cancel, 0, 0))?;
+            for (i, &armed) in self.armed.iter().enumerate() {
+                if armed > 0 {
+                    self.ring
+                        .cancel_all(tag(Op::Accept, i, 0), tag(Op::Cancel, 0, 0))?;
+                }
+            }
             self.accept_cancelling = true;
         }
         Ok(())
     }
 
-    /// Cancels the accepts and closes the listener once the kernel has let go of it.
+    /// Cancels the accepts and closes the listeners once the kernel has let go of them.
     fn stop_accepting(&mut self) -> io::Result<()> {
         self.accept_retry_at = None;
         if self.accepts > 0 {
             self.cancel_accepts()
         } else {
-            self.listener = None;
+            self.listeners.clear();
             Ok(())
         }
     }
@@ -366,9 +380,10 @@ impl Loop {
             && *self.worker.phase.borrow() == Phase::Running
     }
 
-    fn on_accept(&mut self, res: i32, flags: u32) -> io::Result<()> {
+    fn on_accept(&mut self, listener: usize, res: i32, flags: u32) -> io::Result<()> {
         // A multishot accept ends with its last completion, a one-shot one with its only one.
         if !more(flags) {
+            self.armed[listener] -= 1;
             self.accepts -= 1;
             if self.accepts == 0 {
                 self.accept_cancelling = false;

@@ -47,15 +47,24 @@ impl Acceptor for UringAcceptor {
     }
 }
 
-/// Runs one worker thread's tokio-uring runtime until its connections are drained.
-pub fn run(listener: std::net::TcpListener, worker: Worker, ready: Ready) -> io::Result<()> {
+/// Runs one worker thread's tokio-uring runtime until its connections are drained: one accept
+/// loop per listener (one per address `--listen` named), all on this thread.
+pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) -> io::Result<()> {
     let rt = ready.report(tokio_uring::Runtime::new(
         tokio_uring::builder().entries(RING_ENTRIES),
     ))?;
     rt.block_on(async move {
-        let listener = TcpListener::from_std(listener);
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|l| {
+                let acceptor = UringAcceptor(TcpListener::from_std(l));
+                tokio_uring::spawn(run_accept_loop(acceptor, worker.clone()))
+            })
+            .collect();
         ready.done();
-        run_accept_loop(UringAcceptor(listener), worker).await;
-    });
-    Ok(())
+        for l in loops {
+            l.await.map_err(io::Error::other)?;
+        }
+        Ok(())
+    })
 }
