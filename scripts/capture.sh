@@ -2,7 +2,7 @@
 # The seed's tcpdump experiment with ringecho: one session closed with FIN, one with RST
 # (SO_LINGER=0), each captured on loopback and annotated segment by segment.
 #
-#   scripts/capture.sh [--backend uring|epoll|multishot] [--message TEXT]
+#   cargo build --release && sudo scripts/capture.sh [--backend uring|epoll|multishot] [--message TEXT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +31,15 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-cargo build --release --quiet -p ringecho-server -p ringecho-client
+# Built beforehand, as the user (cargo is usually not on root's PATH under sudo, and a build
+# as root would leave a root-owned target/).
 bin=target/release
+for b in ringecho-server ringecho-client; do
+  if [ ! -x "$bin/$b" ]; then
+    echo "capture.sh: $bin/$b is missing: build first, as yourself: cargo build --release" >&2
+    exit 1
+  fi
+done
 work=$(mktemp -d)
 server_pid=
 cleanup() {

@@ -87,6 +87,15 @@ fn capture_session(backend: Backend, linger0: bool) -> Capture {
 
 #[test]
 fn fin_close_is_the_four_way_exchange() {
+    if !ringecho_testkit::can_run(
+        "fin_close_is_the_four_way_exchange",
+        &[
+            ringecho_testkit::Need::Root,
+            ringecho_testkit::Need::Tool("tcpdump"),
+        ],
+    ) {
+        return;
+    }
     for backend in [Backend::Uring, Backend::Epoll, Backend::Multishot] {
         let c = capture_session(backend, false);
         assert!(c.has_handshake(), "{backend:?}: {c:#?}");
@@ -107,6 +116,15 @@ fn fin_close_is_the_four_way_exchange() {
 
 #[test]
 fn linger0_close_is_one_rst_from_the_client() {
+    if !ringecho_testkit::can_run(
+        "linger0_close_is_one_rst_from_the_client",
+        &[
+            ringecho_testkit::Need::Root,
+            ringecho_testkit::Need::Tool("tcpdump"),
+        ],
+    ) {
+        return;
+    }
     for backend in [Backend::Uring, Backend::Epoll, Backend::Multishot] {
         let c = capture_session(backend, true);
         assert!(c.has_handshake(), "{backend:?}: {c:#?}");

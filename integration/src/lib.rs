@@ -1,6 +1,7 @@
 //! Helpers for the tests across programs.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The `ringecho-loadgen` binary of this build: beside the test executable's directory.
 /// Cargo builds it for the loadgen crate's own tests (`loadgen/tests/cli.rs`), which every
@@ -48,4 +49,82 @@ pub fn sh(args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Four "hosts": network namespaces `s` (the server, with a bridge, at [`SERVER_IP`]) and
+/// `l1`..`l3` (10.233.0.11-13, each on a veth pair into the bridge); removed on drop. Needs
+/// root and `ip`. Each set is its own network, so tests may build theirs at the same time.
+pub struct Hosts {
+    /// The namespaces' names: the server's first.
+    pub names: Vec<String>,
+}
+
+/// The server host's address in [`Hosts`].
+pub const SERVER_IP: &str = "10.233.0.1";
+
+impl Hosts {
+    /// Builds the four namespaces, named `{prefix}s-PID`, `{prefix}l1-PID`, ...
+    pub fn new(prefix: &str) -> Hosts {
+        let pid = std::process::id();
+        let names: Vec<String> = ["s", "l1", "l2", "l3"]
+            .iter()
+            .map(|n| format!("{prefix}{n}-{pid}"))
+            .collect();
+        for n in &names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "netns", "exec", n, "ip", "link", "set", "lo", "up"]);
+        }
+        let hosts = Hosts { names };
+        let s = hosts.names[0].as_str();
+        let inns = |ns: &str, args: &[&str]| {
+            let mut v = vec!["ip", "netns", "exec", ns];
+            v.extend_from_slice(args);
+            sh(&v);
+        };
+        inns(s, &["ip", "link", "add", "br0", "type", "bridge"]);
+        inns(
+            s,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{SERVER_IP}/24"),
+                "dev",
+                "br0",
+            ],
+        );
+        inns(s, &["ip", "link", "set", "br0", "up"]);
+        for (i, l) in hosts.names[1..].iter().enumerate() {
+            let (a, b) = (format!("v{i}a"), format!("v{i}b"));
+            inns(
+                s,
+                &["ip", "link", "add", &a, "type", "veth", "peer", "name", &b],
+            );
+            inns(s, &["ip", "link", "set", &b, "netns", l]);
+            inns(s, &["ip", "link", "set", &a, "master", "br0"]);
+            inns(s, &["ip", "link", "set", &a, "up"]);
+            inns(
+                l,
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("10.233.0.{}/24", 11 + i),
+                    "dev",
+                    &b,
+                ],
+            );
+            inns(l, &["ip", "link", "set", &b, "up"]);
+        }
+        hosts
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
 }

@@ -6,6 +6,19 @@ use std::process::Command;
 
 use ringecho_integration::repo;
 
+/// The screenshot's window: docs/report.png has exactly this size.
+const SHOT_W: u32 = 1400;
+const SHOT_H: u32 = 2400;
+
+/// A PNG's width and height, from its IHDR chunk.
+fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    if png.get(..8)? != b"\x89PNG\r\n\x1a\n" || png.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(png.get(16..20)?), be(png.get(20..24)?)))
+}
+
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
@@ -83,7 +96,11 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     let html = std::fs::read_to_string(&report).expect("report.html is written");
     assert!(html.contains("<svg"), "plots are inline");
     let Some(browser) = chromium() else {
-        panic!("headless Chromium is needed to check report.html (scripts/test.sh installs it)");
+        // compare.sh itself was checked above; only the rendering needs a browser.
+        let what = "compare_sh_measures_external_servers_and_fails_a_corrupting_one (report.html in a browser)";
+        ringecho_testkit::can_run(what, &[ringecho_testkit::Need::Tool("chromium")]);
+        std::fs::remove_dir_all(&out).unwrap();
+        return;
     };
     let url = format!("file://{}", report.display());
     let common = [
@@ -125,7 +142,7 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     let png = out.join("report.png");
     let shot = Command::new(browser)
         .args(common)
-        .arg("--window-size=1400,2400")
+        .arg(format!("--window-size={SHOT_W},{SHOT_H}"))
         .arg(format!("--screenshot={}", png.display()))
         .arg(&url)
         .output()
@@ -139,6 +156,18 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     assert!(
         size > 20_000,
         "the screenshot is {size} bytes: a blank page?"
+    );
+    // The README's picture is this screenshot: RINGECHO_UPDATE_DOCS=1 writes it there, and
+    // the one in the tree must have come from here (this window's size).
+    let doc_png = repo().join("docs/report.png");
+    if std::env::var_os("RINGECHO_UPDATE_DOCS").is_some() {
+        std::fs::copy(&png, &doc_png).unwrap();
+    }
+    assert_eq!(
+        png_size(&std::fs::read(&doc_png).unwrap()),
+        Some((SHOT_W, SHOT_H)),
+        "docs/report.png is not this test's screenshot: regenerate it with \
+         RINGECHO_UPDATE_DOCS=1 cargo nextest run -E 'test(compare_sh_measures)'"
     );
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -754,6 +754,16 @@ impl Drop for NamespaceLink {
 /// and FIN/RST counts still agree.
 #[test]
 fn lossy_network() {
+    if !ringecho_testkit::can_run(
+        "lossy_network",
+        &[
+            ringecho_testkit::Need::Root,
+            ringecho_testkit::Need::Tool("ip"),
+            ringecho_testkit::Need::Tool("iptables"),
+        ],
+    ) {
+        return;
+    }
     let link = NamespaceLink::new("loss", "10.231.0.1", "10.231.0.2");
     link.drop_share("0.02");
     for backend in BACKENDS {
@@ -906,6 +916,15 @@ fn mixed_chaos() {
 /// must say what ran out and what to do, and exit non-zero, not hang or panic.
 #[test]
 fn ephemeral_port_exhaustion_is_a_clear_error() {
+    if !ringecho_testkit::can_run(
+        "ephemeral_port_exhaustion_is_a_clear_error",
+        &[
+            ringecho_testkit::Need::Root,
+            ringecho_testkit::Need::Tool("ip"),
+        ],
+    ) {
+        return;
+    }
     let link = NamespaceLink::new("ports", "10.232.0.1", "10.232.0.2");
     sh(&[
         "ip",
@@ -1109,6 +1128,16 @@ fn enter_netns(ns: &str) {
 /// keepalive and closed within the configured time, counted as `timed_out`.
 #[test]
 fn vanished_peer_is_closed_by_keepalive() {
+    if !ringecho_testkit::can_run(
+        "vanished_peer_is_closed_by_keepalive",
+        &[
+            ringecho_testkit::Need::Root,
+            ringecho_testkit::Need::Tool("ip"),
+            ringecho_testkit::Need::Tool("iptables"),
+        ],
+    ) {
+        return;
+    }
     let link = NamespaceLink::new("gone", "10.231.1.1", "10.231.1.2");
     for backend in BACKENDS {
         let mut cfg = Config::new("10.231.1.1:0".parse().unwrap(), backend);

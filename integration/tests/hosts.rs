@@ -7,80 +7,7 @@
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use ringecho_integration::{loadgen_exe, repo, server_exe, sh};
-
-/// Four namespaces: `s` (the server, with the bridge) and `l1`..`l3`; removed on drop.
-struct Hosts {
-    names: Vec<String>,
-}
-
-const SERVER_IP: &str = "10.233.0.1";
-
-impl Hosts {
-    fn new() -> Hosts {
-        let pid = std::process::id();
-        let names: Vec<String> = ["s", "l1", "l2", "l3"]
-            .iter()
-            .map(|n| format!("re{n}-{pid}"))
-            .collect();
-        for n in &names {
-            let _ = Command::new("ip").args(["netns", "del", n]).output();
-            sh(&["ip", "netns", "add", n]);
-            sh(&["ip", "netns", "exec", n, "ip", "link", "set", "lo", "up"]);
-        }
-        let hosts = Hosts { names };
-        let s = hosts.names[0].as_str();
-        let inns = |ns: &str, args: &[&str]| {
-            let mut v = vec!["ip", "netns", "exec", ns];
-            v.extend_from_slice(args);
-            sh(&v);
-        };
-        inns(s, &["ip", "link", "add", "br0", "type", "bridge"]);
-        inns(
-            s,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("{SERVER_IP}/24"),
-                "dev",
-                "br0",
-            ],
-        );
-        inns(s, &["ip", "link", "set", "br0", "up"]);
-        for (i, l) in hosts.names[1..].iter().enumerate() {
-            let (a, b) = (format!("v{i}a"), format!("v{i}b"));
-            inns(
-                s,
-                &["ip", "link", "add", &a, "type", "veth", "peer", "name", &b],
-            );
-            inns(s, &["ip", "link", "set", &b, "netns", l]);
-            inns(s, &["ip", "link", "set", &a, "master", "br0"]);
-            inns(s, &["ip", "link", "set", &a, "up"]);
-            inns(
-                l,
-                &[
-                    "ip",
-                    "addr",
-                    "add",
-                    &format!("10.233.0.{}/24", 11 + i),
-                    "dev",
-                    &b,
-                ],
-            );
-            inns(l, &["ip", "link", "set", &b, "up"]);
-        }
-        hosts
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).output();
-        }
-    }
-}
+use ringecho_integration::{loadgen_exe, repo, server_exe, sh, Hosts, SERVER_IP};
 
 /// The server process, killed when dropped (a failed assertion must not leave it running).
 struct Server(Child);
@@ -184,7 +111,16 @@ fn host_report(path: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn three_hosts_start_together_and_merge_to_the_servers_counts() {
-    let hosts = Hosts::new();
+    if !ringecho_testkit::can_run(
+        "three_hosts_start_together_and_merge_to_the_servers_counts",
+        &[
+            ringecho_testkit::Need::Root,
+            ringecho_testkit::Need::Tool("ip"),
+        ],
+    ) {
+        return;
+    }
+    let hosts = Hosts::new("re");
     let _server = start_server(&hosts.names[0]);
     let out = std::env::temp_dir().join(format!("ringecho-fleet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);

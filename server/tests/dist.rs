@@ -9,6 +9,12 @@ fn bin() -> Command {
 
 #[test]
 fn systemd_unit_verifies_clean() {
+    if !ringecho_testkit::can_run(
+        "systemd_unit_verifies_clean",
+        &[ringecho_testkit::Need::Tool("systemd-analyze")],
+    ) {
+        return;
+    }
     let unit = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../dist/ringecho-server.service"
@@ -60,4 +66,76 @@ fn man_page_and_completions_are_generated() {
         assert!(text.contains(expect), "{what}: {text}");
         assert!(text.contains("keepalive"), "{what} lacks the flags");
     }
+}
+
+/// The members of a systemd syscall group (`@name`, nested groups expanded) or a lone name.
+fn syscalls(item: &str, out: &mut std::collections::BTreeSet<String>) {
+    if !item.starts_with('@') {
+        out.insert(item.to_string());
+        return;
+    }
+    let text = Command::new("systemd-analyze")
+        .args(["syscall-filter", item])
+        .output()
+        .expect("systemd-analyze");
+    for line in String::from_utf8_lossy(&text.stdout).lines().skip(1) {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        syscalls(l, out);
+    }
+}
+
+/// `--pin` and the open-file limit must survive the unit's syscall filter: its lines are
+/// applied in order as systemd does (the first, an allow list, sets the set; `~` lines take
+/// away, later allow lines give back) and the calls the server makes checked against it.
+#[test]
+fn systemd_unit_allows_what_the_server_calls() {
+    if !ringecho_testkit::can_run(
+        "systemd_unit_allows_what_the_server_calls",
+        &[ringecho_testkit::Need::Tool("systemd-analyze")],
+    ) {
+        return;
+    }
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../dist/ringecho-server.service"
+    ))
+    .unwrap();
+    let mut allowed = std::collections::BTreeSet::new();
+    for (i, line) in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+        .enumerate()
+    {
+        let (deny, list) = match line.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        assert!(i > 0 || !deny, "the first filter line is an allow list");
+        let mut set = std::collections::BTreeSet::new();
+        for item in list.split_whitespace() {
+            syscalls(item, &mut set);
+        }
+        if deny {
+            allowed.retain(|s| !set.contains(s));
+        } else {
+            allowed.extend(set);
+        }
+    }
+    for call in [
+        "sched_setaffinity",
+        "sched_getaffinity",
+        "setrlimit",
+        "prlimit64",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "accept4",
+        "epoll_wait",
+    ] {
+        assert!(allowed.contains(call), "the unit's filter denies {call}");
+    }
+    assert!(!allowed.contains("reboot") && !allowed.contains("mount"));
 }
