@@ -104,6 +104,12 @@ fn monotonic_now() -> io::Result<Duration> {
     Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
+/// Sends SIGINT to a child process of ours (one not yet waited for, so its pid is still ours).
+pub fn interrupt(child: &std::process::Child) {
+    // SAFETY: kill(2) takes plain integers; the child is unreaped, so the pid names it.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
 /// Bytes received on a socket and not yet read (SIOCINQ). Closing a socket that has some
 /// sends an RST instead of a FIN, so the loadgen asks before it counts a close.
 pub fn unread_bytes(fd: RawFd) -> io::Result<usize> {

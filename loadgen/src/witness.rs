@@ -410,8 +410,8 @@ impl SyscallCounter {
 
     /// Stops counting and returns the count.
     pub fn stop(self) -> io::Result<u64> {
-        // SAFETY: signalling our own child, not yet reaped; SIGINT makes perf print its count.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        // SIGINT makes perf print its count.
+        crate::sys::interrupt(&self.child);
         let out = self.child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stderr);
         text.lines()
