@@ -28,6 +28,24 @@ impl ProcSample {
         Self::read_at(&format!("/proc/{pid}"))
     }
 
+    /// Reads process `pid` and every live process it started, directly or not, summed: a
+    /// server started through a launcher (`go run`, a shell) is the whole tree, not the
+    /// launcher. A descendant that exits between two samples takes its CPU time with it.
+    pub fn read_tree(pid: u32) -> io::Result<ProcSample> {
+        let mut total = Self::read(pid)?;
+        for child in descendants(pid) {
+            // A process that exits between the listing and the read has nothing left to add.
+            let Ok(c) = Self::read(child) else { continue };
+            total.user_s += c.user_s;
+            total.sys_s += c.sys_s;
+            total.ctx_switches += c.ctx_switches;
+            total.rss_kb += c.rss_kb;
+            total.peak_rss_kb += c.peak_rss_kb;
+            total.run_ns = total.run_ns.zip(c.run_ns).map(|(a, b)| a + b);
+        }
+        Ok(total)
+    }
+
     /// Reads this process's own figures (/proc/self).
     pub fn read_self() -> io::Result<ProcSample> {
         Self::read_at("/proc/self")
@@ -55,6 +73,35 @@ impl ProcSample {
             run_ns: run_ns(dir),
         })
     }
+}
+
+/// Every live process below `pid` in the process tree, from each process's parent in
+/// /proc/N/stat.
+fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            Some((p, stat_field(&stat, 4).ok()? as u32))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// The on-CPU nanoseconds of every thread of the process at `dir` (first field of each
@@ -140,5 +187,36 @@ mod tests {
         );
         assert!(open_fds().unwrap() >= 3);
         assert!(max_fds().unwrap() >= open_fds().unwrap());
+    }
+
+    /// A launcher that does nothing itself while its child works: the tree counts the child.
+    #[test]
+    fn a_process_tree_counts_what_its_children_run() {
+        let mut launcher = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done & sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = launcher.id();
+        let mut tree = ProcSample::default();
+        // Until the busy child has been scheduled at all.
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tree = ProcSample::read_tree(pid).unwrap();
+            if descendants(pid).len() >= 2 && tree.run_ns > ProcSample::read(pid).unwrap().run_ns {
+                break;
+            }
+        }
+        let alone = ProcSample::read(pid).unwrap();
+        let kids = descendants(pid);
+        // The busy loop and sleep: both below the launcher.
+        assert!(kids.len() >= 2, "{kids:?}");
+        assert!(tree.run_ns > alone.run_ns, "{tree:?} vs {alone:?}");
+        assert!(tree.rss_kb > alone.rss_kb);
+        let _ = std::process::Command::new("kill")
+            .arg("-9")
+            .args(kids.iter().map(|k| k.to_string()))
+            .status();
+        launcher.kill().unwrap();
+        launcher.wait().unwrap();
     }
 }

@@ -245,7 +245,8 @@ pub struct RunConfig {
     pub server_shared: bool,
 
     /// The server's process id: report its CPU per message, context switches and memory over
-    /// the measured window (from /proc/PID).
+    /// the measured window (from /proc), of it and every process it started (a server behind
+    /// a launcher such as `go run` or a shell is measured whole).
     #[arg(long)]
     pub server_pid: Option<u32>,
 

@@ -342,7 +342,7 @@ impl Window {
 
     fn sample(&self) -> (CpuTime, Option<io::Result<ProcSample>>) {
         let server = match (self.server_pid, &self.server_metrics) {
-            (Some(pid), _) => Some(ProcSample::read(pid)),
+            (Some(pid), _) => Some(ProcSample::read_tree(pid)),
             (None, Some(url)) => Some(witness::scrape_process(url)),
             (None, None) => None,
         };
