@@ -58,6 +58,11 @@ pub fn run(config: Config) -> ExitCode {
     if let Some(addr) = server.metrics_addr() {
         println!("ringecho-server: metrics at http://{addr}/metrics");
     }
+    // systemd's notify protocol (Type=notify), and anyone else who sets NOTIFY_SOCKET: every
+    // listener is up. Without NOTIFY_SOCKET this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot send READY=1 to $NOTIFY_SOCKET: {e}");
+    }
     let failed = signals.wait(&server);
     if !failed {
         println!(

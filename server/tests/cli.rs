@@ -59,6 +59,44 @@ fn generated_output_cut_short_by_its_reader_is_not_an_error() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
+/// systemd's notify protocol: with NOTIFY_SOCKET set, READY=1 arrives once the server
+/// listens, and the port then takes connections.
+#[test]
+fn ready_is_notified_once_listening() {
+    let dir = std::env::temp_dir().join(format!("ringecho-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bin()
+        .args(["--listen", &addr, "--backend", "epoll", "--threads", "1"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    let listening = TcpStream::connect(&addr).is_ok();
+    stop(&mut child);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
+    assert!(listening, "READY=1 came before the port listened");
+}
+
+fn stop(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn address_in_use_exits_1_naming_the_address() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
