@@ -9,11 +9,15 @@
 #   scripts/compare.sh [--quick] [--scenarios a,b] [--backends uring,epoll,multishot]
 #                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
 #                      [--warmup DUR] [--out DIR] [--no-syscalls] [--sweep-rates LIST]
-#                      [--cap FRACTION]
+#                      [--cap FRACTION] [--peers[=NAME,NAME]] [--peers-cache DIR]
 #
 # --server: any echo server, started as COMMAND with {addr} (127.0.0.1:PORT) and {port}
 #   substituted, pinned like the built-in ones; measured from outside (/proc, the kernel).
 # --backends '' compares external servers alone.
+# --peers: the reference peers beside them, as --server rows (liburing, c-epoll, tokio,
+#   monoio; --peers=liburing,c-epoll for some): scripts/peers.sh fetches them at pinned
+#   commits and builds them in --peers-cache (default ~/.cache/ringecho-peers); one that
+#   cannot be fetched or built is named on stderr and the run goes on without it.
 # --sweep-rates 80000,100000,120000: the sweep's offered rates (default: 10,000 to 640,000
 #   doubling), to place a knee more finely.
 # Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k
@@ -35,6 +39,8 @@ syscalls=1
 out=""
 sweep_rates=""
 externals=()
+peers=""
+peers_cache=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) scenarios=c100x64,churn,sweep; duration=1s; warmup=300ms; syscalls=0; quick=1; shift ;;
@@ -50,7 +56,10 @@ while [ $# -gt 0 ]; do
     --no-syscalls) syscalls=0; shift ;;
     --sweep-rates) sweep_rates=$2; shift 2 ;;
     --cap) cap=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --peers) peers=all; shift ;;
+    --peers=*) peers=${1#--peers=}; shift ;;
+    --peers-cache) peers_cache=$2; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -71,6 +80,15 @@ scenario_flags() {
   esac
 }
 quick=${quick:-0}
+if [ -n "$peers" ]; then
+  peer_args=()
+  [ -n "$peers_cache" ] && peer_args+=(--cache "$peers_cache")
+  [ "$peers" != all ] && peer_args+=(--only "$peers")
+  echo "compare.sh: fetching and building the reference peers (scripts/peers.sh)" >&2
+  while IFS= read -r line; do
+    [ -n "$line" ] && externals+=("$line")
+  done < <(bash scripts/peers.sh "${peer_args[@]}")
+fi
 IFS=, read -r -a scenario_list <<<"$scenarios"
 backend_list=()
 [ -n "$backends" ] && IFS=, read -r -a backend_list <<<"$backends"

@@ -47,12 +47,38 @@ impl Acceptor for UringAcceptor {
     }
 }
 
+/// The ring's set-up: COOP_TASKRUN, so a completion's task work waits for the thread's next
+/// entry into the kernel (tokio's epoll_wait, which it wakes from) instead of interrupting it
+/// with an IPI; TASKRUN_FLAG, so the kernel marks when such work is pending; SINGLE_ISSUER,
+/// since one thread owns the runtime. DEFER_TASKRUN is not used: its task work runs only in
+/// an io_uring_enter that waits for completions, and tokio-uring waits in epoll_wait on the
+/// ring's descriptor instead, so completions would never be posted. A kernel that refuses
+/// the flags (before 6.0) gets the default ring.
+fn runtime(ready: &Ready) -> io::Result<tokio_uring::Runtime> {
+    let tuned = tokio_uring::Runtime::new(
+        tokio_uring::builder().entries(RING_ENTRIES).uring_builder(
+            tokio_uring::uring_builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .setup_single_issuer(),
+        ),
+    );
+    match tuned {
+        Ok(rt) => Ok(rt),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::info!("kernel refused COOP_TASKRUN or SINGLE_ISSUER; using a default ring");
+            ready.report(tokio_uring::Runtime::new(
+                tokio_uring::builder().entries(RING_ENTRIES),
+            ))
+        }
+        Err(e) => ready.report(Err(e)),
+    }
+}
+
 /// Runs one worker thread's tokio-uring runtime until its connections are drained: one accept
 /// loop per listener (one per address `--listen` named), all on this thread.
 pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) -> io::Result<()> {
-    let rt = ready.report(tokio_uring::Runtime::new(
-        tokio_uring::builder().entries(RING_ENTRIES),
-    ))?;
+    let rt = runtime(&ready)?;
     rt.block_on(async move {
         let loops: Vec<_> = listeners
             .into_iter()
