@@ -18,6 +18,10 @@ use serde_json::{json, Value};
 
 const BACKENDS: [Backend; 3] = [Backend::Uring, Backend::Epoll, Backend::Multishot];
 
+/// The multishot ring's buffers per thread at the default flags (4 KiB each): what the memory
+/// bounds below are computed from.
+const RING_BUFFERS: usize = 256;
+
 /// Every backend, and multishot once more with direct descriptors (`--direct-descriptors on`):
 /// the scenarios that stress closing paths run against all four.
 const VARIANTS: [(Backend, bool); 4] = [
@@ -252,10 +256,10 @@ fn rst_storm() {
             "descriptors leaked: {fds0} before, {fds1} after"
         );
         // Back near the baseline: per-connection state is gone. The multishot backend keeps
-        // its ring buffers resident once touched (4,096 × 4 KiB per thread, 2 threads), a
-        // fixed bound that does not grow with connections.
+        // its ring buffers resident once touched (RING_BUFFERS × 4 KiB per thread, 2 threads),
+        // a fixed bound that does not grow with connections.
         let ring_kib = if backend == Backend::Multishot {
-            2 * 4096 * 4
+            2 * RING_BUFFERS as u64 * 4
         } else {
             0
         };
@@ -1015,6 +1019,11 @@ fn timed_echo(addr: SocketAddr, n: usize, seed: u8, limit: Duration) -> Duration
 /// peers leave, descriptors and held buffers return to where they started.
 #[test]
 fn never_reading_flood_cannot_starve_healthy_peers() {
+    let defaults = Config::new("127.0.0.1:0".parse().unwrap(), Backend::Multishot);
+    assert_eq!(
+        defaults.ring_buffers as usize, RING_BUFFERS,
+        "the bound below follows the default ring"
+    );
     const PEERS: usize = 2_000;
     const HEALTHY: usize = 50;
     for (backend, direct) in VARIANTS {
@@ -1031,7 +1040,7 @@ fn never_reading_flood_cannot_starve_healthy_peers() {
         }
         // The bound the multishot module states: the rings (threads × buffers × size) plus
         // (cap + 1) buffers per blocked connection; the other backends hold one buffer each.
-        let bound_kib = (2 * 4096 * 4 + PEERS * 5 * 4 + 16 * 1024) as u64;
+        let bound_kib = (2 * RING_BUFFERS * 4 + PEERS * 5 * 4 + 16 * 1024) as u64;
         assert!(
             rss1.saturating_sub(rss0) < bound_kib,
             "{}: memory grew {rss0} -> {rss1} KiB (bound {bound_kib} KiB over the start)",
