@@ -9,7 +9,7 @@
 #   scripts/compare.sh [--quick] [--scenarios a,b] [--backends uring,epoll,multishot]
 #                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
 #                      [--warmup DUR] [--out DIR] [--no-syscalls] [--sweep-rates LIST]
-#                      [--cap FRACTION] [--peers[=NAME,NAME]] [--peers-cache DIR]
+#                      [--cap FRACTION] [--peers[=NAME,NAME]] [--peers-cache DIR] [--profile]
 #
 # --server: any echo server, started as COMMAND with {addr} (127.0.0.1:PORT) and {port}
 #   substituted, pinned like the built-in ones; measured from outside (/proc, the kernel).
@@ -20,6 +20,10 @@
 #   cannot be fetched or built is named on stderr and the run goes on without it.
 # --sweep-rates 80000,100000,120000: the sweep's offered rates (default: 10,000 to 640,000
 #   doubling), to place a knee more finely.
+# --profile: after the rounds, one more short run of the plot scenario per server under
+#   `perf record -e cpu-clock -g`, its CPU per message split by category (TCP/IP and skb,
+#   scheduling and wake-ups, the I/O interface, user space): profile.txt, profile.json and a
+#   stacked bar in report.html. Skipped, with the reason, where perf is not installed.
 # Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k
 # cap1000x64 cap10kx64 cap1000p16 sweep (default: all, 5–10 minutes depending on the machine).
 # cap*: the server's CPU capped (--cap, default 0.3 of a core per server thread, a cgroup CPU
@@ -41,6 +45,7 @@ sweep_rates=""
 externals=()
 peers=""
 peers_cache=""
+profile=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) scenarios=c100x64,churn,sweep; duration=1s; warmup=300ms; syscalls=0; quick=1; shift ;;
@@ -59,7 +64,8 @@ while [ $# -gt 0 ]; do
     --peers) peers=all; shift ;;
     --peers=*) peers=${1#--peers=}; shift ;;
     --peers-cache) peers_cache=$2; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --profile) profile=1; shift ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -342,6 +348,43 @@ for srv in "${servers[@]}"; do
   f="$out/$plot_scenario-$srv-1.hgrm"
   [ -s "$f" ] && curves+=("$srv=$f")
 done
+if [ "$profile" = 1 ]; then
+  if ! command -v perf >/dev/null 2>&1; then
+    echo "compare.sh: --profile skipped: perf is not installed (apt-get install linux-perf)" >&2
+    echo "--profile skipped: perf is not installed (apt-get install linux-perf)" >"$out/profile.txt"
+  else
+    echo "compare.sh: profiling each server ($plot_scenario, perf record -e cpu-clock -g)" >&2
+    inputs=()
+    for srv in "${servers[@]}"; do
+      log="$out/profile-$srv"
+      if ! start_server "$srv" "$log"; then
+        stop_server KILL || true
+        echo "compare.sh: no profile of $srv: the server $start_error" >&2
+        continue
+      fi
+      perf record -q -e cpu-clock -g -p "$server_pid" -o "$log.data" >"$log.perf.err" 2>&1 &
+      perf_pid=$!
+      sleep 0.3
+      # shellcheck disable=SC2046
+      taskset -c "$loadgen_cpus" "$bin/ringecho-loadgen" --addr "$addr" --threads "$loadgen_threads" \
+        --source-addrs "$source_addrs" $(scenario_flags "$plot_scenario") --warmup "$warmup" \
+        --duration "$duration" --server-pid "$server_pid" --json "$log.json" >"$log.txt" 2>"$log.err" || true
+      kill -INT "$perf_pid" 2>/dev/null || true
+      wait "$perf_pid" 2>/dev/null || true
+      stop_server || true
+      if perf script -i "$log.data" -F ip,sym,dso >"$log.script.txt" 2>"$log.perf.err" \
+          && [ -s "$log.json" ]; then
+        inputs+=("$srv=$log.script.txt,$log.json")
+      else
+        echo "compare.sh: no profile of $srv: $(tail -n1 "$log.perf.err")" >&2
+      fi
+      rm -f "$log.data"
+    done
+    [ ${#inputs[@]} -gt 0 ] && "$bin/ringecho-loadgen" profile --json "$out/profile.json" "${inputs[@]}" \
+      | tee "$out/profile.txt"
+    rm -f "$out"/profile-*.script.txt
+  fi
+fi
 [ ${#curves[@]} -gt 0 ] && "$bin/ringecho-loadgen" plot --out "$out/latency-$plot_scenario.svg" \
   --title "echo latency, $plot_scenario ($(uname -r))" "${curves[@]}"
 sweeps=()

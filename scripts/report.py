@@ -100,6 +100,52 @@ server and is not comparable with the other rows.</li>
 not known; the kernel's counters are in each run's JSON.</li>
 <li>Ratios are medians of per-round ratios measured minutes apart on the same machine; the
 spread column shows how much they moved between rounds.</li></ul>""")
+profiles = json.loads(read("profile.json", "[]") or "[]")
+if profiles:
+    cats = [c[0] for c in profiles[0]["categories"]]
+    labels = {"tcp_ip": "TCP/IP and skb", "scheduling": "scheduling and wake-ups",
+              "interface": "I/O interface", "user": "user space", "other": "other kernel"}
+    colours = {"tcp_ip": "#4e79a7", "scheduling": "#f28e2b", "interface": "#e15759",
+               "user": "#59a14f", "other": "#bab0ac"}
+    body.append(f"<h2>Where the time goes ({e(plot_scenario)}, perf record -e cpu-clock)</h2>"
+                "<p>Server CPU µs per echoed message, split by where perf found it; one short "
+                "run per server after the rounds (profile.txt has the top symbols).</p>")
+    pt = ["<table><tr><th>server</th>" + "".join(f"<th>{e(labels.get(c, c))} µs</th>" for c in cats)
+          + "<th>total µs/msg</th></tr>"]
+    for p in profiles:
+        pt.append(f"<tr><td>{e(p['server'])}</td>" + "".join(
+            f"<td>{c[2]:.2f} ({100 * c[1]:.0f} %)</td>" for c in p["categories"])
+            + f"<td>{p['cpu_us_per_msg']:.2f}</td></tr>")
+    pt.append("</table>")
+    body.append("".join(pt))
+    top = max(p["cpu_us_per_msg"] for p in profiles) or 1.0
+    width, bar, left = 900, 22, 130
+    height = 30 + len(profiles) * (bar + 8) + 40
+    g = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+         f"font-family='sans-serif' font-size='12'>"]
+    scale = (width - left - 80) / top
+    for i, p in enumerate(profiles):
+        y = 20 + i * (bar + 8)
+        g.append(f"<text x='{left - 6}' y='{y + 15}' text-anchor='end'>{e(p['server'])}</text>")
+        x = left
+        for c in p["categories"]:
+            w = c[2] * scale
+            g.append(f"<rect x='{x:.1f}' y='{y}' width='{w:.1f}' height='{bar}' "
+                     f"fill='{colours.get(c[0], '#999')}'><title>{e(labels.get(c[0], c[0]))}: "
+                     f"{c[2]:.2f} µs</title></rect>")
+            x += w
+        g.append(f"<text x='{x + 4:.1f}' y='{y + 15}'>{p['cpu_us_per_msg']:.2f} µs</text>")
+    y = 20 + len(profiles) * (bar + 8) + 10
+    x = left
+    for c in cats:
+        g.append(f"<rect x='{x}' y='{y}' width='12' height='12' fill='{colours.get(c, '#999')}'/>"
+                 f"<text x='{x + 16}' y='{y + 11}'>{e(labels.get(c, c))}</text>")
+        x += 165
+    g.append(f"<text x='{left}' y='{height - 2}' fill='#555'>server CPU µs per echoed message</text>")
+    g.append("</svg>")
+    body.append("".join(g))
+elif read("profile.txt").startswith("--profile skipped"):
+    body.append("<h2>Where the time goes</h2><p>" + e(read("profile.txt")) + "</p>")
 body.append(f"<h2>Latency percentiles ({e(plot_scenario)}, round 1)</h2>"
             + svg(f"latency-{plot_scenario}.svg"))
 if sweeps:

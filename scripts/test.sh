@@ -4,7 +4,7 @@
 # rendered in a browser.
 #
 # As root on a Debian-like machine it installs what the tests use (tcpdump, iproute2,
-# iptables, chromium, systemd-analyze) and runs everything: no test may skip. As an ordinary
+# iptables, chromium, systemd-analyze, perf) and runs everything: no test may skip. As an ordinary
 # user, or where a tool is missing, the tests that need root or that tool say "skipped" with
 # the reason, and the closing line counts them.
 set -euo pipefail
@@ -18,6 +18,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v perf >/dev/null 2>&1 || need+=(linux-perf)
 if [ "$(id -u)" = 0 ]; then
   if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need[*]}" >&2

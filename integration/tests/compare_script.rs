@@ -229,3 +229,53 @@ fn run_pid(machine: &str) -> String {
         .map(|rest| rest.trim_end_matches(')').to_string())
         .unwrap_or_default()
 }
+
+/// `--profile`: one more short run per server under perf, its CPU per message split by
+/// category; the categories add up to the whole, and the report draws them. Without perf the
+/// profile is skipped with the reason, in the report too.
+#[test]
+fn compare_sh_profiles_each_server() {
+    let out = std::env::temp_dir().join(format!("ringecho-profile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = compare_sh(&["c100x64", "--profile", "--no-syscalls"], &out);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(out.join("profile.txt")).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    if !ringecho_testkit::can_run(
+        "compare_sh_profiles_each_server (the profile itself)",
+        &[
+            ringecho_testkit::Need::Tool("perf"),
+            ringecho_testkit::Need::Root,
+        ],
+    ) {
+        assert!(
+            text.starts_with("--profile skipped") || text.contains("epoll"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+        return;
+    }
+    let profiles: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
+    let epoll = &profiles[0];
+    assert_eq!(epoll["server"], "epoll", "{profiles}");
+    assert!(epoll["samples"].as_u64().unwrap() > 100, "{epoll}");
+    let total: f64 = epoll["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[2].as_f64().unwrap())
+        .sum();
+    let cpu = epoll["cpu_us_per_msg"].as_f64().unwrap();
+    assert!(
+        (total - cpu).abs() < 1e-6 * cpu.max(1.0),
+        "{total} vs {cpu}"
+    );
+    assert!(
+        text.contains("TCP/IP and skb") && text.contains("epoll"),
+        "{text}"
+    );
+    assert!(html.contains("Where the time goes") && html.contains("I/O interface"));
+    std::fs::remove_dir_all(&out).unwrap();
+}

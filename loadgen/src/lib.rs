@@ -10,6 +10,7 @@ pub mod config;
 pub mod pace;
 pub mod payload;
 pub mod plot;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod sweep;
@@ -501,6 +502,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Some(Command::Plot { out, title, hgrm }) => plot::plot_hgrm(&out, &title, &hgrm)
             .map_err(|e| LoadError(format!("cannot plot: {e}")))
             .map(|_| true),
+        Some(Command::Profile { json, inputs }) => profile_cmd(&inputs, json.as_deref()),
         Some(Command::Sweep(s)) => sweep_cmd(&s),
         Some(Command::PlotSweep { out, title, files }) => plot_sweeps(&out, &title, &files),
         None => load(&cli.run),
@@ -579,6 +581,36 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
         eprintln!("ringecho-loadgen: error: {}", why.join("; "));
     }
     Ok(r.is_clean() && !(cfg.strict && r.loadgen_limited))
+}
+
+/// `profile`: each server's perf report, categorised and scaled to its run's CPU per message.
+fn profile_cmd(
+    inputs: &[(String, std::path::PathBuf, std::path::PathBuf)],
+    json: Option<&Path>,
+) -> Result<bool, LoadError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map_err(|e| LoadError(format!("cannot read {}: {e}", p.display())))
+    };
+    let mut profiles = Vec::new();
+    for (name, report, run) in inputs {
+        let r: Report = serde_json::from_str(&read(run)?)
+            .map_err(|e| LoadError(format!("{} is not a loadgen report: {e}", run.display())))?;
+        let cpu = r.server.map(|s| s.cpu_us_per_msg).ok_or_else(|| {
+            LoadError(format!(
+                "{} has no server CPU: run the loadgen with --server-pid",
+                run.display()
+            ))
+        })?;
+        profiles.push(profile::profile(name, &read(report)?, cpu));
+    }
+    print!("{}", profile::table(&profiles));
+    if let Some(p) = json {
+        write_file(p, "JSON", |w| {
+            serde_json::to_writer_pretty(&mut *w, &profiles).map_err(std::io::Error::other)
+        })?;
+    }
+    Ok(true)
 }
 
 fn sweep_cmd(s: &config::SweepArgs) -> Result<bool, LoadError> {
