@@ -49,10 +49,11 @@ cleanup() {
 trap cleanup EXIT
 
 # Port 0: the server picks a free port and prints it.
-"$bin/ringecho-server" --listen 127.0.0.1:0 --backend "$backend" --threads 1 >"$work/server.out" 2>"$work/server.err" &
+"$bin/ringecho-server" --listen 127.0.0.1:0 --backend "$backend" --threads 1 \
+  --ready-file "$work/ready" >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
-for _ in $(seq 50); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
-addr=$(sed -n 's/.*listening on //p' "$work/server.out" | head -n1)
+for _ in $(seq 50); do [ -s "$work/ready" ] && break; sleep 0.1; done
+addr=$(sed -n 's/^listen //p' "$work/ready" 2>/dev/null | head -n1)
 [ -n "$addr" ] || { echo "capture.sh: the server did not start:" >&2; cat "$work/server.err" >&2; exit 1; }
 port=${addr##*:}
 

@@ -207,17 +207,21 @@ start_server() {
     start_error="never listened on 127.0.0.1:$port (10 s)"
     return 1
   fi
+  rm -f "$log.ready"
   taskset -c "$server_cpus" "$bin/ringecho-server" --backend "$srv" --threads "$server_threads" \
-    --listen 127.0.0.1:0 --metrics 127.0.0.1:0 >"$log.server.out" 2>"$log.server.err" &
+    --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --ready-file "$log.ready" \
+    >"$log.server.out" 2>"$log.server.err" &
   server_pid=$!
   for _ in $(seq 100); do
-    addr=$(sed -n 's/.*listening on //p' "$log.server.out" | head -n1)
-    murl=$(sed -n 's/.*metrics at //p' "$log.server.out" | head -n1)
-    [ -n "$addr" ] && [ -n "$murl" ] && return 0
+    if [ -s "$log.ready" ]; then
+      addr=$(sed -n 's/^listen //p' "$log.ready" | head -n1)
+      murl="http://$(sed -n 's/^metrics //p' "$log.ready")/metrics"
+      return 0
+    fi
     kill -0 "$server_pid" 2>/dev/null || { start_error="did not start: $(tail -n2 "$log.server.err" | tr '\n' ' ')"; return 1; }
     sleep 0.05
   done
-  start_error="did not report its address"
+  start_error="did not write its ready file in 5 s"
   return 1
 }
 

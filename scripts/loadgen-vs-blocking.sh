@@ -18,10 +18,13 @@ cargo build --release --quiet -p ringecho-server -p ringecho-loadgen -p ringecho
 bin=target/release
 server_pid=""
 trap '[ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null; true' EXIT
-taskset -c 0 "$bin/ringecho-server" --backend epoll --threads 1 --listen 127.0.0.1:0 >/tmp/ringecho-lvb.out 2>/dev/null &
+ready=$(mktemp -u)
+taskset -c 0 "$bin/ringecho-server" --backend epoll --threads 1 --listen 127.0.0.1:0 \
+  --ready-file "$ready" >/dev/null 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" /tmp/ringecho-lvb.out && break; sleep 0.05; done
-addr=$(sed -n 's/.*listening on //p' /tmp/ringecho-lvb.out | head -n1)
+for _ in $(seq 100); do [ -s "$ready" ] && break; sleep 0.05; done
+addr=$(sed -n 's/^listen //p' "$ready" | head -n1)
+rm -f "$ready"
 for n in $conns; do
   echo "== $n connections × 64 B, client on CPU 1, server (epoll) on CPU 0, $duration"
   timeout 120 taskset -c 1 "$bin/blocking-client" --addr "$addr" --connections "$n" --duration "$duration" \

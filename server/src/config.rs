@@ -109,6 +109,13 @@ pub struct Config {
     #[arg(long, default_value = "off", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub direct_descriptors: bool,
 
+    /// Once every listener is up, write this file (atomically: written beside it, then
+    /// renamed): a line `listen ADDR` per listening address, then `metrics ADDR` with
+    /// --metrics. Scripts wait for it instead of reading the log; systemd's NOTIFY_SOCKET is
+    /// the other way to learn the server is ready.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<std::path::PathBuf>,
+
     /// Pin worker thread i to the i-th core this process may run on (wrapping around).
     #[arg(long)]
     pub pin: bool,

@@ -58,6 +58,16 @@ pub fn run(config: Config) -> ExitCode {
     if let Some(addr) = server.metrics_addr() {
         println!("ringecho-server: metrics at http://{addr}/metrics");
     }
+    if let Some(path) = &config.ready_file {
+        if let Err(e) = write_ready_file(path, &server) {
+            eprintln!(
+                "ringecho-server: error: cannot write the ready file {}: {e}",
+                path.display()
+            );
+            let _ = server.shutdown();
+            return ExitCode::from(1);
+        }
+    }
     // systemd's notify protocol (Type=notify), and anyone else who sets NOTIFY_SOCKET: every
     // listener is up. Without NOTIFY_SOCKET this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
@@ -85,6 +95,22 @@ pub fn run(config: Config) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes `--ready-file`: `listen ADDR` per address, `metrics ADDR`; whole or not at all (a
+/// reader that sees the file sees all of it).
+fn write_ready_file(path: &std::path::Path, server: &RunningServer) -> std::io::Result<()> {
+    let mut text = String::new();
+    for a in server.local_addrs() {
+        text.push_str(&format!("listen {a}\n"));
+    }
+    if let Some(m) = server.metrics_addr() {
+        text.push_str(&format!("metrics {m}\n"));
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// SIGINT and SIGTERM, caught from installation on.

@@ -92,6 +92,59 @@ fn ready_is_notified_once_listening() {
     assert!(listening, "READY=1 came before the port listened");
 }
 
+/// `--ready-file`: written once listening, whole, with every address and the metrics one.
+#[test]
+fn ready_file_names_every_listener_once_listening() {
+    let dir = std::env::temp_dir().join(format!("ringecho-ready-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ready");
+    let mut child = bin()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--backend",
+            "multishot",
+        ])
+        .arg("--ready-file")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ready file in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let listen: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("listen "))
+        .collect();
+    let metrics = text.lines().find_map(|l| l.strip_prefix("metrics "));
+    let echo_ok = listen
+        .first()
+        .map(|a| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(b"ready?").unwrap();
+            let mut buf = [0u8; 6];
+            s.read_exact(&mut buf).unwrap();
+            &buf == b"ready?"
+        })
+        .unwrap_or(false);
+    let metrics_ok = metrics.is_some_and(|m| TcpStream::connect(m).is_ok());
+    stop(&mut child);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(listen.len(), 1, "{text}");
+    assert!(echo_ok, "{text}");
+    assert!(metrics_ok, "{text}");
+}
+
 fn stop(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
