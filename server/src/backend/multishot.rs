@@ -25,11 +25,13 @@
 //!   bytes wait in its own kernel socket buffer, and TCP flow control pushes back on that
 //!   peer alone, as epoll does by not reading.
 //!
-//! Memory bound per thread: `B × S` of ring (`--ring-buffers × --buffer-size`) plus at most
-//! `(MAX_HELD + 1) × S` per connection with a send blocked (one chunk of slack for bytes
-//! already received when the cancel lands), plus a pool of at most 1,024 spare spill buffers
-//! (trimmed to 64 after a quiet tick). At the defaults (256 × 4 KiB, cap 4) that is 1 MiB
-//! + 20 KiB per blocked connection.
+//! Memory bound per thread: `B × S` of ring (`--ring-buffers × --buffer-size`) plus, per
+//! connection with a send blocked, `MAX_HELD × S` and whatever the same batch of completions
+//! delivered before its receive's cancellation lands (the cancel goes in with the next
+//! submission, ahead of further receives; one batch can hold at most the ring's free buffers,
+//! so a small ring keeps this small: about one chunk per connection in the 2,000-flooding-peer
+//! test), plus a pool of at most 1,024 spare spill buffers (trimmed to 64 after a quiet tick).
+//! At the defaults (256 × 4 KiB, cap 4) that is 1 MiB + about 20 KiB per blocked connection.
 //!
 //! Alternatives weighed are in docs/backends.md: per-connection buffer rings cost memory for
 //! idle connections, which the shared ring exists to avoid.
@@ -60,10 +62,11 @@ pub struct RingConfig {
 }
 
 /// Submission queue entries per ring (the completion queue has four times as many). Small,
-/// as liburing's echo example keeps it: the rings' memory stays in cache, where 4,096 entries
-/// (256 KiB of SQEs and as much of CQEs) cost 2–5 % more CPU per message in an interleaved
-/// A/B (docs/results.md). A full queue is submitted and refilled; a full completion queue
-/// overflows into the kernel's list, which the next wait flushes, so nothing is lost.
+/// as liburing's echo example keeps it, so the rings' memory stays in cache: with the
+/// 256-buffer ring it measured the same or less CPU per message than 4,096 entries (256 KiB
+/// of SQEs and as much of CQEs) in the interleaved A/Bs of docs/results.md. A full queue is
+/// submitted and refilled; a full completion queue overflows into the kernel's list, which the
+/// next wait flushes, so nothing is lost.
 const SQ_ENTRIES: u32 = 256;
 /// How often the loop looks at the shutdown phase and idle timers when nothing completes.
 const TICK: Duration = Duration::from_millis(50);
