@@ -204,6 +204,13 @@ pub struct RunConfig {
     #[arg(long, value_enum, default_value = "poisson")]
     pub arrivals: crate::pace::Arrivals,
 
+    /// Open loop: `precise` spins the last 250 µs before each send's time (sends leave within
+    /// microseconds; the spin's CPU is reported apart); `sleep` sleeps on a timer with the
+    /// kernel's slack instead (no spinning, for shared machines; sends leave tens of µs late;
+    /// docs/loadgen.md has both measured).
+    #[arg(long, value_enum, default_value = "precise")]
+    pub pacer: crate::pace::PacerMode,
+
     /// Messages in flight per connection at most (closed and open loop).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub pipeline: u32,

@@ -119,6 +119,7 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         rst_share: cfg.rst_share,
         rate: cfg.rate,
         arrivals: cfg.arrivals,
+        pacer: cfg.pacer,
         pipeline: cfg.pipeline,
         connections: cfg.connections,
         threads,
@@ -295,6 +296,12 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
             sys_s: cpu.sys,
             us_per_msg: per_s(cpu_s * 1e6, tally.messages as f64),
             utilisation,
+            pacer_spin_s: tally.spin_s,
+            us_per_msg_outside_pacer: per_s(
+                (cpu_s - tally.spin_s).max(0.0) * 1e6,
+                tally.messages as f64,
+            ),
+            pacer: cfg.rate.map(|_| cfg.pacer),
         },
     };
     report.limited_reasons = report::limited_reasons(&report);

@@ -22,6 +22,29 @@ use crate::sys::TimerFd;
 /// of a timerfd on a busy virtual machine, small against any gap worth pacing.
 pub const SPIN: Duration = Duration::from_micros(250);
 
+/// How the pacer waits for a send's time: what precision costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacerMode {
+    /// Sleep on a timerfd with no timer slack until [`SPIN`] before a deadline, then yield in a
+    /// loop until it: sends leave within microseconds of their time, and the spin burns CPU
+    /// (counted apart, as `loadgen_cpu.pacer_spin_s`).
+    Precise,
+    /// Sleep on a timerfd until the deadline itself, with the kernel's default timer slack
+    /// (50 µs): no spinning, for shared machines; sends leave tens of µs late.
+    Sleep,
+}
+
+impl PacerMode {
+    /// How long before a deadline the pacer stops sleeping.
+    fn spin(self) -> Duration {
+        match self {
+            PacerMode::Precise => SPIN,
+            PacerMode::Sleep => Duration::ZERO,
+        }
+    }
+}
+
 /// How open-loop sends are spaced in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,12 +180,14 @@ pub struct Pacer {
     /// Seconds spent spinning towards a deadline inside `[count_from, count_until)`.
     spin_s: Cell<f64>,
     count_from: Cell<Option<(Instant, Option<Instant>)>>,
+    mode: PacerMode,
 }
 
 impl Pacer {
     /// A pacer with nothing due.
-    pub fn new() -> Rc<Pacer> {
+    pub fn new(mode: PacerMode) -> Rc<Pacer> {
         Rc::new(Pacer {
+            mode,
             heap: RefCell::new(BinaryHeap::new()),
             ids: Cell::new(0),
             replan: Notify::new(),
@@ -206,7 +231,10 @@ impl Pacer {
 
     /// The pacer task: runs until aborted.
     pub async fn run(self: Rc<Self>) -> std::io::Result<()> {
-        crate::sys::tighten_timer_slack();
+        if self.mode == PacerMode::Precise {
+            crate::sys::tighten_timer_slack();
+        }
+        let spin = self.mode.spin();
         let timer = TimerFd::registered()?;
         loop {
             let next = self.heap.borrow().peek().map(|Reverse(d)| d.at);
@@ -225,8 +253,8 @@ impl Pacer {
                 }
                 // Let the woken senders run before looking again.
                 tokio::task::yield_now().await;
-            } else if at - now > SPIN {
-                timer.get_ref().arm_at(at - SPIN)?;
+            } else if at - now > spin {
+                timer.get_ref().arm_at(at - spin)?;
                 tokio::select! {
                     r = timer.readable() => {
                         let mut guard = r?;
@@ -333,15 +361,22 @@ mod tests {
         assert_eq!(sorted.len(), 50, "two slots fire in lockstep");
     }
 
+    /// Both modes wake senders in deadline order and never early.
     #[test]
     fn pacer_wakes_senders_in_deadline_order_and_on_time() {
+        for mode in [PacerMode::Precise, PacerMode::Sleep] {
+            pacer_wakes_in_order(mode);
+        }
+    }
+
+    fn pacer_wakes_in_order(mode: PacerMode) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
-            let pacer = Pacer::new();
+            let pacer = Pacer::new(mode);
             let runner = tokio::task::spawn_local(pacer.clone().run());
             let t0 = Instant::now() + Duration::from_millis(5);
             let order = Rc::new(RefCell::new(Vec::new()));

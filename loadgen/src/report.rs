@@ -90,8 +90,18 @@ pub struct Cpu {
     pub sys_s: f64,
     /// CPU µs (user + sys) per measured message.
     pub us_per_msg: f64,
-    /// CPU time over wall time per thread; near 1.0 means the loadgen was saturated.
+    /// CPU time over wall time per thread, less the pacer's spin; near 1.0 means the loadgen
+    /// was saturated.
     pub utilisation: f64,
+    /// Seconds the open-loop pacer spun towards send times (time it chose to burn).
+    #[serde(default)]
+    pub pacer_spin_s: f64,
+    /// CPU µs per measured message less the pacer's spin: sending, receiving, verifying.
+    #[serde(default)]
+    pub us_per_msg_outside_pacer: f64,
+    /// Open loop: how the pacer waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacer: Option<crate::pace::PacerMode>,
 }
 
 /// Everything a run measured.
@@ -340,11 +350,20 @@ impl Report {
         let c = &self.loadgen_cpu;
         let _ = writeln!(
             s,
-            "  loadgen cpu  {:.2} µs/msg (user {:.2} s, sys {:.2} s, {:.0}% of its threads busy)",
+            "  loadgen cpu  {:.2} µs/msg (user {:.2} s, sys {:.2} s, {:.0}% of its threads busy){}",
             c.us_per_msg,
             c.user_s,
             c.sys_s,
             c.utilisation * 100.0,
+            match c.pacer {
+                Some(mode) => format!(
+                    "; {:.2} µs/msg outside the {} pacer, which spun {:.2} s",
+                    c.us_per_msg_outside_pacer,
+                    format!("{mode:?}").to_lowercase(),
+                    c.pacer_spin_s
+                ),
+                None => String::new(),
+            },
         );
         if self.loadgen_limited {
             let _ = writeln!(
@@ -383,8 +402,17 @@ pub fn limited_reasons(r: &Report) -> Vec<String> {
         }
         let (lag, lat) = (r.loadgen_late_us.p99, r.latency_us.p99);
         if lag > 25 && lag as f64 > 0.2 * lat as f64 {
+            // The precise pacer wakes each sender on time, so its lateness is the thread
+            // being busy: on loopback, mostly its own earlier sends (each runs the server's
+            // receive path, ~10 µs). The sleeping pacer adds its timer's slack.
+            let cause = match r.loadgen_cpu.pacer {
+                Some(crate::pace::PacerMode::Sleep) => {
+                    "the sleeping pacer's timer slack, and sends queued behind the loadgen's own sends"
+                }
+                _ => "sends queued behind the loadgen's own sends: add --threads or load hosts",
+            };
             why.push(format!(
-                "the loadgen's send lag p99 {lag} µs is {:.0}% of the latency p99 ({lat} µs)",
+                "the loadgen's send lag p99 {lag} µs is {:.0}% of the latency p99 ({lat} µs): {cause}",
                 100.0 * lag as f64 / lat.max(1) as f64
             ));
         }

@@ -79,6 +79,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Open loop: how sends are spaced.
     pub arrivals: Arrivals,
+    /// Open loop: how the pacer waits (precise spin or plain sleep).
+    pub pacer: crate::pace::PacerMode,
     /// Messages in flight per connection at most.
     pub pipeline: u32,
     /// Connection slots in the whole run.
@@ -748,7 +750,7 @@ pub fn run_thread(
     plan.barrier.wait();
     let rt = rt?;
     let clock = plan.clock();
-    let pacer = plan.rate.map(|_| Pacer::new());
+    let pacer = plan.rate.map(|_| Pacer::new(plan.pacer));
     if let Some(p) = &pacer {
         p.count_spin_within(clock.measure_from, clock.end);
     }
@@ -879,6 +881,7 @@ mod tests {
             rst_share: share,
             rate: None,
             arrivals: Arrivals::Poisson,
+            pacer: crate::pace::PacerMode::Precise,
             pipeline: 1,
             connections: 1,
             threads: 1,
