@@ -612,6 +612,30 @@ fn add_counts(m: &mut Report, r: &Report) {
 mod tests {
     use super::*;
 
+    /// Send lag that the precise pacer did not cause is named as the loadgen's own queue;
+    /// with the sleeping pacer its slack is named too.
+    #[test]
+    fn loadgen_lateness_names_its_cause() {
+        let mut r = Report {
+            rate: Some(1000.0),
+            elapsed_s: 1.0,
+            messages: 1000,
+            ..Report::default()
+        };
+        r.loadgen_late_us.p99 = 300;
+        r.latency_us.p99 = 600;
+        r.loadgen_cpu.pacer = Some(crate::pace::PacerMode::Precise);
+        let why = limited_reasons(&r).join("; ");
+        assert!(
+            why.contains("sends queued behind the loadgen's own sends: add --threads"),
+            "{why}"
+        );
+        r.loadgen_cpu.pacer = Some(crate::pace::PacerMode::Sleep);
+        assert!(limited_reasons(&r).join("; ").contains("timer slack"));
+        r.loadgen_late_us.p99 = 20;
+        assert!(limited_reasons(&r).is_empty());
+    }
+
     fn hist(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
         let mut h = new_histogram();
         for v in values {
