@@ -7,6 +7,15 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringecho-server"))
 }
 
+/// dist/ringecho-server.service as it ships.
+fn shipped_unit() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../dist/ringecho-server.service"
+    ))
+    .unwrap()
+}
+
 #[test]
 fn systemd_unit_verifies_clean() {
     if !ringecho_testkit::can_run(
@@ -15,11 +24,7 @@ fn systemd_unit_verifies_clean() {
     ) {
         return;
     }
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../dist/ringecho-server.service"
-    ))
-    .unwrap();
+    let unit = shipped_unit();
     // Point ExecStart at this build's binary: verify checks that it exists.
     let unit = unit.replace(
         "/usr/local/bin/ringecho-server",
@@ -98,11 +103,7 @@ fn systemd_unit_allows_what_the_server_calls() {
     ) {
         return;
     }
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../dist/ringecho-server.service"
-    ))
-    .unwrap();
+    let unit = shipped_unit();
     let mut allowed = std::collections::BTreeSet::new();
     for (i, line) in unit
         .lines()
