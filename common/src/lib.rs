@@ -129,12 +129,6 @@ pub fn resolve_all(s: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-/// Resolves `HOST:PORT` to one address (the resolver's first), for programs that talk to
-/// one server address: a clap value parser.
-pub fn resolve_one(s: &str) -> Result<SocketAddr, String> {
-    resolve_all(s).map(|v| v[0])
-}
-
 /// `HOST:PORT` as given on a command line, and every address it names: what `--addr` and
 /// `--listen` take in all three programs, so a host name means the same everywhere (the
 /// server listens on every address, the client and the loadgen try each in turn).
@@ -248,10 +242,10 @@ mod tests {
     fn host_names_resolve_and_bad_ones_say_which_host() {
         let v = resolve_all("localhost:8000").unwrap();
         assert!(v.iter().all(|a| a.port() == 8000 && a.ip().is_loopback()));
-        assert_eq!(resolve_one("127.0.0.1:9").unwrap().port(), 9);
-        assert_eq!(resolve_one("[::1]:9").unwrap().to_string(), "[::1]:9");
-        assert!(resolve_one("localhost").unwrap_err().contains("HOST:PORT"));
-        assert!(resolve_one("localhost:http").unwrap_err().contains("port"));
+        assert_eq!(resolve_all("127.0.0.1:9").unwrap()[0].port(), 9);
+        assert_eq!(resolve_all("[::1]:9").unwrap()[0].to_string(), "[::1]:9");
+        assert!(resolve_all("localhost").unwrap_err().contains("HOST:PORT"));
+        assert!(resolve_all("localhost:http").unwrap_err().contains("port"));
         let hp = HostPort::parse("localhost:8000").unwrap();
         assert_eq!(hp.to_string(), "localhost:8000");
         let mut dedup = hp.addrs.clone();
@@ -261,7 +255,7 @@ mod tests {
             HostPort::one("127.0.0.1:9".parse().unwrap()).list(),
             "127.0.0.1:9"
         );
-        let e = resolve_one("no-such-host.invalid:80").unwrap_err();
+        let e = HostPort::parse("no-such-host.invalid:80").unwrap_err();
         assert!(e.contains("no-such-host.invalid"), "{e}");
     }
 

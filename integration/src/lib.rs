@@ -38,8 +38,8 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs `ip` (or another tool) and fails loudly if it does.
-pub fn sh(args: &[&str]) {
+/// Runs `ip` (or another tool) and fails loudly if it does; returns what it printed.
+pub fn sh(args: &[&str]) -> String {
     let out = std::process::Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -49,6 +49,7 @@ pub fn sh(args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Four "hosts": network namespaces `s` (the server, with a bridge, at [`SERVER_IP`]) and

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringecho_integration::{loadgen_exe, repo, server_exe, Hosts, SERVER_IP};
+use ringecho_integration::{loadgen_exe, repo, server_exe, sh, Hosts, SERVER_IP};
 use ringecho_testkit::{can_run, Need};
 use serde_json::Value;
 
@@ -19,20 +19,14 @@ fn manifest() -> PathBuf {
 
 /// The manifest's documents, as JSON (PyYAML comes with kubernetes-validate).
 fn documents() -> Vec<Value> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
-        ])
-        .arg(manifest())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let manifest = manifest();
+    let json = sh(&[
+        "python3",
+        "-c",
+        "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+        manifest.to_str().unwrap(),
+    ]);
+    serde_json::from_str(&json).unwrap()
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
@@ -63,18 +57,16 @@ fn path_env() -> String {
 
 /// The server's /metrics, fetched from inside its namespace.
 fn scrape(ns: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c"])
-        .arg("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())")
-        .arg(format!("http://{SERVER_IP}:9000/metrics"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "python3",
+        "-c",
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
+        &format!("http://{SERVER_IP}:9000/metrics"),
+    ])
 }
 
 fn active(metrics: &str) -> u64 {

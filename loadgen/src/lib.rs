@@ -225,7 +225,8 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     let cpu_s = cpu.total();
     // Busy share of the loadgen's threads: CPU over wall time, less the pacer's spinning
     // towards deadlines (time it chose to burn, not work it could not keep up with).
-    let utilisation = per_s((cpu_s - tally.spin_s).max(0.0), elapsed * threads as f64);
+    let work_s = (cpu_s - tally.spin_s).max(0.0);
+    let utilisation = per_s(work_s, elapsed * threads as f64);
     let mut report = Report {
         failure: None,
         tags: {
@@ -297,10 +298,7 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
             us_per_msg: per_s(cpu_s * 1e6, tally.messages as f64),
             utilisation,
             pacer_spin_s: tally.spin_s,
-            us_per_msg_outside_pacer: per_s(
-                (cpu_s - tally.spin_s).max(0.0) * 1e6,
-                tally.messages as f64,
-            ),
+            us_per_msg_outside_pacer: per_s(work_s * 1e6, tally.messages as f64),
             pacer: cfg.rate.map(|_| cfg.pacer),
         },
     };

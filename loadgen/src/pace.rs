@@ -231,9 +231,7 @@ impl Pacer {
 
     /// The pacer task: runs until aborted.
     pub async fn run(self: Rc<Self>) -> std::io::Result<()> {
-        if self.mode == PacerMode::Precise {
-            crate::sys::tighten_timer_slack();
-        }
+        // The thread's timer slack is set once for it, by `run::run_thread`, from the mode.
         let spin = self.mode.spin();
         let timer = TimerFd::registered()?;
         loop {
