@@ -111,8 +111,9 @@ pub struct Config {
 
     /// Once every listener is up, write this file (atomically: written beside it, then
     /// renamed): a line `listen ADDR` per listening address, then `metrics ADDR` with
-    /// --metrics. Scripts wait for it instead of reading the log; systemd's NOTIFY_SOCKET is
-    /// the other way to learn the server is ready.
+    /// --metrics. A file left there by an earlier run is removed at start, so whoever waits
+    /// for it never mistakes the old one for this server. Scripts wait for it instead of
+    /// reading the log; systemd's NOTIFY_SOCKET is the other way to learn the server is ready.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<std::path::PathBuf>,
 

@@ -42,6 +42,20 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // A ready file from an earlier run would tell a waiter this server is up before it is.
+    if let Some(path) = &config.ready_file {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!(
+                    "ringecho-server: error: cannot remove the old ready file {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
     let server = match start(&config) {
         Ok(s) => s,
         Err(e) => {

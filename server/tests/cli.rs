@@ -166,6 +166,23 @@ fn address_in_use_exits_1_naming_the_address() {
 }
 
 #[test]
+fn a_ready_file_from_an_earlier_run_is_removed_before_listening() {
+    // A server that cannot listen must leave no ready file, old or new: a waiter would take
+    // the old one for this server.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let path = std::env::temp_dir().join(format!("ringecho-stale-ready-{}", std::process::id()));
+    std::fs::write(&path, "listen 127.0.0.1:1\n").unwrap();
+    let out = bin()
+        .args(["--listen", &addr, "--backend", "epoll", "--ready-file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!path.exists(), "the old ready file is still there");
+}
+
+#[test]
 fn sigterm_drains_and_exits_0_with_a_summary() {
     for backend in ["uring", "epoll", "multishot"] {
         let mut child = bin()
