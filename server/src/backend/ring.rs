@@ -194,11 +194,6 @@ impl Ring {
         Ok(ring)
     }
 
-    /// The size of every buffer, ring or spill.
-    pub fn buffer_size(&self) -> u32 {
-        self.size
-    }
-
     /// Hands a held buffer back: a ring buffer to the kernel, a spill buffer to the pool.
     pub fn recycle(&mut self, buf: Buf) {
         match buf {
@@ -369,10 +364,66 @@ impl Ring {
         self.push(sqe)
     }
 
-    /// Queues a multishot receive on `sock` that picks buffers from the ring.
-    pub fn recv_multi(&mut self, sock: Sock, user_data: u64) -> io::Result<()> {
-        let sqe = on_sock!(sock, t => opcode::RecvMulti::new(t, BUF_GROUP).build());
+    /// Queues a multishot receive on `sock` that picks buffers from the ring. With `limit`
+    /// above zero it ends by itself (a completion without MORE) once it has received that
+    /// many bytes in all, the kernel shortening the last receive to fit
+    /// ([`Ring::probe_recv_limit`] says whether the kernel knows the limit).
+    pub fn recv_multi(&mut self, sock: Sock, limit: u32, user_data: u64) -> io::Result<()> {
+        let mut sqe = on_sock!(sock, t => opcode::RecvMulti::new(t, BUF_GROUP).build());
+        if limit > 0 {
+            set_optlen(&mut sqe, limit);
+        }
         self.push(sqe.user_data(user_data))
+    }
+
+    /// Whether this kernel caps a multishot receive's total bytes (the SQE's `optlen`; a
+    /// kernel without it fails such a receive with EINVAL): a receive limited to 8 bytes on
+    /// a socket pair holding 16 must end after exactly 8. Run before any connection is
+    /// admitted; it leaves the ring as it found it.
+    pub fn probe_recv_limit(&mut self) -> io::Result<bool> {
+        const PROBE: u64 = u64::MAX;
+        let (a, b) = std::os::unix::net::UnixStream::pair()?;
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        (&b).write_all(&[0u8; 16])?;
+        self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, PROBE)?;
+        let mut got = 0i64;
+        let mut supported = None;
+        let mut cqes = Vec::new();
+        for _ in 0..50 {
+            self.submit_and_wait(Duration::from_millis(20))?;
+            self.drain_completions(&mut cqes);
+            for (user_data, res, flags) in cqes.drain(..) {
+                if user_data != PROBE {
+                    continue;
+                }
+                if let Some(bid) = buffer_id(flags) {
+                    self.recycle_ring(bid);
+                }
+                if res < 0 {
+                    // EINVAL: the kernel does not know the field; the receive is over.
+                    supported = Some(false);
+                } else {
+                    got += i64::from(res);
+                    if got > 8 {
+                        supported = Some(false);
+                    }
+                    if !more(flags) {
+                        supported.get_or_insert(got == 8);
+                    }
+                }
+                if !more(flags) {
+                    return Ok(supported.unwrap_or(false));
+                }
+            }
+            if supported == Some(false) {
+                // Still armed and ignoring the limit: cancel it and wait for its end.
+                self.cancel(PROBE, PROBE - 1)?;
+            }
+        }
+        Err(io::Error::other(
+            "the receive-limit probe did not complete in 1 s",
+        ))
     }
 
     /// Queues a send of `len` bytes of held buffer `buf` from `offset`, straight from its
@@ -456,6 +507,21 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         let _ = self.uring.submitter().unregister_buf_ring(BUF_GROUP);
+    }
+}
+
+/// Sets a submission's `optlen` (bytes 44..48 of the SQE, shared with `splice_fd_in` and
+/// `file_index`), which the io-uring crate has no builder for: a multishot receive's total
+/// byte limit.
+fn set_optlen(sqe: &mut squeue::Entry, optlen: u32) {
+    const OPTLEN_OFFSET: usize = 44;
+    const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte `io_uring_sqe`
+    // (size asserted above), whose bytes 44..48 are the `optlen` member of a union of u32s;
+    // the write is in bounds and, the SQE being 8-byte aligned, 4-byte aligned.
+    unsafe {
+        let base = (sqe as *mut squeue::Entry).cast::<u8>();
+        base.add(OPTLEN_OFFSET).cast::<u32>().write(optlen);
     }
 }
 

@@ -13,32 +13,27 @@
 //! # Why no set of peers can starve the others
 //!
 //! The ring is shared by every connection of the thread, so a buffer held by a connection
-//! whose peer never reads would be lost to everyone. Two rules bound what such peers hold:
-//! - **Zero-copy budget.** A received buffer is sent straight from ring memory only while
-//!   connections hold fewer than half the ring ([`Loop::ring_budget`]) and the connection has
-//!   nothing else queued. Otherwise its bytes are copied into a spill buffer of the
-//!   connection's own (appended to the last one while it has room, so small pipelined
-//!   messages coalesce into one send) and the ring buffer goes straight back. So at least
-//!   half the ring is always free for receives, whatever the number of blocked peers.
-//! - **Per-connection cap.** A connection with [`MAX_HELD`] chunks queued stops receiving
-//!   (its multishot receive is cancelled) until its sends drain to half that: its further
-//!   bytes wait in its own kernel socket buffer, and TCP flow control pushes back on that
-//!   peer alone, as epoll does by not reading.
+//! whose peer never reads would be lost to everyone. The rules that bound what such peers
+//! hold — a zero-copy budget of half the ring, spilling into buffers of the connection's own,
+//! and a cap on each connection's unsent bytes enforced by the kernel's multishot receive
+//! limit — are in [`conn`], a state machine with no I/O whose property tests drive it through
+//! any sequence of events. This module is the driver: it turns completions into
+//! [`conn::Event`]s and carries out the [`conn::Action`]s that come back.
 //!
 //! Memory bound per thread: `B × S` of ring (`--ring-buffers × --buffer-size`) plus, per
-//! connection with a send blocked, `MAX_HELD × S` and whatever the same batch of completions
-//! delivered before its receive's cancellation lands (the cancel goes in with the next
-//! submission, ahead of further receives; one batch can hold at most the ring's free buffers,
-//! so a small ring keeps this small: about one chunk per connection in the 2,000-flooding-peer
-//! test), plus a pool of at most 1,024 spare spill buffers (trimmed to 64 after a quiet tick).
-//! At the defaults (256 × 4 KiB, cap 4) that is 1 MiB + about 20 KiB per blocked connection.
+//! connection with a send blocked, at most `MAX_HELD × S` unsent bytes in at most
+//! `MAX_HELD + 2` buffers (on kernels without the receive limit, plus what arrives before
+//! the receive's cancellation lands), plus a pool of at most 1,024 spare spill buffers
+//! (trimmed to 64 after a quiet tick). At the defaults (256 × 4 KiB, cap 4) that is 1 MiB +
+//! at most 24 KiB per blocked connection.
 //!
 //! Alternatives weighed are in docs/backends.md: per-connection buffer rings cost memory for
 //! idle connections, which the shared ring exists to avoid.
 //!
-//! The raw memory handling lives in [`super::ring`]; this module is the safe state machine.
+//! The raw memory handling lives in [`super::ring`].
 
-use std::collections::VecDeque;
+mod conn;
+
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -51,6 +46,7 @@ use crate::listener::is_resource_exhaustion;
 use crate::ready::Ready;
 use crate::shutdown::Phase;
 use crate::stats::CloseKind;
+use conn::{Action, Event, Session, Shared, Spills};
 
 /// The buffer ring's shape, from `--ring-buffers` and `--buffer-size`.
 #[derive(Debug, Clone, Copy)]
@@ -70,9 +66,10 @@ pub struct RingConfig {
 const SQ_ENTRIES: u32 = 256;
 /// How often the loop looks at the shutdown phase and idle timers when nothing completes.
 const TICK: Duration = Duration::from_millis(50);
-/// Chunks a connection may hold queued before its receive stops; it resumes at half this.
-/// Small, because a connection whose peer does not read holds them for as long as it likes.
-const MAX_HELD: usize = 4;
+/// Buffers' worth of unsent bytes a connection may hold before its receive stops; it resumes
+/// at half this. Small, because a connection whose peer does not read holds them for as long
+/// as it likes.
+const MAX_HELD: u32 = 4;
 /// One-shot direct accepts kept in flight while the file table has room for them.
 const ACCEPT_DEPTH: u32 = 8;
 
@@ -119,16 +116,6 @@ fn untag(user_data: u64) -> (Option<Op>, usize, u32) {
     (op, slot, (user_data >> 40) as u32)
 }
 
-/// Received bytes waiting to be sent back, in a buffer the connection holds.
-#[derive(Debug)]
-struct Chunk {
-    buf: Buf,
-    len: u32,
-    sent: u32,
-    /// Receives whose last byte is in this chunk: counted as echoed when it is sent.
-    recvs: u32,
-}
-
 /// A connection's socket, owned: a descriptor, or a slot in the ring's file table.
 #[derive(Debug)]
 enum Socket {
@@ -145,20 +132,19 @@ impl Socket {
     }
 }
 
-/// One connection's state. Its buffers are the chunks in `queue`.
+/// One connection: its socket, its rules' state, and when it last moved.
 struct Conn {
     sock: Socket,
     gen: u32,
-    /// Received, not yet fully sent; the front one is in flight while `sending`.
-    queue: VecDeque<Chunk>,
-    sending: bool,
-    recv_armed: bool,
-    recv_cancelling: bool,
-    /// The receive stopped because the ring was empty; re-armed when buffers come back.
-    starved: bool,
-    peer_eof: bool,
-    closing: Option<CloseKind>,
+    session: Session,
     last_active: Instant,
+}
+
+/// The ring hands out spill buffers; failing to map one leaves the bytes in the ring buffer.
+impl Spills for Ring {
+    fn take(&mut self) -> Option<Buf> {
+        self.take_spill().ok()
+    }
 }
 
 /// Runs one worker thread's ring until its connections are drained.
@@ -189,6 +175,19 @@ pub fn run(
         None
     };
     ready.done();
+    // The kernel's multishot receive limit makes the per-connection cap exact; without it
+    // the receive is cancelled at the cap.
+    let recv_limit = match ring.probe_recv_limit() {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!("kernel has no multishot receive limit; cancelling at the cap");
+            false
+        }
+        Err(e) => {
+            tracing::warn!("cannot probe the multishot receive limit: {e}");
+            false
+        }
+    };
     match ring.taskrun() {
         TaskRun::Deferred => tracing::debug!("ring set up with SINGLE_ISSUER and DEFER_TASKRUN"),
         TaskRun::Cooperative => tracing::info!("kernel refused DEFER_TASKRUN; using COOP_TASKRUN"),
@@ -207,9 +206,8 @@ pub fn run(
         accept_retry_at: Some(Instant::now()),
         starved: Vec::new(),
         returned: false,
-        ring_held: 0,
-        ring_budget: (cfg.buffers as usize / 2).max(1),
-        spill_held: 0,
+        shared: Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit),
+        actions: Vec::new(),
         table,
         next_gen: 0,
         warn: RateLimitedWarn::new(),
@@ -236,12 +234,10 @@ struct Loop {
     starved: Vec<usize>,
     /// Buffers went back to the ring since the last look at `starved`.
     returned: bool,
-    /// Ring buffers held by connections (queued for sending straight from the ring).
-    ring_held: usize,
-    /// Ring buffers connections may hold at most; beyond it received bytes are copied out.
-    ring_budget: usize,
-    /// Spill buffers held by connections.
-    spill_held: usize,
+    /// What the connections share: buffers held, the budget and the cap.
+    shared: Shared,
+    /// The actions of the event being handled (kept to reuse its allocation).
+    actions: Vec<Action>,
     /// The ring's file table, when connections are direct descriptors.
     table: Option<Table>,
     next_gen: u32,
@@ -262,8 +258,9 @@ impl Loop {
             if phase == Phase::Closing {
                 let open: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
                 for slot in open {
-                    self.begin_close(slot, CloseKind::Server)?;
-                    self.finish_if_done(slot)?;
+                    if !self.conns[slot].session.is_closing() {
+                        self.feed(slot, Event::Close(CloseKind::Server))?;
+                    }
                 }
             }
             if phase != Phase::Running && self.listeners.is_empty() && self.conns.is_empty() {
@@ -283,8 +280,10 @@ impl Loop {
             }
             self.returned = false;
             let counters = &self.worker.counters;
-            counters.ring_buffers_held.set(self.ring_held as u64);
-            counters.spill_buffers_held.set(self.spill_held as u64);
+            counters.ring_buffers_held.set(self.shared.ring_held as u64);
+            counters
+                .spill_buffers_held
+                .set(self.shared.spill_held as u64);
             self.ring.submit_and_wait(TICK)?;
             // One clock read per batch of completions stamps their activity: idle timeouts
             // are seconds, the batch takes microseconds.
@@ -464,248 +463,115 @@ impl Loop {
         let slot = self.conns.insert(Conn {
             sock,
             gen,
-            queue: VecDeque::new(),
-            sending: false,
-            recv_armed: true,
-            recv_cancelling: false,
-            starved: false,
-            peer_eof: false,
-            closing: None,
+            session: Session::default(),
             last_active: self.now,
         });
         tracing::debug!(sock = ?s, "session open");
-        self.ring.recv_multi(s, tag(Op::Recv, slot, gen))
+        self.feed(slot, Event::Opened)
     }
 
+    /// A receive completion, as the connection's event.
     fn on_recv(&mut self, slot: usize, res: i32, flags: u32) -> io::Result<()> {
-        let c = &mut self.conns[slot];
-        if !more(flags) {
-            c.recv_armed = false;
-            c.recv_cancelling = false;
-        }
-        if res > 0 {
+        let more = more(flags);
+        let event = if res > 0 {
             let bid =
                 buffer_id(flags).ok_or_else(|| io::Error::other("receive without a buffer"))?;
+            let c = &mut self.conns[slot];
             tracing::debug!(sock = ?c.sock, n = res, "read");
-            if c.closing.is_some() {
-                self.recycle(Buf::Ring(bid));
-            } else {
+            if !c.session.is_closing() {
                 c.last_active = self.now;
-                let zero_copy = c.queue.is_empty() && self.ring_held < self.ring_budget;
-                // A spill buffer that cannot be mapped (memory or the map count exhausted)
-                // leaves the bytes where they are: holding the ring buffer is the fallback.
-                if zero_copy || self.spill(slot, bid, res as u32).is_err() {
-                    self.conns[slot].queue.push_back(Chunk {
-                        buf: Buf::Ring(bid),
-                        len: res as u32,
-                        sent: 0,
-                        recvs: 1,
-                    });
-                    self.ring_held += 1;
-                } else {
-                    self.recycle(Buf::Ring(bid));
-                }
-                if !self.conns[slot].sending {
-                    self.send_front(slot)?;
-                }
-                let c = &mut self.conns[slot];
-                if c.queue.len() >= MAX_HELD && c.recv_armed && !c.recv_cancelling {
-                    c.recv_cancelling = true;
-                    let (target, gen) = (tag(Op::Recv, slot, c.gen), c.gen);
-                    self.ring.cancel(target, tag(Op::Cancel, slot, gen))?;
-                }
+            }
+            Event::Received {
+                bid,
+                len: res as u32,
+                more,
             }
         } else if res == 0 {
-            c.peer_eof = true;
-            if c.queue.is_empty() {
-                self.begin_close(slot, CloseKind::Fin)?;
-            }
+            Event::PeerClosed { more }
         } else {
             match -res {
-                libc::ENOBUFS => {
-                    c.starved = true;
-                    self.starved.push(slot);
-                }
-                libc::ECANCELED => self.rearm_recv(slot)?,
-                errno => self.begin_close(slot, CloseKind::from_errno(errno))?,
+                libc::ENOBUFS => Event::NoBuffers { more },
+                libc::ECANCELED => Event::RecvCancelled { more },
+                errno => Event::RecvFailed { errno, more },
             }
-        }
-        self.finish_if_done(slot)?;
-        Ok(())
-    }
-
-    /// Copies `len` received bytes of ring buffer `bid` into the connection's spill buffers:
-    /// into the last one while it has room and no send reads it, then into a fresh one.
-    fn spill(&mut self, slot: usize, bid: u16, len: u32) -> io::Result<()> {
-        let size = self.ring.buffer_size();
-        let c = &mut self.conns[slot];
-        // The front chunk is being read by the kernel while `sending`; any other may grow.
-        let tail_free = c.queue.len() > usize::from(c.sending);
-        let room = match c.queue.back() {
-            Some(t) if tail_free && matches!(t.buf, Buf::Spill(_)) => size - t.len,
-            _ => 0,
         };
-        let room = room.min(len);
-        // Take the fresh buffer before copying anything: on failure nothing has moved.
-        let fresh = if room < len {
-            Some(self.ring.take_spill()?)
-        } else {
-            None
-        };
-        if room > 0 {
-            let tail = c.queue.back_mut().expect("room implies a tail");
-            self.ring.copy_to_spill(bid, 0, room, tail.buf, tail.len);
-            tail.len += room;
-        }
-        if let Some(buf) = fresh {
-            self.ring.copy_to_spill(bid, room, len - room, buf, 0);
-            c.queue.push_back(Chunk {
-                buf,
-                len: len - room,
-                sent: 0,
-                recvs: 0,
-            });
-            self.spill_held += 1;
-        }
-        c.queue.back_mut().expect("just filled").recvs += 1;
-        Ok(())
+        self.feed(slot, event)
     }
 
-    fn send_front(&mut self, slot: usize) -> io::Result<()> {
-        let c = &mut self.conns[slot];
-        if let Some(front) = c.queue.front() {
-            c.sending = true;
-            let (sock, gen) = (c.sock.sock(), c.gen);
-            let (buf, sent, len) = (front.buf, front.sent, front.len);
-            self.ring
-                .send(sock, buf, sent, len - sent, tag(Op::Send, slot, gen))?;
-        }
-        Ok(())
-    }
-
+    /// A send completion, as the connection's event.
     fn on_send(&mut self, slot: usize, res: i32) -> io::Result<()> {
         let c = &mut self.conns[slot];
-        c.sending = false;
-        if res < 0 {
-            self.begin_close(slot, CloseKind::from_errno(-res))?;
-            // Already closing (a cancelled send): its buffers go back now the send is over.
-            self.release_queue(slot);
-            self.finish_if_done(slot)?;
-            return Ok(());
-        }
-        let front = c
-            .queue
-            .front_mut()
-            .expect("a send completed with nothing queued");
-        front.sent += res as u32;
-        if c.closing.is_none() {
+        if res >= 0 && !c.session.is_closing() {
             c.last_active = self.now;
         }
-        if front.sent == front.len {
-            let done = c.queue.pop_front().expect("front exists");
-            self.worker.counters.recvs.add(done.recvs as u64);
-            self.worker.counters.bytes_echoed.add(done.len as u64);
-            self.release_held(done.buf);
-        }
-        let c = &self.conns[slot];
-        if c.closing.is_some() {
-            self.release_queue(slot);
-        } else if !c.queue.is_empty() {
-            self.send_front(slot)?;
-        } else if c.peer_eof {
-            self.begin_close(slot, CloseKind::Fin)?;
-        } else {
-            self.rearm_recv(slot)?;
-        }
-        self.finish_if_done(slot)?;
-        Ok(())
+        self.feed(slot, Event::Sent { res })
     }
 
-    /// Re-arms a connection's receive once it holds few enough buffers again.
-    fn rearm_recv(&mut self, slot: usize) -> io::Result<()> {
+    /// Hands one event to a connection's rules and carries out what they ask, in order.
+    fn feed(&mut self, slot: usize, event: Event) -> io::Result<()> {
+        let mut actions = std::mem::take(&mut self.actions);
         let c = &mut self.conns[slot];
-        let low_water = MAX_HELD / 2;
-        if c.closing.is_none()
-            && !c.peer_eof
-            && !c.recv_armed
-            && !c.starved
-            && c.queue.len() <= low_water
-        {
-            c.recv_armed = true;
-            let (sock, gen) = (c.sock.sock(), c.gen);
-            self.ring.recv_multi(sock, tag(Op::Recv, slot, gen))?;
+        c.session
+            .handle(event, &mut self.shared, &mut self.ring, &mut actions);
+        let (sock, gen) = (c.sock.sock(), c.gen);
+        let mut result = Ok(());
+        for action in actions.drain(..) {
+            if result.is_ok() {
+                result = self.execute(slot, sock, gen, action);
+            }
+        }
+        self.actions = actions;
+        result
+    }
+
+    /// Carries out one action of connection `slot`.
+    fn execute(&mut self, slot: usize, sock: Sock, gen: u32, action: Action) -> io::Result<()> {
+        match action {
+            Action::Recv { limit } => {
+                self.ring
+                    .recv_multi(sock, limit, tag(Op::Recv, slot, gen))?
+            }
+            Action::CancelRecv => self
+                .ring
+                .cancel(tag(Op::Recv, slot, gen), tag(Op::Cancel, slot, gen))?,
+            Action::Send { buf, offset, len } => {
+                self.ring
+                    .send(sock, buf, offset, len, tag(Op::Send, slot, gen))?
+            }
+            Action::CancelSend => self
+                .ring
+                .cancel(tag(Op::Send, slot, gen), tag(Op::Cancel, slot, gen))?,
+            Action::Copy {
+                bid,
+                from,
+                len,
+                to,
+                at,
+            } => self.ring.copy_to_spill(bid, from, len, to, at),
+            Action::Recycle(buf) => {
+                self.ring.recycle(buf);
+                self.returned |= matches!(buf, Buf::Ring(_));
+            }
+            Action::Starved => self.starved.push(slot),
+            Action::Echoed { recvs, bytes } => {
+                self.worker.counters.recvs.add(u64::from(recvs));
+                self.worker.counters.bytes_echoed.add(u64::from(bytes));
+            }
+            Action::Release(how) => {
+                let c = self.conns.remove(slot);
+                self.worker.release(&how);
+                self.close_socket(c.sock)?;
+            }
         }
         Ok(())
-    }
-
-    /// Hands a buffer back: a ring buffer to the ring (noting it for connections waiting on
-    /// an empty ring), a spill buffer to its pool.
-    fn recycle(&mut self, buf: Buf) {
-        self.ring.recycle(buf);
-        self.returned |= matches!(buf, Buf::Ring(_));
-    }
-
-    /// Recycles a buffer a connection's queue held.
-    fn release_held(&mut self, buf: Buf) {
-        match buf {
-            Buf::Ring(_) => self.ring_held -= 1,
-            Buf::Spill(_) => self.spill_held -= 1,
-        }
-        self.recycle(buf);
     }
 
     /// Buffers came back to the ring: let the connections that ran dry receive again.
     fn wake_starved(&mut self) -> io::Result<()> {
         while let Some(slot) = self.starved.pop() {
-            if let Some(c) = self.conns.get_mut(slot) {
-                c.starved = false;
-                self.rearm_recv(slot)?;
+            if self.conns.contains(slot) {
+                self.feed(slot, Event::BuffersBack)?;
             }
-        }
-        Ok(())
-    }
-
-    /// Starts closing a connection: cancels its operations; it is released when they end.
-    fn begin_close(&mut self, slot: usize, how: CloseKind) -> io::Result<()> {
-        let c = &mut self.conns[slot];
-        if c.closing.is_some() {
-            return Ok(());
-        }
-        c.closing = Some(how);
-        let gen = c.gen;
-        if c.recv_armed && !c.recv_cancelling {
-            c.recv_cancelling = true;
-            self.ring
-                .cancel(tag(Op::Recv, slot, gen), tag(Op::Cancel, slot, gen))?;
-        }
-        if self.conns[slot].sending {
-            self.ring
-                .cancel(tag(Op::Send, slot, gen), tag(Op::Cancel, slot, gen))?;
-        }
-        self.release_queue(slot);
-        Ok(())
-    }
-
-    /// Returns a closing connection's buffers to the ring, except one still being sent.
-    fn release_queue(&mut self, slot: usize) {
-        let keep = usize::from(self.conns[slot].sending);
-        while self.conns[slot].queue.len() > keep {
-            let chunk = self.conns[slot].queue.pop_back().expect("len checked");
-            self.release_held(chunk.buf);
-        }
-    }
-
-    /// Frees a closing connection once the kernel holds nothing of it.
-    fn finish_if_done(&mut self, slot: usize) -> io::Result<()> {
-        let Some(c) = self.conns.get(slot) else {
-            return Ok(());
-        };
-        if c.closing.is_some() && !c.recv_armed && !c.sending {
-            let c = self.conns.remove(slot);
-            debug_assert!(c.queue.is_empty());
-            let how = c.closing.expect("checked");
-            self.worker.release(&how);
-            self.close_socket(c.sock)?;
         }
         Ok(())
     }
@@ -726,12 +592,11 @@ impl Loop {
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.closing.is_none() && now.duration_since(c.last_active) >= limit)
+            .filter(|(_, c)| !c.session.is_closing() && now.duration_since(c.last_active) >= limit)
             .map(|(slot, _)| slot)
             .collect();
         for slot in idle {
-            self.begin_close(slot, CloseKind::Server)?;
-            self.finish_if_done(slot)?;
+            self.feed(slot, Event::Close(CloseKind::Server))?;
         }
         Ok(())
     }

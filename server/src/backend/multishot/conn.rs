@@ -1,0 +1,443 @@
+//! One multishot connection's rules, with no I/O: the driver in [`super`] turns each
+//! completion into an [`Event`], hands it to [`Session::handle`], and carries out the
+//! [`Action`]s that come back, in order. Everything that decides what a connection holds —
+//! the zero-copy budget, spilling, the per-connection cap, closing — is here, so the property
+//! tests below can drive it through any sequence of events against a model of the kernel.
+//!
+//! # The rules
+//! - **Zero-copy budget.** A received ring buffer is queued for sending as it is only while
+//!   the thread's connections hold fewer ring buffers than [`Shared::ring_budget`] (half the
+//!   ring) and the connection has nothing else queued. Otherwise its bytes are copied into a
+//!   spill buffer of the connection's own — appended to the last one while it has room and no
+//!   send reads it, so small pipelined messages coalesce — and the ring buffer goes straight
+//!   back. At least half the ring stays free for receives, whatever the other peers do.
+//! - **Per-connection cap.** A connection holds at most [`Shared::cap`] unsent bytes. Where
+//!   the kernel caps a multishot receive's total bytes (6.17 and later: the SQE's `optlen`),
+//!   every receive is armed with what is left below the cap less one buffer (the last
+//!   receive of a capped multishot may fill a whole buffer), so the cap is exact: the
+//!   receive ends by itself, and the peer's further bytes wait in its own socket buffer,
+//!   where TCP flow control pushes back on that peer alone. On older kernels the receive is
+//!   cancelled at the cap, and the bytes that arrive before the cancellation lands come on
+//!   top. The receive resumes once sends drain the queue to half the cap.
+//! - **Closing.** A close cancels what is in flight, returns every buffer not being read by
+//!   a send, and releases the connection once the kernel holds nothing of it.
+
+use std::collections::VecDeque;
+
+use super::super::ring::Buf;
+use crate::stats::CloseKind;
+
+/// What every connection of a thread shares: the ring's buffers and the limits.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Ring buffers held by connections (queued for sending straight from the ring).
+    pub ring_held: usize,
+    /// Ring buffers connections may hold at most; beyond it, received bytes are copied out.
+    pub ring_budget: usize,
+    /// Spill buffers held by connections.
+    pub spill_held: usize,
+    /// The size of every buffer, ring or spill.
+    pub buffer_size: u32,
+    /// Unsent bytes a connection may hold (at least two buffers, so that a receive armed at
+    /// half the cap has room for a whole buffer).
+    pub cap: u32,
+    /// The kernel ends a multishot receive after a total byte limit ([`Action::Recv`]).
+    pub recv_limit: bool,
+}
+
+impl Shared {
+    /// Limits for a ring of `ring_buffers` buffers of `buffer_size` bytes and a cap of
+    /// `cap_buffers` buffers' worth of bytes per connection.
+    pub fn new(ring_buffers: u16, buffer_size: u32, cap_buffers: u32, recv_limit: bool) -> Self {
+        assert!(cap_buffers >= 2, "the cap must hold two buffers");
+        Shared {
+            ring_held: 0,
+            ring_budget: (usize::from(ring_buffers) / 2).max(1),
+            spill_held: 0,
+            buffer_size,
+            cap: cap_buffers * buffer_size,
+            recv_limit,
+        }
+    }
+}
+
+/// Where spill buffers come from: the driver's pool (which can fail when memory or the map
+/// count runs out; holding the ring buffer is then the fallback).
+pub(crate) trait Spills {
+    /// A free spill buffer of [`Shared::buffer_size`] bytes, now held by the caller.
+    fn take(&mut self) -> Option<Buf>;
+}
+
+/// What happened to a connection: one completion, or a decision of the thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The connection was accepted; nothing is armed yet.
+    Opened,
+    /// A receive filled `len` bytes of ring buffer `bid`; `more`: the receive stays armed.
+    Received { bid: u16, len: u32, more: bool },
+    /// The peer's FIN: the receive returned 0.
+    PeerClosed { more: bool },
+    /// The ring was empty (ENOBUFS); the receive ended.
+    NoBuffers { more: bool },
+    /// The receive was cancelled (ECANCELED).
+    RecvCancelled { more: bool },
+    /// The receive failed with this errno (ECONNRESET and the like).
+    RecvFailed { errno: i32, more: bool },
+    /// The send in flight completed: bytes sent, or a negative errno.
+    Sent { res: i32 },
+    /// Ring buffers came back since this connection ran dry ([`Action::Starved`]).
+    BuffersBack,
+    /// The thread closes the connection (idle timeout, shutdown).
+    Close(CloseKind),
+}
+
+/// What the driver must do for a connection, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Arm a multishot receive; `limit` > 0: it ends after that many bytes in all (give or
+    /// take the last buffer).
+    Recv { limit: u32 },
+    /// Cancel the armed receive (its end comes as a completion without MORE).
+    CancelRecv,
+    /// Send `len` bytes of held buffer `buf` from `offset`.
+    Send { buf: Buf, offset: u32, len: u32 },
+    /// Cancel the send in flight.
+    CancelSend,
+    /// Copy `len` bytes of ring buffer `bid` from `from` into spill buffer `to` at `at`.
+    Copy {
+        bid: u16,
+        from: u32,
+        len: u32,
+        to: Buf,
+        at: u32,
+    },
+    /// Give a buffer back: a ring buffer to the ring, a spill buffer to its pool.
+    Recycle(Buf),
+    /// The receive stopped on an empty ring: send [`Event::BuffersBack`] once buffers return.
+    Starved,
+    /// Bytes that finished sending, and the receives whose last byte they held.
+    Echoed { recvs: u32, bytes: u32 },
+    /// Nothing is in flight and nothing is held: close the socket and forget the connection.
+    Release(CloseKind),
+}
+
+/// Received bytes waiting to be sent back, in a buffer the connection holds.
+#[derive(Debug)]
+struct Chunk {
+    buf: Buf,
+    len: u32,
+    sent: u32,
+    /// Receives whose last byte is in this chunk: counted as echoed when it is sent.
+    recvs: u32,
+}
+
+/// One connection's state: what it holds and what it has in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// Received, not yet fully sent; the front one is in flight while `sending`.
+    queue: VecDeque<Chunk>,
+    /// Bytes in `queue` not yet sent.
+    unsent: u32,
+    sending: bool,
+    recv_armed: bool,
+    recv_cancelling: bool,
+    /// The receive stopped because the ring was empty; re-armed when buffers come back.
+    starved: bool,
+    peer_eof: bool,
+    closing: Option<CloseKind>,
+    released: bool,
+}
+
+/// The actions of one event, and where they go.
+struct Out<'a, S: Spills> {
+    shared: &'a mut Shared,
+    spills: &'a mut S,
+    actions: &'a mut Vec<Action>,
+}
+
+impl Session {
+    /// Applies one event; the actions it calls for are appended to `actions`.
+    pub fn handle<S: Spills>(
+        &mut self,
+        event: Event,
+        shared: &mut Shared,
+        spills: &mut S,
+        actions: &mut Vec<Action>,
+    ) {
+        debug_assert!(!self.released, "event {event:?} after release");
+        let mut out = Out {
+            shared,
+            spills,
+            actions,
+        };
+        match event {
+            Event::Opened => {
+                self.recv_armed = false;
+                self.rearm(&mut out);
+            }
+            Event::Received { bid, len, more } => {
+                self.recv_ended_unless(more);
+                self.received(bid, len, &mut out);
+            }
+            Event::PeerClosed { more } => {
+                self.recv_ended_unless(more);
+                self.peer_eof = true;
+                if self.queue.is_empty() {
+                    self.begin_close(CloseKind::Fin, &mut out);
+                }
+            }
+            Event::NoBuffers { more } => {
+                self.recv_ended_unless(more);
+                if self.closing.is_none() && !self.starved {
+                    self.starved = true;
+                    out.actions.push(Action::Starved);
+                }
+            }
+            Event::RecvCancelled { more } => {
+                self.recv_ended_unless(more);
+                self.rearm(&mut out);
+            }
+            Event::RecvFailed { errno, more } => {
+                self.recv_ended_unless(more);
+                self.begin_close(CloseKind::from_errno(errno), &mut out);
+            }
+            Event::Sent { res } => self.sent(res, &mut out),
+            Event::BuffersBack => {
+                self.starved = false;
+                self.rearm(&mut out);
+            }
+            Event::Close(how) => self.begin_close(how, &mut out),
+        }
+        self.finish_if_done(&mut out);
+    }
+
+    /// Whether the connection is closing (its activity no longer counts against idleness).
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// Bytes received and not yet sent back.
+    #[cfg(test)]
+    pub fn unsent(&self) -> u32 {
+        self.unsent
+    }
+
+    /// Buffers the connection holds, ring and spill.
+    #[cfg(test)]
+    pub fn buffers(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn recv_ended_unless(&mut self, more: bool) {
+        if !more {
+            self.recv_armed = false;
+            self.recv_cancelling = false;
+        }
+    }
+
+    fn received<S: Spills>(&mut self, bid: u16, len: u32, out: &mut Out<'_, S>) {
+        if self.closing.is_some() {
+            push_recycle(out, Buf::Ring(bid));
+            return;
+        }
+        let zero_copy = self.queue.is_empty() && out.shared.ring_held < out.shared.ring_budget;
+        if zero_copy || !self.spill(bid, len, out) {
+            self.queue.push_back(Chunk {
+                buf: Buf::Ring(bid),
+                len,
+                sent: 0,
+                recvs: 1,
+            });
+            out.shared.ring_held += 1;
+        } else {
+            push_recycle(out, Buf::Ring(bid));
+        }
+        self.unsent += len;
+        if !self.sending {
+            self.send_front(out);
+        }
+        if self.unsent >= out.shared.cap
+            && !out.shared.recv_limit
+            && self.recv_armed
+            && !self.recv_cancelling
+        {
+            self.recv_cancelling = true;
+            out.actions.push(Action::CancelRecv);
+        }
+        self.rearm(out);
+    }
+
+    /// Copies `len` received bytes of ring buffer `bid` into the connection's spill buffers:
+    /// into the last one while it has room and no send reads it, then into a fresh one.
+    /// False, with nothing copied, when no fresh buffer can be had.
+    fn spill<S: Spills>(&mut self, bid: u16, len: u32, out: &mut Out<'_, S>) -> bool {
+        let size = out.shared.buffer_size;
+        // The front chunk is being read by the kernel while `sending`; any other may grow.
+        let tail_free = self.queue.len() > usize::from(self.sending);
+        let room = match self.queue.back() {
+            Some(t) if tail_free && matches!(t.buf, Buf::Spill(_)) => size - t.len,
+            _ => 0,
+        };
+        let room = room.min(len);
+        // Take the fresh buffer before copying anything: on failure nothing has moved.
+        let fresh = if room < len {
+            match out.spills.take() {
+                Some(buf) => Some(buf),
+                None => return false,
+            }
+        } else {
+            None
+        };
+        if room > 0 {
+            let tail = self.queue.back_mut().expect("room implies a tail");
+            out.actions.push(Action::Copy {
+                bid,
+                from: 0,
+                len: room,
+                to: tail.buf,
+                at: tail.len,
+            });
+            tail.len += room;
+        }
+        if let Some(buf) = fresh {
+            out.actions.push(Action::Copy {
+                bid,
+                from: room,
+                len: len - room,
+                to: buf,
+                at: 0,
+            });
+            self.queue.push_back(Chunk {
+                buf,
+                len: len - room,
+                sent: 0,
+                recvs: 0,
+            });
+            out.shared.spill_held += 1;
+        }
+        self.queue.back_mut().expect("just filled").recvs += 1;
+        true
+    }
+
+    fn send_front<S: Spills>(&mut self, out: &mut Out<'_, S>) {
+        if let Some(front) = self.queue.front() {
+            self.sending = true;
+            out.actions.push(Action::Send {
+                buf: front.buf,
+                offset: front.sent,
+                len: front.len - front.sent,
+            });
+        }
+    }
+
+    fn sent<S: Spills>(&mut self, res: i32, out: &mut Out<'_, S>) {
+        assert!(self.sending, "a send completed with none in flight");
+        self.sending = false;
+        if res < 0 {
+            self.begin_close(CloseKind::from_errno(-res), out);
+            // Already closing (a cancelled send): its buffers go back now the send is over.
+            self.release_queue(out);
+            return;
+        }
+        let front = self
+            .queue
+            .front_mut()
+            .expect("a send completed with nothing queued");
+        let n = res as u32;
+        assert!(front.sent + n <= front.len, "sent more than was queued");
+        front.sent += n;
+        self.unsent -= n;
+        if front.sent == front.len {
+            let done = self.queue.pop_front().expect("front exists");
+            out.actions.push(Action::Echoed {
+                recvs: done.recvs,
+                bytes: done.len,
+            });
+            release_held(out, done.buf);
+        }
+        if self.closing.is_some() {
+            self.release_queue(out);
+        } else if !self.queue.is_empty() {
+            self.send_front(out);
+            self.rearm(out);
+        } else if self.peer_eof {
+            self.begin_close(CloseKind::Fin, out);
+        } else {
+            self.rearm(out);
+        }
+    }
+
+    /// Arms the receive again if nothing stops it and the queue has drained to half the cap;
+    /// with the kernel's limit, for what is left below the cap less one buffer.
+    fn rearm<S: Spills>(&mut self, out: &mut Out<'_, S>) {
+        let low_water = out.shared.cap / 2;
+        if self.closing.is_none()
+            && !self.peer_eof
+            && !self.recv_armed
+            && !self.starved
+            && self.unsent <= low_water
+        {
+            self.recv_armed = true;
+            let limit = if out.shared.recv_limit {
+                // At least cap/2 - size + 1 >= 1, as the cap holds two buffers.
+                out.shared.cap - self.unsent - (out.shared.buffer_size - 1)
+            } else {
+                0
+            };
+            out.actions.push(Action::Recv { limit });
+        }
+    }
+
+    /// Starts closing: cancels what is in flight and returns what no send reads.
+    fn begin_close<S: Spills>(&mut self, how: CloseKind, out: &mut Out<'_, S>) {
+        if self.closing.is_some() {
+            return;
+        }
+        self.closing = Some(how);
+        if self.recv_armed && !self.recv_cancelling {
+            self.recv_cancelling = true;
+            out.actions.push(Action::CancelRecv);
+        }
+        if self.sending {
+            out.actions.push(Action::CancelSend);
+        }
+        self.release_queue(out);
+    }
+
+    /// Returns a closing connection's buffers, except one still being sent.
+    fn release_queue<S: Spills>(&mut self, out: &mut Out<'_, S>) {
+        let keep = usize::from(self.sending);
+        while self.queue.len() > keep {
+            let chunk = self.queue.pop_back().expect("len checked");
+            self.unsent -= chunk.len - chunk.sent;
+            release_held(out, chunk.buf);
+        }
+    }
+
+    /// Releases a closing connection once the kernel holds nothing of it.
+    fn finish_if_done<S: Spills>(&mut self, out: &mut Out<'_, S>) {
+        if let Some(how) = &self.closing {
+            if !self.recv_armed && !self.sending && !self.released {
+                debug_assert!(self.queue.is_empty());
+                self.released = true;
+                out.actions.push(Action::Release(how.clone()));
+            }
+        }
+    }
+}
+
+fn push_recycle<S: Spills>(out: &mut Out<'_, S>, buf: Buf) {
+    out.actions.push(Action::Recycle(buf));
+}
+
+/// Gives back a buffer a connection's queue held.
+fn release_held<S: Spills>(out: &mut Out<'_, S>, buf: Buf) {
+    match buf {
+        Buf::Ring(_) => out.shared.ring_held -= 1,
+        Buf::Spill(_) => out.shared.spill_held -= 1,
+    }
+    push_recycle(out, buf);
+}
+
+#[cfg(test)]
+mod tests;

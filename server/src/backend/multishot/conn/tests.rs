@@ -1,0 +1,652 @@
+//! The connection rules against a model of the kernel: a ring of buffers with real bytes in
+//! them, peers that send, read, stop reading, close and reset, receives that end at their
+//! limit or when a cancellation lands, sends that complete in part. Every action the rules
+//! emit is checked as the kernel and the driver would meet it (a buffer recycled twice, a
+//! copy into bytes a send is reading, a send with one in flight all fail the test), and
+//! after every event the stated bounds are checked.
+
+use std::collections::{HashMap, VecDeque};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const SIZE: u32 = 64;
+const RING: u16 = 8;
+const CAP_BUFFERS: u32 = 4;
+
+/// The receive the model kernel has armed for a connection.
+#[derive(Debug)]
+struct RecvOp {
+    /// Bytes left before a limited receive ends by itself.
+    left: Option<u32>,
+    cancel_requested: bool,
+}
+
+/// A send in flight: the kernel reads `buf[offset..offset + len]` until it completes.
+#[derive(Debug, Clone, Copy)]
+struct SendOp {
+    buf: Buf,
+    offset: u32,
+    len: u32,
+    cancel_requested: bool,
+}
+
+/// One connection as the kernel and its peer see it.
+#[derive(Debug)]
+struct Peer {
+    session: Session,
+    /// The peer reads its echoes; a peer that does not never sees a send complete.
+    reads: bool,
+    /// Bytes the peer sent that a receive took (the pattern is a function of the offset).
+    delivered: u64,
+    /// Bytes the peer got back, in order.
+    echoed: Vec<u8>,
+    recv: Option<RecvOp>,
+    send: Option<SendOp>,
+    starved: bool,
+    released: bool,
+    /// Bytes delivered after the rules asked for the receive to be cancelled.
+    late: u32,
+    /// The receives and bytes the rules counted as echoed.
+    counted_recvs: u64,
+    counted_bytes: u64,
+    receives: u64,
+}
+
+impl Peer {
+    fn new(reads: bool) -> Peer {
+        Peer {
+            session: Session::default(),
+            reads,
+            delivered: 0,
+            echoed: Vec::new(),
+            recv: None,
+            send: None,
+            starved: false,
+            released: false,
+            late: 0,
+            counted_recvs: 0,
+            counted_bytes: 0,
+            receives: 0,
+        }
+    }
+}
+
+/// What the peer at `conn` sends as its byte number `i`.
+fn pattern(conn: usize, i: u64) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(conn as u64 * 7) % 251) as u8
+}
+
+/// The kernel, the buffers and the driver's bookkeeping.
+struct Model {
+    shared: Shared,
+    peers: Vec<Peer>,
+    ring_free: VecDeque<u16>,
+    ring_mem: Vec<Vec<u8>>,
+    spills: SpillPool,
+    actions: Vec<Action>,
+}
+
+/// Spill buffers with real memory; `fail` makes every allocation fail.
+#[derive(Default)]
+struct SpillPool {
+    mem: HashMap<u32, Vec<u8>>,
+    free: Vec<u32>,
+    next: u32,
+    held: usize,
+    fail: bool,
+}
+
+impl Spills for SpillPool {
+    fn take(&mut self) -> Option<Buf> {
+        if self.fail {
+            return None;
+        }
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        });
+        self.mem.insert(i, vec![0; SIZE as usize]);
+        self.held += 1;
+        Some(Buf::Spill(i))
+    }
+}
+
+/// One step of the world.
+#[derive(Debug, Clone)]
+enum Step {
+    /// The peer sends `n` bytes; an armed receive takes up to one buffer of them.
+    Deliver {
+        conn: usize,
+        n: u32,
+    },
+    /// The peer reads: the send in flight completes, `part` of it (in 1/4s, at least 1 byte).
+    Complete {
+        conn: usize,
+        part: u8,
+    },
+    /// A requested cancellation lands.
+    CancelLands {
+        conn: usize,
+    },
+    PeerFin {
+        conn: usize,
+    },
+    PeerReset {
+        conn: usize,
+    },
+    /// The thread closes the connection (idle, shutdown).
+    ServerClose {
+        conn: usize,
+    },
+}
+
+impl Step {
+    fn conn(&self) -> usize {
+        match *self {
+            Step::Deliver { conn, .. }
+            | Step::Complete { conn, .. }
+            | Step::CancelLands { conn }
+            | Step::PeerFin { conn }
+            | Step::PeerReset { conn }
+            | Step::ServerClose { conn } => conn,
+        }
+    }
+}
+
+impl Model {
+    fn new(readers: &[bool], recv_limit: bool, spill_fails: bool) -> Model {
+        let mut m = Model {
+            shared: Shared::new(RING, SIZE, CAP_BUFFERS, recv_limit),
+            peers: Vec::new(),
+            ring_free: (0..RING).collect(),
+            ring_mem: vec![vec![0; SIZE as usize]; RING as usize],
+            spills: SpillPool {
+                fail: spill_fails,
+                ..SpillPool::default()
+            },
+            actions: Vec::new(),
+        };
+        for &reads in readers {
+            m.peers.push(Peer::new(reads));
+            let conn = m.peers.len() - 1;
+            m.feed(conn, Event::Opened);
+        }
+        m
+    }
+
+    /// Hands an event to a connection's rules and carries out the actions as the driver
+    /// does, checking each against what the kernel allows.
+    fn feed(&mut self, conn: usize, event: Event) {
+        let mut actions = std::mem::take(&mut self.actions);
+        self.peers[conn].session.handle(
+            event.clone(),
+            &mut self.shared,
+            &mut self.spills,
+            &mut actions,
+        );
+        let mut returned = false;
+        for action in actions.drain(..) {
+            returned |= self.execute(conn, action, &event);
+        }
+        self.actions = actions;
+        if returned {
+            for c in 0..self.peers.len() {
+                if self.peers[c].starved && !self.peers[c].released {
+                    self.peers[c].starved = false;
+                    self.feed(c, Event::BuffersBack);
+                }
+            }
+        }
+        self.check();
+    }
+
+    /// Carries out one action; true if a ring buffer went back.
+    fn execute(&mut self, conn: usize, action: Action, event: &Event) -> bool {
+        let p = &mut self.peers[conn];
+        assert!(!p.released, "{action:?} after release ({event:?})");
+        match action {
+            Action::Recv { limit } => {
+                assert!(p.recv.is_none(), "a second receive armed ({event:?})");
+                assert_eq!(limit > 0, self.shared.recv_limit, "limit {limit}");
+                p.recv = Some(RecvOp {
+                    left: (limit > 0).then_some(limit),
+                    cancel_requested: false,
+                });
+            }
+            Action::CancelRecv => {
+                let r = p.recv.as_mut().expect("cancel of no receive");
+                assert!(!r.cancel_requested, "receive cancelled twice");
+                r.cancel_requested = true;
+            }
+            Action::Send { buf, offset, len } => {
+                assert!(p.send.is_none(), "a second send in flight ({event:?})");
+                assert!(len > 0 && offset + len <= SIZE);
+                p.send = Some(SendOp {
+                    buf,
+                    offset,
+                    len,
+                    cancel_requested: false,
+                });
+            }
+            Action::CancelSend => {
+                let s = p.send.as_mut().expect("cancel of no send");
+                s.cancel_requested = true;
+            }
+            Action::Copy {
+                bid,
+                from,
+                len,
+                to,
+                at,
+            } => {
+                assert!(!self.ring_free.contains(&bid), "copy from a free buffer");
+                if let Some(s) = p.send {
+                    let overlap = s.buf == to && at < s.offset + s.len && s.offset < at + len;
+                    assert!(!overlap, "copy into bytes a send is reading");
+                }
+                let Buf::Spill(i) = to else {
+                    panic!("copy into {to:?}")
+                };
+                let src =
+                    self.ring_mem[bid as usize][from as usize..(from + len) as usize].to_vec();
+                let dst = self.spills.mem.get_mut(&i).expect("copy into a free spill");
+                dst[at as usize..(at + len) as usize].copy_from_slice(&src);
+            }
+            Action::Recycle(buf) => {
+                if let Some(s) = p.send {
+                    assert_ne!(s.buf, buf, "recycled a buffer a send is reading");
+                }
+                match buf {
+                    Buf::Ring(bid) => {
+                        assert!(!self.ring_free.contains(&bid), "ring buffer {bid} twice");
+                        // Poison it: a later read of a recycled buffer shows as corruption.
+                        self.ring_mem[bid as usize].fill(0xEE);
+                        self.ring_free.push_back(bid);
+                        return true;
+                    }
+                    Buf::Spill(i) => {
+                        assert!(self.spills.mem.remove(&i).is_some(), "spill {i} twice");
+                        self.spills.free.push(i);
+                        self.spills.held -= 1;
+                    }
+                }
+            }
+            Action::Starved => p.starved = true,
+            Action::Echoed { recvs, bytes } => {
+                p.counted_recvs += u64::from(recvs);
+                p.counted_bytes += u64::from(bytes);
+            }
+            Action::Release(_) => {
+                assert!(p.recv.is_none(), "released with a receive armed");
+                assert!(p.send.is_none(), "released with a send in flight");
+                p.released = true;
+            }
+        }
+        false
+    }
+
+    fn step(&mut self, step: Step) {
+        let conn = step.conn();
+        if self.peers[conn].released && matches!(step, Step::Deliver { .. }) {
+            // A new connection in the released one's place.
+            let reads = self.peers[conn].reads;
+            self.peers[conn] = Peer::new(reads);
+            self.feed(conn, Event::Opened);
+            return;
+        }
+        match step {
+            Step::Deliver { conn, n } => self.deliver(conn, n),
+            Step::Complete { conn, part } => self.complete(conn, part, false),
+            Step::CancelLands { conn } => self.cancel_lands(conn),
+            Step::PeerFin { conn } => self.end_recv(conn, None),
+            Step::PeerReset { conn } => self.end_recv(conn, Some(libc::ECONNRESET)),
+            Step::ServerClose { conn } => {
+                if !self.peers[conn].released {
+                    self.feed(conn, Event::Close(CloseKind::Server));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, conn: usize, n: u32) {
+        let p = &mut self.peers[conn];
+        let Some(r) = &mut p.recv else { return };
+        let more_after = |r: &mut RecvOp, len: u32| match &mut r.left {
+            Some(left) => {
+                *left -= len.min(*left);
+                *left > 0
+            }
+            None => true,
+        };
+        let Some(bid) = self.ring_free.pop_front() else {
+            p.recv = None;
+            self.feed(conn, Event::NoBuffers { more: false });
+            return;
+        };
+        let len = n.clamp(1, SIZE);
+        if r.cancel_requested {
+            p.late += len;
+        }
+        for k in 0..len {
+            self.ring_mem[bid as usize][k as usize] = pattern(conn, p.delivered + u64::from(k));
+        }
+        p.delivered += u64::from(len);
+        p.receives += 1;
+        let more = more_after(r, len);
+        if !more {
+            p.recv = None;
+        }
+        self.feed(conn, Event::Received { bid, len, more });
+    }
+
+    /// The peer reads what the send in flight carries (all of it with `all`).
+    fn complete(&mut self, conn: usize, part: u8, all: bool) {
+        let p = &mut self.peers[conn];
+        if !p.reads && !all {
+            return;
+        }
+        let Some(s) = p.send.take() else { return };
+        let n = if all {
+            s.len
+        } else {
+            (s.len * u32::from(part.clamp(1, 4)) / 4).max(1)
+        };
+        let bytes = match s.buf {
+            Buf::Ring(bid) => &self.ring_mem[bid as usize],
+            Buf::Spill(i) => self.spills.mem.get(&i).expect("send from a free spill"),
+        };
+        p.echoed
+            .extend_from_slice(&bytes[s.offset as usize..(s.offset + n) as usize]);
+        self.feed(conn, Event::Sent { res: n as i32 });
+    }
+
+    fn cancel_lands(&mut self, conn: usize) {
+        let p = &mut self.peers[conn];
+        if p.recv.as_ref().is_some_and(|r| r.cancel_requested) {
+            p.recv = None;
+            self.feed(conn, Event::RecvCancelled { more: false });
+        } else if p.send.is_some_and(|s| s.cancel_requested) {
+            p.send = None;
+            self.feed(
+                conn,
+                Event::Sent {
+                    res: -libc::ECANCELED,
+                },
+            );
+        }
+    }
+
+    /// The peer's FIN (`errno` None) or a receive error ends the armed receive.
+    fn end_recv(&mut self, conn: usize, errno: Option<i32>) {
+        let p = &mut self.peers[conn];
+        if p.recv.take().is_none() {
+            return;
+        }
+        let event = match errno {
+            None => Event::PeerClosed { more: false },
+            Some(errno) => Event::RecvFailed { errno, more: false },
+        };
+        self.feed(conn, event);
+    }
+
+    /// The bounds that hold after every event.
+    fn check(&self) {
+        let spills_ok = !self.spills.fail;
+        assert_eq!(
+            self.ring_free.len() + self.shared.ring_held,
+            RING as usize,
+            "ring buffers lost or made up"
+        );
+        assert_eq!(self.spills.held, self.shared.spill_held, "spill count");
+        if spills_ok {
+            assert!(
+                self.shared.ring_held <= self.shared.ring_budget,
+                "connections hold {} ring buffers, budget {}",
+                self.shared.ring_held,
+                self.shared.ring_budget
+            );
+        }
+        for (conn, p) in self.peers.iter().enumerate() {
+            let expected: Vec<u8> = (0..p.echoed.len() as u64)
+                .map(|i| pattern(conn, i))
+                .collect();
+            assert!(
+                p.echoed == expected,
+                "conn {conn}: echo altered or reordered"
+            );
+            let unsent = p.session.unsent();
+            if self.shared.recv_limit {
+                assert!(
+                    unsent <= self.shared.cap,
+                    "conn {conn} holds {unsent} unsent bytes, cap {}",
+                    self.shared.cap
+                );
+            } else {
+                assert!(
+                    unsent <= self.shared.cap + SIZE + p.late,
+                    "conn {conn} holds {unsent} bytes, {} late",
+                    p.late
+                );
+            }
+            if spills_ok && self.shared.recv_limit {
+                assert!(
+                    p.session.buffers() as u32 <= CAP_BUFFERS + 2,
+                    "conn {conn} holds {} buffers",
+                    p.session.buffers()
+                );
+            }
+            // A chunk is counted once all of it is sent, so the count trails what was read.
+            assert!(
+                p.counted_bytes <= p.echoed.len() as u64,
+                "conn {conn}: over-counted"
+            );
+        }
+    }
+
+    /// Every healthy peer reads everything, buffers come back, then every connection is
+    /// closed and every cancellation lands: all echoed, all released, nothing held.
+    fn finish(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for conn in 0..self.peers.len() {
+                if self.peers[conn].reads && self.peers[conn].send.is_some() {
+                    self.complete(conn, 4, false);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        for conn in 0..self.peers.len() {
+            let p = &self.peers[conn];
+            let cancelled = p.recv.as_ref().is_some_and(|r| r.cancel_requested);
+            if p.reads && !p.released && !p.session.is_closing() && cancelled {
+                self.cancel_lands(conn);
+            }
+        }
+        for (conn, p) in self.peers.iter().enumerate() {
+            if p.reads && !p.released && !p.session.is_closing() {
+                assert_eq!(
+                    p.echoed.len() as u64,
+                    p.delivered,
+                    "conn {conn}: a reading peer did not get every byte back"
+                );
+                assert_eq!(p.counted_recvs, p.receives, "conn {conn}: receives counted");
+                assert_eq!(p.counted_bytes, p.delivered, "conn {conn}: bytes counted");
+                // No starvation: a healthy open connection is receiving again.
+                assert!(
+                    p.recv.as_ref().is_some_and(|r| !r.cancel_requested) || p.starved,
+                    "conn {conn}: a healthy connection stopped receiving"
+                );
+            }
+        }
+        for conn in 0..self.peers.len() {
+            if !self.peers[conn].released {
+                self.feed(conn, Event::Close(CloseKind::Server));
+            }
+            for _ in 0..4 {
+                self.cancel_lands(conn);
+                if self.peers[conn].reads && self.peers[conn].send.is_some() {
+                    // A send the kernel finishes before the cancellation finds it (a peer
+                    // that never reads never lets a send finish: only its cancellation does).
+                    self.complete(conn, 4, true);
+                }
+            }
+            assert!(self.peers[conn].released, "conn {conn} never released");
+        }
+        assert_eq!(self.ring_free.len(), RING as usize, "ring buffers kept");
+        assert_eq!(self.spills.held, 0, "spill buffers kept");
+        assert_eq!(self.shared.ring_held, 0);
+    }
+}
+
+fn steps(conns: usize) -> impl Strategy<Value = Vec<Step>> {
+    let conn = 0..conns;
+    let step = prop_oneof![
+        30 => (conn.clone(), 1..=2 * SIZE).prop_map(|(conn, n)| Step::Deliver { conn, n }),
+        15 => (conn.clone(), 1u8..=4).prop_map(|(conn, part)| Step::Complete { conn, part }),
+        4 => conn.clone().prop_map(|conn| Step::CancelLands { conn }),
+        1 => conn.clone().prop_map(|conn| Step::PeerFin { conn }),
+        1 => conn.clone().prop_map(|conn| Step::PeerReset { conn }),
+        1 => conn.prop_map(|conn| Step::ServerClose { conn }),
+    ];
+    prop::collection::vec(step, 0..800)
+}
+
+/// Plays `steps` (those for connections that exist) and then [`Model::finish`].
+fn run(readers: &[bool], recv_limit: bool, spill_fails: bool, steps: Vec<Step>) {
+    let mut m = Model::new(readers, recv_limit, spill_fails);
+    for step in steps.into_iter().filter(|s| s.conn() < readers.len()) {
+        m.step(step);
+    }
+    m.finish();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any mix of reading and never-reading peers, either kernel: every bound holds after
+    /// every event, reading peers get every byte back once and in order, and closing returns
+    /// everything.
+    #[test]
+    fn any_events_keep_the_bounds_and_echo_exactly_once(
+        readers in prop::collection::vec(any::<bool>(), 1..7),
+        recv_limit in any::<bool>(),
+        steps in steps(6),
+    ) {
+        run(&readers, recv_limit, false, steps);
+    }
+
+    /// With no spill buffer to be had, received ring buffers are held instead: nothing is
+    /// lost or altered and closing still returns everything.
+    #[test]
+    fn failing_spills_lose_nothing(
+        readers in prop::collection::vec(any::<bool>(), 1..4),
+        steps in steps(3),
+    ) {
+        run(&readers, true, true, steps);
+    }
+}
+
+/// A peer that never reads, flooding: the connection holds at most the cap, in at most
+/// cap/size + 2 buffers, and the ring stays at least half free for a reading peer, who gets
+/// everything back.
+#[test]
+fn a_flooding_peer_that_never_reads_stops_at_its_cap() {
+    let mut m = Model::new(&[false, true], true, false);
+    for round in 0..200 {
+        m.step(Step::Deliver {
+            conn: 0,
+            n: SIZE / 2 + round % 7,
+        });
+        m.step(Step::Deliver { conn: 1, n: 10 });
+        m.step(Step::Complete { conn: 1, part: 4 });
+    }
+    let flooder = &m.peers[0];
+    assert!(
+        flooder.recv.is_none(),
+        "the flooder's receive should have ended"
+    );
+    assert!(flooder.session.unsent() <= m.shared.cap);
+    assert!(flooder.delivered <= u64::from(m.shared.cap));
+    assert!(m.ring_free.len() >= RING as usize / 2);
+    m.finish();
+}
+
+/// A healthy peer that found the ring empty (a never-reading peer holds it all: no spill
+/// buffer could be had) receives again once buffers come back.
+#[test]
+fn a_connection_that_found_the_ring_empty_receives_again_when_buffers_return() {
+    let mut m = Model::new(&[false, true], true, true);
+    while !m.ring_free.is_empty() {
+        m.step(Step::Deliver { conn: 0, n: 1 });
+    }
+    m.step(Step::Deliver { conn: 1, n: 10 });
+    assert!(m.peers[1].recv.is_none() && m.peers[1].starved);
+    m.step(Step::ServerClose { conn: 0 });
+    m.step(Step::CancelLands { conn: 0 });
+    m.step(Step::CancelLands { conn: 0 });
+    assert!(m.peers[0].released);
+    assert!(
+        m.peers[1].recv.is_some(),
+        "the healthy peer is still starved"
+    );
+    m.step(Step::Deliver { conn: 1, n: 10 });
+    m.step(Step::Complete { conn: 1, part: 4 });
+    assert_eq!(m.peers[1].echoed.len(), 10);
+    m.finish();
+}
+
+/// The old-kernel path: the receive is cancelled at the cap and resumes at half of it.
+#[test]
+fn without_the_kernel_limit_the_receive_is_cancelled_at_the_cap_and_resumes() {
+    let mut m = Model::new(&[true], false, false);
+    while m.peers[0]
+        .recv
+        .as_ref()
+        .is_some_and(|r| !r.cancel_requested)
+    {
+        m.step(Step::Deliver { conn: 0, n: SIZE });
+    }
+    assert!(m.peers[0].session.unsent() >= m.shared.cap);
+    m.step(Step::CancelLands { conn: 0 });
+    assert!(m.peers[0].recv.is_none(), "re-armed above half the cap");
+    for _ in 0..CAP_BUFFERS {
+        m.step(Step::Complete { conn: 0, part: 4 });
+    }
+    assert!(m.peers[0].recv.is_some(), "not re-armed after draining");
+    m.finish();
+}
+
+/// The first receive of an idle connection is sent straight from the ring; a second one
+/// queued behind it is copied out, coalescing small messages into one spill buffer.
+#[test]
+fn pipelined_messages_coalesce_into_one_spill_buffer() {
+    let mut m = Model::new(&[true], true, false);
+    for _ in 0..3 {
+        m.step(Step::Deliver { conn: 0, n: 8 });
+    }
+    assert_eq!(m.shared.ring_held, 1);
+    assert_eq!(m.shared.spill_held, 1);
+    assert_eq!(m.peers[0].session.buffers(), 2);
+    m.step(Step::Complete { conn: 0, part: 4 });
+    m.step(Step::Complete { conn: 0, part: 4 });
+    assert_eq!(m.peers[0].echoed.len(), 24);
+    assert_eq!(m.peers[0].counted_recvs, 3);
+    m.finish();
+}
+
+/// A peer's FIN with echoes still queued: the connection closes as FIN once they are sent.
+#[test]
+fn a_fin_waits_for_the_queued_echoes() {
+    let mut m = Model::new(&[true], true, false);
+    m.step(Step::Deliver { conn: 0, n: 20 });
+    m.step(Step::PeerFin { conn: 0 });
+    assert!(!m.peers[0].released);
+    m.step(Step::Complete { conn: 0, part: 4 });
+    assert!(m.peers[0].released);
+    assert_eq!(m.peers[0].echoed.len(), 20);
+}
