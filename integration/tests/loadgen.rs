@@ -540,6 +540,35 @@ fn a_low_rate_open_loop_run_ends_with_its_window() {
     );
 }
 
+/// The default warm-up decides where the window opens — once latency settles, or at
+/// --warmup-max — and says which; the report's timeline holds every echo since the load
+/// began (not the probes), the measured ones among them.
+#[test]
+fn the_default_warm_up_decides_the_window_and_reports_its_timeline() {
+    let (addr, _) = std_echo_server(None);
+    let out = load(&[
+        "--addr",
+        &addr.to_string(),
+        "--connections",
+        "20",
+        "--duration",
+        "500ms",
+        "--warmup-max",
+        "1s",
+    ]);
+    let r = &out.report;
+    assert!(r.phases.warmup_settled.is_some(), "{:?}", r.phases);
+    assert!(r.phases.warmup_s <= 1.5, "{:?}", r.phases);
+    let in_timeline: u64 = r.timeline.iter().map(|i| i.messages).sum();
+    assert_eq!(
+        in_timeline,
+        r.messages_total - r.connects,
+        "probes excluded"
+    );
+    assert!(r.messages > 0 && r.messages <= in_timeline);
+    assert!(r.summary().contains("warm-up"), "{}", r.summary());
+}
+
 /// `merge` checks bytes and closes against the server's counter deltas, not receives: with
 /// `--pipeline` several messages share a receive, so receives and messages differ.
 #[test]

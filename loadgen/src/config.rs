@@ -186,9 +186,17 @@ pub struct RunConfig {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
 
-    /// Run this long before measuring; not counted (time-bound runs only).
-    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero, conflicts_with = "messages")]
-    pub warmup: Duration,
+    /// Load before the measured window, not counted (time-bound runs only): `auto` runs until
+    /// the per-interval latency percentiles stop moving (p50 within 1.5×, p99 within 2×
+    /// over three intervals of at least 200 echoes), at most --warmup-max; or a fixed time
+    /// (0s: measure from the start).
+    #[arg(long, default_value = "auto", value_parser = parse_warmup, value_name = "auto|DUR", conflicts_with = "messages")]
+    pub warmup: Warmup,
+
+    /// The longest `--warmup auto` waits for latency to settle; past it the window opens and
+    /// the report says it may hold a transient.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub warmup_max: Duration,
 
     /// Share of closes made with SO_LINGER=0 (RST), from 0 to 1.
     #[arg(long, default_value_t = 0.0, value_parser = parse_share, allow_hyphen_values = true)]
@@ -331,6 +339,24 @@ fn parse_payload(s: &str) -> Result<u32, String> {
     Ok(n)
 }
 
+/// How the measured window's start is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warmup {
+    /// Once latency has settled (or at `--warmup-max`).
+    Auto,
+    /// After a fixed time.
+    Fixed(Duration),
+}
+
+fn parse_warmup(s: &str) -> Result<Warmup, String> {
+    match s {
+        "auto" => Ok(Warmup::Auto),
+        _ => parse_duration_or_zero(s)
+            .map(Warmup::Fixed)
+            .map_err(|e| format!("{e}, or auto")),
+    }
+}
+
 fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 10s, 2m)"))
 }
@@ -434,6 +460,8 @@ mod tests {
             &["--connect-rate", "0"],
             &["--arrivals", "bogus"],
             &["--start-at", "tomorrow"],
+            &["--warmup", "soon"],
+            &["--warmup", "2s", "--messages", "5"],
         ] {
             assert!(parse(args).is_err(), "{args:?} accepted");
         }
@@ -447,6 +475,10 @@ mod tests {
         assert_eq!(cli.run.measure_for(), Some(Duration::from_secs(10)));
         assert_eq!(cli.run.pipeline, 1);
         assert_eq!(cli.run.arrivals, crate::pace::Arrivals::Poisson);
+        assert_eq!(cli.run.warmup, Warmup::Auto);
+        assert_eq!(cli.run.warmup_max, Duration::from_secs(5));
+        let fixed = parse(&["--warmup", "0s"]).unwrap().run.warmup;
+        assert_eq!(fixed, Warmup::Fixed(Duration::ZERO));
         let t = parse(&["--start-at", "1795600000"]).unwrap().run.start_at;
         let u = parse(&["--start-at", "2026-11-25T09:46:40Z"])
             .unwrap()

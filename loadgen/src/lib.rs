@@ -13,6 +13,7 @@ pub mod plot;
 pub mod profile;
 pub mod report;
 pub mod run;
+pub mod settle;
 pub mod sweep;
 pub mod sys;
 pub mod witness;
@@ -30,7 +31,7 @@ use hdrhistogram::Histogram;
 
 use config::{Cli, Command, RunConfig};
 use report::{Closes, Cpu, Percentiles, Phases, Report, StartAt};
-use run::{Clock, Plan, Progress, Tally};
+use run::{Plan, Progress, Tally};
 use sys::CpuTime;
 use witness::{KernelCounters, ProcSample, ServerCloses, ServerCost, SyscallCounter};
 
@@ -126,10 +127,14 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         connect_rate: cfg.connect_rate,
         io_timeout: cfg.io_timeout,
         source_addrs,
-        warmup: if measure_for.is_some() {
-            cfg.warmup
-        } else {
-            Duration::ZERO
+        board: match (measure_for, cfg.warmup) {
+            (Some(_), config::Warmup::Auto) => settle::Board::new(threads),
+            (Some(_), config::Warmup::Fixed(d)) => settle::Board::fixed(threads, d),
+            (None, _) => settle::Board::fixed(threads, Duration::ZERO),
+        },
+        warmup_cap: match cfg.warmup {
+            config::Warmup::Auto => cfg.warmup_max,
+            config::Warmup::Fixed(d) => d,
         },
         measure_for,
         start_at: cfg.start_at,
@@ -195,11 +200,14 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
             cfg.addr
         )));
     };
-    let elapsed = match clock.end {
-        Some(end) => end
-            .min(finished)
-            .saturating_duration_since(clock.measure_from),
-        None => finished.saturating_duration_since(clock.measure_from),
+    // A run that ended before its warm-up decided (every connection failed) measured nothing.
+    let measured = plan.measured().unwrap_or(run::Measured {
+        from: finished,
+        end: None,
+    });
+    let elapsed = match measured.end {
+        Some(end) => end.min(finished).saturating_duration_since(measured.from),
+        None => finished.saturating_duration_since(measured.from),
     }
     .as_secs_f64();
     let (server_closes, server_agrees) = match (&cfg.server_metrics, server_before) {
@@ -266,9 +274,17 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
         loadgen_late_us: Percentiles::of(&tally.late),
         phases: Phases {
             connect_s: clock.connect_s,
-            warmup_s: clock.measure_from.duration_since(clock.begin).as_secs_f64(),
+            warmup_s: measured
+                .from
+                .saturating_duration_since(clock.begin)
+                .as_secs_f64(),
             measure_s: elapsed,
+            warmup_settled: match (cfg.warmup, measure_for) {
+                (config::Warmup::Auto, Some(_)) => plan.board.decision().map(|d| d.settled),
+                _ => None,
+            },
         },
+        timeline: plan.board.timeline(),
         start_at: cfg.start_at.map(|at| StartAt {
             unix_s: at
                 .duration_since(std::time::UNIX_EPOCH)
@@ -420,14 +436,12 @@ fn watch_until_done(
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(2));
         let now = Instant::now();
-        if let Some(Clock {
-            measure_from, end, ..
-        }) = plan.clock.get().copied()
-        {
-            if now >= measure_from {
+        plan.judge_warmup(now);
+        if let Some(m) = plan.measured() {
+            if now >= m.from {
                 window.open();
             }
-            if end.is_some_and(|end| now >= end) {
+            if m.end.is_some_and(|end| now >= end) {
                 window.close();
             }
         }

@@ -79,6 +79,10 @@ pub struct Phases {
     pub warmup_s: f64,
     /// The measured window.
     pub measure_s: f64,
+    /// `--warmup auto`: whether latency had settled when the window opened (false: the cap
+    /// opened it, and the window may hold a transient). Absent for a fixed warm-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_settled: Option<bool>,
 }
 
 /// The loadgen's own CPU over the run, so a reader can tell whether it was the bottleneck.
@@ -173,6 +177,11 @@ pub struct Report {
     /// How long each phase took.
     #[serde(default)]
     pub phases: Phases,
+    /// Every echo since the load began (warm-up and window), in intervals of at least 200:
+    /// latency p50/p99, service time p99 and the loadgen's own lateness p99, so a transient
+    /// can be told apart as the server's (service time) or the loadgen's (lateness).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<crate::settle::Interval>,
     /// `--start-at`, as Unix seconds, and how late past it the load began (0: on time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<StartAt>,
@@ -282,9 +291,14 @@ impl Report {
         let p = &self.phases;
         let _ = writeln!(
             s,
-            "  phases       connect {:.2} s  warm-up {:.2} s  measured {:.2} s{}",
+            "  phases       connect {:.2} s  warm-up {:.2} s{}  measured {:.2} s{}",
             p.connect_s,
             p.warmup_s,
+            match p.warmup_settled {
+                Some(true) => " (latency settled)",
+                Some(false) => " (latency had not settled: the window may hold a transient)",
+                None => "",
+            },
             p.measure_s,
             self.start_at
                 .map(|a| format!("  (start-at {:.3}, {:.3} s late)", a.unix_s, a.late_s))

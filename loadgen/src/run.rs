@@ -49,10 +49,6 @@ pub const PROBE_SEQ: u64 = u64::MAX;
 pub struct Clock {
     /// When the load began (the barrier, or `--start-at` if later).
     pub begin: Instant,
-    /// Echoes completing from here on are measured (after the warm-up).
-    pub measure_from: Instant,
-    /// Time-bound runs stop sending here.
-    pub end: Option<Instant>,
     /// How long the connect phase took, to the barrier.
     pub connect_s: f64,
     /// How far past `--start-at` the barrier fell (0 if before, or no `--start-at`).
@@ -93,8 +89,11 @@ pub struct Plan {
     pub io_timeout: Duration,
     /// Local addresses to connect from, by slot; empty: the kernel chooses.
     pub source_addrs: Vec<IpAddr>,
-    /// Unmeasured load after the barrier.
-    pub warmup: Duration,
+    /// Where the warm-up's slices meet and the window's start is decided (at once for a
+    /// fixed `--warmup`, once latency settles for `--warmup auto`).
+    pub board: crate::settle::Board,
+    /// The longest the warm-up may last (`--warmup-max`; the fixed warm-up itself).
+    pub warmup_cap: Duration,
     /// Measured window in a time-bound run.
     pub measure_for: Option<Duration>,
     /// Wall-clock time the load may begin at, at the earliest.
@@ -142,11 +141,8 @@ impl Plan {
                 Err(late) => start_late_s = late.duration().as_secs_f64(),
             }
         }
-        let measure_from = begin + self.warmup;
         let _ = self.clock.set(Clock {
             begin,
-            measure_from,
-            end: self.measure_for.map(|d| measure_from + d),
             connect_s: now.duration_since(self.connect_from).as_secs_f64(),
             start_late_s,
         });
@@ -155,6 +151,34 @@ impl Plan {
     fn clock(&self) -> Clock {
         *self.clock.get().expect("the clock is set at the barrier")
     }
+
+    /// The measured window, once the clock is set and the warm-up has decided its start.
+    pub fn measured(&self) -> Option<Measured> {
+        let begin = self.clock.get()?.begin;
+        let from = begin + self.board.window_from()?;
+        Some(Measured {
+            from,
+            end: self.measure_for.map(|d| from + d),
+        })
+    }
+
+    /// Lets the warm-up judge the slices reported so far (called every few milliseconds by
+    /// the run's watcher); opens the window at the cap whatever they say.
+    pub fn judge_warmup(&self, now: Instant) {
+        if let Some(c) = self.clock.get() {
+            self.board
+                .judge(now.saturating_duration_since(c.begin), self.warmup_cap);
+        }
+    }
+}
+
+/// The measured window, once the warm-up has decided where it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    /// Echoes completing from here on are measured.
+    pub from: Instant,
+    /// Time-bound runs stop sending here.
+    pub end: Option<Instant>,
 }
 
 /// One thread's results, merged into the run's report.
@@ -198,6 +222,8 @@ pub struct Tally {
     pub open: u64,
     /// Seconds the pacer spun towards deadlines inside the measured window.
     pub spin_s: f64,
+    /// Every echo since the load began, in short slices, for the warm-up's judgement.
+    pub timeline: crate::settle::Timeline,
 }
 
 impl Default for Tally {
@@ -221,6 +247,7 @@ impl Default for Tally {
             all_bytes: 0,
             open: 0,
             spin_s: 0.0,
+            timeline: Default::default(),
         }
     }
 }
@@ -389,9 +416,17 @@ struct Slot {
     schedule: RefCell<Option<Schedule>>,
     /// The slot's notifier for the pacer.
     wake: Rc<Notify>,
+    /// The thread's notifier for the end of the window: wakes slots sleeping far ahead (their
+    /// next message fell after it), so the run ends on time. Not at the warm-up's decision:
+    /// thousands of wake-ups there would land in the window's first milliseconds.
+    window_over: Rc<Notify>,
     /// Messages sent on this slot so far, across its connections.
     sent: u64,
 }
+
+/// A wait longer than this, while the window's end is not yet known, is slept in a way the
+/// warm-up's decision can cut short (the pacer's waits cannot be cancelled).
+const FAR: Duration = Duration::from_millis(50);
 
 impl Slot {
     fn done(&self) -> bool {
@@ -400,26 +435,36 @@ impl Slot {
 
     /// Whether the slot is done once `sent` messages have gone.
     fn done_at(&self, sent: u64) -> bool {
-        match (self.plan.messages, self.clock.end) {
+        match (self.plan.messages, self.plan.measure_for) {
             (Some(n), _) => sent >= n,
-            (None, Some(end)) => Instant::now() >= end || self.due_after_end(),
+            (None, Some(d)) => match self.plan.measured().and_then(|m| m.end) {
+                Some(end) => Instant::now() >= end || self.due_after_end(end),
+                // The watcher opens the window by the cap; past cap + window, stop anyway.
+                None => Instant::now() >= self.clock.begin + self.plan.warmup_cap + d,
+            },
             (None, None) => true,
         }
     }
 
     /// Open loop: the next message is due after the window, so it would never be measured
     /// (at a low rate per connection it can be many seconds away): the slot is done.
-    fn due_after_end(&self) -> bool {
-        match (self.schedule.borrow().as_ref(), self.clock.end) {
-            (Some(s), Some(end)) => s.peek() >= end,
-            _ => false,
-        }
+    fn due_after_end(&self, end: Instant) -> bool {
+        self.schedule
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| s.peek() >= end)
     }
 
     fn measured(&self, now: Instant) -> bool {
-        match self.clock.end {
-            Some(end) => now >= self.clock.measure_from && now < end,
-            None => true,
+        if self.plan.measure_for.is_none() {
+            return true;
+        }
+        match self.plan.measured() {
+            Some(Measured {
+                from,
+                end: Some(end),
+            }) => now >= from && now < end,
+            _ => false,
         }
     }
 
@@ -430,6 +475,13 @@ impl Slot {
         }
         loop {
             let ending = self.converse(&stream).await;
+            let last = !matches!(ending, Ending::Ours) || self.done();
+            if last && matches!(ending, Ending::Ours) {
+                // A slot whose next message falls after the window is done early (at a low
+                // rate per connection, at the very start): its close waits for the window to
+                // end, so a burst of closes never lands in the measured latency.
+                self.until_window_end().await;
+            }
             {
                 let mut t = self.tally.borrow_mut();
                 t.open -= 1;
@@ -438,7 +490,7 @@ impl Slot {
                 }
             }
             drop(stream);
-            if !matches!(ending, Ending::Ours) || self.done() {
+            if last {
                 return;
             }
             // Churn: the next connection. Its connect is timed into the connect histogram.
@@ -446,6 +498,20 @@ impl Slot {
                 Some(s) => s,
                 None => return,
             };
+        }
+    }
+
+    /// Waits for the end of a time-bound run's window (once the warm-up has decided it).
+    async fn until_window_end(&self) {
+        if self.plan.measure_for.is_none() {
+            return;
+        }
+        loop {
+            if let Some(end) = self.plan.measured().and_then(|m| m.end) {
+                tokio::time::sleep_until(end.into()).await;
+                return;
+            }
+            tokio::time::sleep(FAR).await;
         }
     }
 
@@ -496,9 +562,19 @@ impl Slot {
                 }
                 // Open loop: wait for the message's time. One due while the connection was
                 // being (re)opened counts from when it could first be sent.
-                let intended = match (&this.pacer, this.schedule_take()) {
+                let intended = match (&this.pacer, this.schedule_peek()) {
                     (Some(p), Some(at)) => {
                         let at = at.max(opened);
+                        if this.window_undecided() && at > Instant::now() + FAR {
+                            // Far off, and whether it falls in the window is not known yet:
+                            // sleep towards it (or to the window's end), then look again.
+                            tokio::select! {
+                                _ = tokio::time::sleep_until((at - FAR).into()) => {}
+                                _ = this.window_over.notified() => {}
+                            }
+                            continue;
+                        }
+                        this.schedule_take();
                         p.until(at, &this.wake).await;
                         Some(at)
                     }
@@ -600,8 +676,16 @@ impl Slot {
                     used += size;
                     t.all_messages += 1;
                     t.all_bytes += size as u64;
+                    let us = |d: Duration| d.as_micros() as u64;
+                    t.timeline.record(
+                        now.saturating_duration_since(this.clock.begin),
+                        us(now.duration_since(front.intended.unwrap_or(front.sent))),
+                        us(now.duration_since(front.sent)),
+                        front
+                            .intended
+                            .map(|_| us(front.sent.saturating_duration_since(front.ready))),
+                    );
                     if this.measured(now) {
-                        let us = |d: Duration| d.as_micros() as u64;
                         let from = front.intended.unwrap_or(front.sent);
                         t.latency.saturating_record(us(now.duration_since(from)));
                         t.service
@@ -658,6 +742,15 @@ impl Slot {
     /// The next open-loop send time, if the run is open loop.
     fn schedule_take(&self) -> Option<Instant> {
         self.schedule.borrow_mut().as_mut().map(Schedule::take)
+    }
+
+    fn schedule_peek(&self) -> Option<Instant> {
+        self.schedule.borrow().as_ref().map(Schedule::peek)
+    }
+
+    /// A time-bound run whose warm-up has not yet decided where the window starts.
+    fn window_undecided(&self) -> bool {
+        self.plan.measure_for.is_some() && self.plan.measured().is_none()
     }
 }
 
@@ -755,9 +848,8 @@ pub fn run_thread(
     let rt = rt?;
     let clock = plan.clock();
     let pacer = plan.rate.map(|_| Pacer::new(plan.pacer));
-    if let Some(p) = &pacer {
-        p.count_spin_within(clock.measure_from, clock.end);
-    }
+    let window_over = Rc::new(Notify::new());
+    let (mut window_known, mut window_ended) = (false, false);
     local.block_on(&rt, async {
         let mut tasks = tokio::task::JoinSet::new();
         let pacer_task = pacer.clone().map(|p| tokio::task::spawn_local(p.run()));
@@ -783,17 +875,41 @@ pub fn run_thread(
                 pacer: pacer.clone(),
                 schedule: RefCell::new(schedule),
                 wake: Rc::new(Notify::new()),
+                window_over: window_over.clone(),
                 sent: 0,
             };
             let abort = tasks.spawn_local(slot.run(stream));
             watched.push((busy, abort));
         }
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Every 50 ms: hand finished slices to the warm-up's board; every 250 ms: look for
+        // stuck echoes and publish progress.
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 done = tasks.join_next() => if done.is_none() { break },
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    ticks += 1;
+                    tally
+                        .borrow_mut()
+                        .timeline
+                        .report(now.saturating_duration_since(clock.begin), &plan.board);
+                    if let Some(m) = plan.measured() {
+                        if !window_known {
+                            window_known = true;
+                            if let Some(p) = &pacer {
+                                p.count_spin_within(m.from, m.end);
+                            }
+                        }
+                        if !window_ended && m.end.is_some_and(|end| now >= end) {
+                            window_ended = true;
+                            window_over.notify_waiters();
+                        }
+                    }
+                    if ticks % 5 != 0 {
+                        continue;
+                    }
                     for (busy, abort) in &watched {
                         if busy.get().is_some_and(|t| now.duration_since(t) > plan.io_timeout) {
                             busy.set(None);
@@ -814,6 +930,7 @@ pub fn run_thread(
             t.abort();
         }
     });
+    tally.borrow_mut().timeline.finish(&plan.board);
     let mut t = tally.borrow().clone();
     t.spin_s = pacer.map_or(0.0, |p| p.spin_s());
     progress.sent.store(t.sent, Ordering::Relaxed);
@@ -892,7 +1009,8 @@ mod tests {
             connect_rate: 1000.0,
             io_timeout: Duration::from_secs(1),
             source_addrs: vec![],
-            warmup: Duration::ZERO,
+            board: crate::settle::Board::fixed(1, Duration::ZERO),
+            warmup_cap: Duration::ZERO,
             measure_for: None,
             start_at: None,
             seed: 1,
@@ -921,12 +1039,13 @@ mod tests {
     #[test]
     fn the_clock_starts_at_the_barrier_or_at_start_at() {
         let mut p = plan(0.0);
-        p.warmup = Duration::from_secs(2);
+        p.board = crate::settle::Board::fixed(1, Duration::from_secs(2));
         p.measure_for = Some(Duration::from_secs(3));
         p.set_clock();
         let c = p.clock();
-        assert_eq!(c.measure_from - c.begin, Duration::from_secs(2));
-        assert_eq!(c.end.unwrap() - c.measure_from, Duration::from_secs(3));
+        let m = p.measured().expect("a fixed warm-up decides at once");
+        assert_eq!(m.from - c.begin, Duration::from_secs(2));
+        assert_eq!(m.end.unwrap() - m.from, Duration::from_secs(3));
         assert_eq!(c.start_late_s, 0.0);
 
         let mut p = plan(0.0);
