@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod metric;
 pub mod procfs;
 
 use std::io::{self, IsTerminal};

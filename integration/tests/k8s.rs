@@ -70,11 +70,12 @@ fn scrape(ns: &str) -> String {
 }
 
 fn active(metrics: &str) -> u64 {
+    use ringecho_common::metric::CONNECTIONS_ACTIVE;
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("ringecho_connections_active "))
+        .find_map(|l| l.strip_prefix(CONNECTIONS_ACTIVE)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect("ringecho_connections_active")
+        .expect(CONNECTIONS_ACTIVE)
 }
 
 /// `/etc/netns/NS/hosts`, which `ip netns exec NS` mounts over /etc/hosts: the cluster DNS

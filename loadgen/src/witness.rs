@@ -2,13 +2,13 @@
 //! from its Prometheus endpoint) and the kernel's TCP counters.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io;
 use std::time::Duration;
 
+use ringecho_common::metric;
 use serde::{Deserialize, Serialize};
 
-/// The server's close counters, from `ringecho_closes_total{how=...}`.
+/// The server's close counters, from `ringecho_closes_total{how=...}` ([`metric::CLOSES`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerCloses {
     /// Peer FIN closes.
@@ -38,68 +38,62 @@ impl ServerCloses {
     }
 }
 
-/// Fetches `url` (http://HOST:PORT/PATH) with a plain HTTP/1.0 GET and returns the body.
+/// Fetches `url` (http://HOST:PORT/PATH) and returns the body; any status but 2xx is an
+/// error naming it.
 pub fn http_get(url: &str, timeout: Duration) -> io::Result<String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("'{url}' is not an http:// URL"),
-        )
-    })?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/"), |(h, _)| (h, &rest[h.len()..]));
-    let addr = host.to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cannot resolve '{host}'"),
-        )
-    })?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        let status = head.lines().next().unwrap_or_default();
-        return Err(io::Error::other(format!("{url} answered '{status}'")));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| io::Error::other(format!("{url}: {e}")))?;
+    resp.body_mut()
+        .read_to_string()
+        .map_err(|e| io::Error::other(format!("{url}: {e}")))
+}
+
+/// The samples of a Prometheus text exposition.
+fn samples(text: &str) -> io::Result<Vec<prometheus_parse::Sample>> {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    Ok(prometheus_parse::Scrape::parse(lines)?.samples)
+}
+
+/// A sample's value, whatever its type line said.
+fn value_of(s: &prometheus_parse::Sample) -> Option<f64> {
+    match s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => Some(v),
+        _ => None,
     }
-    Ok(body.to_string())
 }
 
 /// Reads the close counters out of a Prometheus text exposition.
 pub fn parse_closes(text: &str) -> io::Result<ServerCloses> {
+    let name = metric::total(metric::CLOSES);
     let mut c = ServerCloses::default();
     let mut seen = false;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("ringecho_closes_total{how=\"") else {
-            continue;
-        };
-        let Some((how, value)) = rest.split_once("\"} ") else {
-            continue;
-        };
-        let v: u64 = value.trim().parse().map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad value in '{line}'"))
-        })?;
+    for s in samples(text)?.iter().filter(|s| s.metric == name) {
+        let v = value_of(s).ok_or_else(|| bad_data(format!("{name} is not a number")))? as u64;
         seen = true;
-        match how {
-            "fin" => c.fin = v,
-            "rst" => c.rst = v,
-            "error" => c.error = v,
-            "server" => c.server = v,
+        match s.labels.get(metric::HOW) {
+            Some("fin") => c.fin = v,
+            Some("rst") => c.rst = v,
+            Some("error") => c.error = v,
+            Some("server") => c.server = v,
             _ => {}
         }
     }
     if !seen {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no ringecho_closes_total in the metrics",
-        ));
+        return Err(bad_data(format!("no {name} in the metrics")));
     }
     Ok(c)
+}
+
+fn bad_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 /// The server's echo totals, from `ringecho_bytes_echoed_total` and
@@ -117,24 +111,26 @@ pub struct ServerTotals {
 
 /// Reads the echo totals out of a Prometheus text exposition.
 pub fn parse_totals(text: &str) -> io::Result<ServerTotals> {
-    let receives = metric_value(text, "ringecho_receives_echoed_total")
-        .or_else(|_| metric_value(text, "ringecho_messages_echoed_total"))?;
+    let receives = metric_value(text, &metric::total(metric::RECEIVES_ECHOED), None)
+        .or_else(|_| metric_value(text, &metric::total(metric::MESSAGES_ECHOED), None))?;
     Ok(ServerTotals {
         receives: receives as u64,
-        bytes: metric_value(text, "ringecho_bytes_echoed_total")? as u64,
+        bytes: metric_value(text, &metric::total(metric::BYTES_ECHOED), None)? as u64,
     })
 }
 
-/// The value of the sample `name` (with its labels, e.g. `x{mode="user"}`) in a Prometheus
-/// text exposition.
-fn metric_value(text: &str, name: &str) -> io::Result<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+/// The value of sample `name` in a Prometheus text exposition; with `label`, the sample
+/// carrying that label with that value.
+fn metric_value(text: &str, name: &str, label: Option<(&str, &str)>) -> io::Result<f64> {
+    samples(text)?
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| label.map_or(true, |(k, v)| s.labels.get(k) == Some(v)))
+        .and_then(value_of)
         .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the server's metrics have no {name}: is it ringecho-server?"),
-            )
+            bad_data(format!(
+                "the server's metrics have no {name}: is it ringecho-server?"
+            ))
         })
 }
 
@@ -280,11 +276,17 @@ pub use ringecho_common::procfs::ProcSample;
 /// `ringecho_process_cpu_seconds_total{mode}`): what `--server-pid` reads from /proc, for a
 /// server on another host. Context switches are not exported, so they read as zero.
 pub fn parse_process(text: &str) -> io::Result<ProcSample> {
-    let value = |name: &str| metric_value(text, name);
-    let rss_kb = (value("process_resident_memory_bytes")? / 1024.0) as u64;
+    let cpu = |mode: &str| {
+        metric_value(
+            text,
+            metric::PROCESS_CPU_SECONDS_TOTAL,
+            Some(("mode", mode)),
+        )
+    };
+    let rss_kb = (metric_value(text, "process_resident_memory_bytes", None)? / 1024.0) as u64;
     Ok(ProcSample {
-        user_s: value("ringecho_process_cpu_seconds_total{mode=\"user\"}")?,
-        sys_s: value("ringecho_process_cpu_seconds_total{mode=\"system\"}")?,
+        user_s: cpu("user")?,
+        sys_s: cpu("system")?,
         ctx_switches: 0,
         rss_kb,
         peak_rss_kb: rss_kb,

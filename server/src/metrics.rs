@@ -12,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use ringecho_common::metric;
+
 use crate::stats::{Snapshot, Stats};
 
 /// Renders a snapshot in the Prometheus text format.
@@ -26,41 +28,37 @@ pub fn render(s: &Snapshot) -> String {
         c
     };
     reg.register(
-        "ringecho_connections_accepted",
+        metric::CONNECTIONS_ACCEPTED,
         "Connections accepted (including those rejected by --max-conns)",
         counter(s.accepted),
     );
     reg.register(
-        "ringecho_connections_rejected",
+        metric::CONNECTIONS_REJECTED,
         "Connections closed at once because --max-conns were open",
         counter(s.rejected),
     );
     let active: Gauge = Gauge::default();
     active.set(s.active() as i64);
+    reg.register(metric::CONNECTIONS_ACTIVE, "Connections open now", active);
     reg.register(
-        "ringecho_connections_active",
-        "Connections open now",
-        active,
-    );
-    reg.register(
-        "ringecho_bytes_echoed",
+        metric::BYTES_ECHOED,
         "Bytes sent back to peers",
         counter(s.bytes_echoed),
     );
     reg.register(
-        "ringecho_receives_echoed",
+        metric::RECEIVES_ECHOED,
         "Receives whose bytes were sent back in full; an echo server has no framing, so a \
          receive may hold part of a message or several",
         counter(s.recvs),
     );
     reg.register(
-        "ringecho_messages_echoed",
+        metric::MESSAGES_ECHOED,
         "The same count as ringecho_receives_echoed_total (receives, not messages), kept \
          under its first name for existing readers",
         counter(s.recvs),
     );
     reg.register(
-        "ringecho_accept_errors",
+        metric::ACCEPT_ERRORS,
         "Accept calls that failed (EMFILE and the like)",
         counter(s.accept_errors),
     );
@@ -72,11 +70,11 @@ pub fn render(s: &Snapshot) -> String {
         ("server", s.server),
     ] {
         closes
-            .get_or_create(&vec![("how".into(), how.into())])
+            .get_or_create(&vec![(metric::HOW.into(), how.into())])
             .inc_by(v);
     }
     reg.register(
-        "ringecho_closes",
+        metric::CLOSES,
         "Connection closes by how they ended: peer fin, peer rst, error, or by the server",
         closes,
     );
@@ -87,7 +85,7 @@ pub fn render(s: &Snapshot) -> String {
             .inc_by(*v);
     }
     reg.register(
-        "ringecho_connection_errors",
+        metric::CONNECTION_ERRORS,
         "Connections that ended in an error, by error kind",
         errors,
     );
@@ -100,7 +98,7 @@ pub fn render(s: &Snapshot) -> String {
             .set(v as i64);
     }
     reg.register(
-        "ringecho_buffers_held",
+        metric::BUFFERS_HELD,
         "Buffers connections hold with bytes not yet echoed (multishot): from the ring, or copied out",
         held,
     );
@@ -129,7 +127,7 @@ pub fn render_process() -> String {
             &[(String::new(), p.user_s + p.sys_s)],
         );
         put(
-            "ringecho_process_cpu_seconds_total",
+            metric::PROCESS_CPU_SECONDS_TOTAL,
             "counter",
             "CPU time spent in seconds, by mode.",
             &[
