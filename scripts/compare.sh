@@ -111,7 +111,7 @@ done
 [ ${#servers[@]} -gt 0 ] || { echo "compare.sh: nothing to compare (no --backends, no --server)" >&2; exit 2; }
 
 echo "compare.sh: building release binaries" >&2
-cargo build --release --quiet -p ringecho-server -p ringecho-loadgen
+cargo build --release --quiet -p ringecho-server -p ringecho-loadgen -p ringecho-perf
 bin=target/release
 
 # Half the cores for the server, the other half for the loadgen.
@@ -143,7 +143,7 @@ cat "$out/machine.txt" >&2
 cap_dir="" cap_error=""
 if [[ ",$scenarios," == *,cap* ]]; then
   period=5000
-  quota=$(python3 -c "import sys; print(max(1000, int(float(sys.argv[1]) * int(sys.argv[2]) * int(sys.argv[3]))))" "$cap" "$period" "$server_threads")
+  quota=$(awk -v c="$cap" -v p="$period" -v t="$server_threads" 'BEGIN { q = int(c * p * t); print (q < 1000 ? 1000 : q) }')
   if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null \
       && mkdir -p /sys/fs/cgroup/ringecho-cap-$$ 2>/dev/null \
       && echo "$quota $period" >/sys/fs/cgroup/ringecho-cap-$$/cpu.max 2>/dev/null; then
@@ -170,14 +170,13 @@ failed=0
 # failed_row LOG SCENARIO SERVER ROUND WHY: a JSON row saying why there are no figures.
 failed_row() {
   failed=1
-  python3 -c 'import json,sys; json.dump({"failure": sys.argv[5], "tags": {"scenario": sys.argv[2], "backend": sys.argv[3], "round": sys.argv[4]}}, open(sys.argv[1], "w"))' \
-    "$1.json" "$2" "$3" "$4" "$5"
+  "$bin/ringecho-perf" failed "$1.json" "$2" "$3" "$4" "$5"
   echo "compare.sh: $3 in $2 round $4 FAILED: $5" >&2
 }
 
 # A free TCP port on loopback for an external server.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  "$bin/ringecho-perf" free-port
 }
 
 # start_server SERVER LOG: starts it pinned to the server cores; sets server_pid, addr and murl
@@ -341,7 +340,7 @@ done
 baseline=epoll
 [[ " ${servers[*]} " == *" epoll "* ]] || baseline=${servers[0]}
 if [ ${#reports[@]} -gt 0 ]; then
-  "$bin/ringecho-loadgen" compare --baseline "$baseline" --json "$out/summary.json" "${reports[@]}" \
+  "$bin/ringecho-perf" summarise --baseline "$baseline" --json "$out/summary.json" "${reports[@]}" \
     | tee "$out/table.txt" || failed=1
 fi
 
@@ -395,7 +394,7 @@ sweeps=()
 for srv in "${servers[@]}"; do [ -s "$out/sweep-$srv.json" ] && sweeps+=("$out/sweep-$srv.json"); done
 [ ${#sweeps[@]} -gt 0 ] && "$bin/ringecho-loadgen" plot-sweep --out "$out/latency-load.svg" \
   --title "latency against offered load ($(uname -r))" "${sweeps[@]}"
-python3 scripts/report.py "$out" "$baseline" "$plot_scenario"
+"$bin/ringecho-perf" report "$out" --baseline "$baseline" --plot-scenario "$plot_scenario"
 echo "compare.sh: results in $out (report.html, table.txt, summary.json, plots, one JSON per run)"
 if [ "$failed" = 1 ]; then
   echo "compare.sh: FAILED: at least one server or run failed (see the table)" >&2

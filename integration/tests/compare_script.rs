@@ -139,6 +139,14 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     ] {
         assert!(dom.contains(text), "the rendered page lacks {text:?}");
     }
+    // The answer comes first: the CPU chart and a sentence per scenario, before the table.
+    let chart = dom.find("Server CPU per echoed message, ×epoll");
+    let sentence = dom.find("used the least CPU per message");
+    let table = dom.find("Results (ratios to epoll");
+    assert!(
+        chart.is_some() && sentence.is_some() && chart < sentence && sentence < table,
+        "the page does not open with the chart and the sentences"
+    );
     let png = out.join("report.png");
     let shot = Command::new(browser)
         .args(common)

@@ -7,7 +7,7 @@ use crate::config::{self, Cli, Command, RunConfig};
 use crate::load::run_load;
 use crate::output::{write_file, write_json};
 use crate::report::{self, Report};
-use crate::{compare, plot, profile, sweep, witness, LoadError};
+use crate::{plot, profile, sweep, witness, LoadError};
 
 /// Runs the command line; the binary's whole logic.
 pub fn main_with(cli: Cli) -> ExitCode {
@@ -17,11 +17,6 @@ pub fn main_with(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         Some(Command::Merge(m)) => merge(&m),
-        Some(Command::Compare {
-            files,
-            baseline,
-            json,
-        }) => compare(&files, &baseline, json.as_deref()),
         Some(Command::Plot { out, title, hgrm }) => plot::plot_hgrm(&out, &title, &hgrm)
             .map_err(|e| LoadError(format!("cannot plot: {e}")))
             .map(|_| true),
@@ -183,29 +178,6 @@ fn plot_sweeps(out: &Path, title: &str, files: &[std::path::PathBuf]) -> Result<
     }
     sweep::plot(out, title, &sweeps).map_err(|e| LoadError(format!("cannot plot: {e}")))?;
     Ok(true)
-}
-
-fn compare(
-    files: &[std::path::PathBuf],
-    baseline: &str,
-    json: Option<&Path>,
-) -> Result<bool, LoadError> {
-    let mut reports = Vec::with_capacity(files.len());
-    for f in files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| LoadError(format!("cannot read {}: {e}", f.display())))?;
-        let r: Report = serde_json::from_str(&text)
-            .map_err(|e| LoadError(format!("{} is not a loadgen report: {e}", f.display())))?;
-        reports.push(r);
-    }
-    let rows = compare::summarise(&reports, baseline);
-    print!("{}", compare::table(&rows, baseline));
-    if let Some(p) = json {
-        write_file(p, "JSON", |w| {
-            serde_json::to_writer_pretty(&mut *w, &rows).map_err(std::io::Error::other)
-        })?;
-    }
-    Ok(reports.iter().all(Report::is_clean))
 }
 
 fn merge(m: &config::MergeArgs) -> Result<bool, LoadError> {

@@ -36,19 +36,6 @@ pub enum Command {
     /// Sums interval logs (--hist-log) from several loadgens into one report: histograms
     /// added, counts summed, checked against the server's counters and the expected hosts.
     Merge(MergeArgs),
-    /// Summarises tagged JSON reports (scenario=, backend=, round=) side by side, with ratios
-    /// to a baseline backend; exits non-zero if any run was not clean.
-    Compare {
-        /// JSON reports written with --json.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// The backend the ratios are taken against.
-        #[arg(long, default_value = "epoll")]
-        baseline: String,
-        /// Write the summary rows as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
     /// The latency–load curve: open-loop runs at rising rates (the run flags apply to each
     /// step) until the server or the loadgen saturates; a table, --json and --svg.
     Sweep(Box<SweepArgs>),

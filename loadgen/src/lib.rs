@@ -11,7 +11,6 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod compare;
 pub mod config;
 pub mod load;
 mod output;

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::report::Report;
+use ringecho_loadgen::report::Report;
 
 /// One backend in one scenario, summarised over its rounds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Row {
     /// Scenario tag.
     pub scenario: String,
@@ -134,7 +135,7 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
                 .filter(|r| r.failure.is_none())
                 .collect();
             let col = |f: &dyn Fn(&Report) -> f64| median(runs.iter().map(|r| f(r)).collect());
-            let server = |f: &dyn Fn(&crate::witness::ServerCost) -> f64| {
+            let server = |f: &dyn Fn(&ringecho_loadgen::witness::ServerCost) -> f64| {
                 median(
                     runs.iter()
                         .filter_map(|r| r.server.as_ref().map(f))
@@ -198,6 +199,41 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
     rows
 }
 
+/// Whether a row's runs can be trusted, said once for the table and the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What the table and the report show.
+    pub text: String,
+    /// How the report marks the row: `good`, `note` or `bad`.
+    pub class: &'static str,
+}
+
+/// The verdict on a row: failed, corrupted or erroring runs; no server counts to check; the
+/// server's FIN/RST counts against ours.
+pub fn verdict(r: &Row) -> Verdict {
+    let (text, class) = if let Some(why) = &r.failure {
+        (format!("FAILED: {why}"), "bad")
+    } else if r.mismatches > 0 || r.errors > 0 {
+        (
+            format!(
+                "FAILED: {} bytes corrupted, {} errors",
+                r.mismatches, r.errors
+            ),
+            "bad",
+        )
+    } else if !r.witnessed {
+        (
+            "— (the server reports no counts; kernel counters in the JSON)".into(),
+            "note",
+        )
+    } else if !r.server_agrees {
+        ("DISAGREE".into(), "bad")
+    } else {
+        ("agree".into(), "good")
+    };
+    Verdict { text, class }
+}
+
 /// The table printed by compare.sh.
 pub fn table(rows: &[Row], baseline: &str) -> String {
     let mut s = String::new();
@@ -243,18 +279,7 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
             let _ = writeln!(s, "{:<12} {:<9} FAILED: {why}", r.scenario, r.backend);
             continue;
         }
-        let verdict = if r.mismatches > 0 || r.errors > 0 {
-            format!(
-                "FAILED: {} bytes corrupted, {} errors",
-                r.mismatches, r.errors
-            )
-        } else if !r.witnessed {
-            "— (the server reports no counts; kernel counters in the JSON)".into()
-        } else if !r.server_agrees {
-            "DISAGREE".into()
-        } else {
-            "agree".into()
-        };
+        let verdict = verdict(r).text;
         let _ = writeln!(
             s,
             "{:<12} {:<9} {:>9.0} {:>6} {:>6.0} {:>6.0} {:>7.0} {:>7.0}  {:>6.2} {:>5.2} {:>5.2} {:>6} {:>15} {:>6} {:>7.1} {:>6.2} {:>3.0}% {:>3}  {}/{} {}",
@@ -297,7 +322,7 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::witness::ServerCost;
+    use ringecho_loadgen::witness::ServerCost;
 
     fn run(scenario: &str, backend: &str, round: &str, msgs: f64, cpu: f64) -> Report {
         Report {

@@ -1,0 +1,30 @@
+//! ringecho-perf: the comparison's side of the numbers. The loadgen measures one run and
+//! writes its JSON; this crate reads the runs compare.sh made, summarises them per scenario
+//! and server (medians over rounds, ratios to the baseline measured in the same rounds, and
+//! their spread), gives each row its verdict once, and writes the table and report.html.
+
+#![warn(missing_docs)]
+
+pub mod html;
+pub mod summary;
+
+use std::path::Path;
+
+use ringecho_loadgen::report::Report;
+
+/// Reads loadgen JSON reports, naming the file that cannot be read or is not one.
+pub fn read_reports(files: &[std::path::PathBuf]) -> Result<Vec<Report>, String> {
+    files
+        .iter()
+        .map(|f| {
+            let text = read(f)?;
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a loadgen report: {e}", f.display()))
+        })
+        .collect()
+}
+
+/// A file's text, or an error naming it.
+pub fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
