@@ -240,6 +240,8 @@ fn check_connected(cfg: &RunConfig, plan: &Plan, tally: &Tally) -> Result<Clock,
 
 /// The report: the tally's figures, the witnesses' second readings beside ours, the CPU
 /// over the window, and whether the loadgen may have limited the run.
+///
+/// Long because most of it is the report's struct literal, one field per line.
 fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outcome, LoadError> {
     let Ran {
         tally,

@@ -243,6 +243,9 @@ impl Report {
     }
 
     /// The human summary printed on stdout.
+    ///
+    /// Long because it is the report's layout: one `writeln!` per line a reader sees, in the
+    /// order they read it; split up, the layout would be scattered over functions.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let l = &self.latency_us;

@@ -911,6 +911,10 @@ fn is_peer_close(e: &io::Error) -> bool {
 
 /// Runs `slots` on the calling thread's own runtime, in the plan's phases, and returns their
 /// tally. Always reaches the barrier (twice), so one thread's failure cannot hang the rest.
+///
+/// Long because it is the thread's whole life in order — connect, barrier, one task per
+/// slot, the ticks that report slices and catch stuck echoes — over locals that every step
+/// shares; each step is a few lines.
 pub fn run_thread(
     thread: usize,
     slots: Vec<u32>,

@@ -64,7 +64,7 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> Result<String, S
     }
     let _ = write!(
         b,
-        "<h2>Latency percentiles ({}, round 1)</h2><p>Latency in µs at each percentile (the \
+        "<h2>Latency percentiles ({}, round 1)</h2><p>Latency in ms at each percentile (the \
          x axis), one line per server.</p>{}",
         e(plot_scenario),
         svg(&read(&format!("latency-{plot_scenario}.svg")))

@@ -90,6 +90,9 @@ fn tag<'a>(r: &'a Report, k: &str) -> &'a str {
 }
 
 /// Summarises `reports` per scenario and backend, with ratios to `baseline`.
+///
+/// Long because a row is many medians of the same rounds, each a line, and the ratios must
+/// pair each round with the baseline's same round.
 pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
     let mut groups: BTreeMap<(String, String), Vec<&Report>> = BTreeMap::new();
     let mut syscall_runs: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
@@ -234,77 +237,119 @@ pub fn verdict(r: &Row) -> Verdict {
     Verdict { text, class }
 }
 
-/// The table printed by compare.sh.
-pub fn table(rows: &[Row], baseline: &str) -> String {
-    let mut s = String::new();
+/// One column of the table: its header, width, side, and what a row shows in it. Header
+/// and cells are padded by the same width, so they cannot drift apart.
+struct Column {
+    name: String,
+    width: usize,
+    left: bool,
+    cell: fn(&Row) -> String,
+}
+
+fn col(name: &str, width: usize, left: bool, cell: fn(&Row) -> String) -> Column {
+    Column {
+        name: name.into(),
+        width,
+        left,
+        cell,
+    }
+}
+
+fn two(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |x| format!("{x:.2}"))
+}
+
+/// The table's columns, with `×baseline` for the ratio columns.
+fn columns(baseline: &str) -> Vec<Column> {
     let x = format!("×{baseline}");
-    let columns: [(&str, usize, bool); 19] = [
-        ("scenario", 12, true),
-        ("backend", 9, true),
-        ("msgs/s", 9, false),
-        (&x, 6, false),
-        ("p50µs", 6, false),
-        ("p99µs", 6, false),
-        ("p99.9µs", 7, false),
-        ("maxµs", 7, false),
-        (" srv µs", 7, false),
-        ("user", 5, false),
-        ("sys", 5, false),
-        (&x, 6, false),
-        ("spread", 15, false),
-        ("sysc", 6, false),
-        ("rss MiB", 7, false),
-        ("lg µs", 6, false),
-        ("lg%", 4, false),
-        ("lim", 3, false),
-        ("  fin/rst", 0, true),
-    ];
-    let header: Vec<String> = columns
+    vec![
+        col("scenario", 12, true, |r| r.scenario.clone()),
+        col("backend", 9, true, |r| r.backend.clone()),
+        col("msgs/s", 9, false, |r| format!("{:.0}", r.msgs_per_s)),
+        col(&x, 6, false, |r| two(r.msgs_ratio)),
+        col("p50µs", 6, false, |r| format!("{:.0}", r.p50_us)),
+        col("p99µs", 6, false, |r| format!("{:.0}", r.p99_us)),
+        col("p99.9µs", 7, false, |r| format!("{:.0}", r.p999_us)),
+        col("maxµs", 7, false, |r| format!("{:.0}", r.max_us)),
+        col("srv µs", 7, false, |r| {
+            format!("{:.2}", r.server_cpu_us_per_msg)
+        }),
+        col("user", 5, false, |r| {
+            format!("{:.2}", r.server_user_us_per_msg)
+        }),
+        col("sys", 5, false, |r| {
+            format!("{:.2}", r.server_sys_us_per_msg)
+        }),
+        col(&x, 6, false, |r| two(r.cpu_ratio)),
+        col("spread", 15, false, |r| {
+            r.cpu_ratio_spread
+                .map_or("-".to_string(), |(a, b)| format!("{a:.2}–{b:.2}"))
+        }),
+        col("sysc", 6, false, |r| two(r.server_syscalls_per_msg)),
+        col("rss MiB", 7, false, |r| format!("{:.1}", r.server_rss_mib)),
+        col("lg µs", 6, false, |r| {
+            format!("{:.2}", r.loadgen_us_per_msg)
+        }),
+        col("lg%", 4, false, |r| {
+            format!("{:.0}%", r.loadgen_utilisation * 100.0)
+        }),
+        col("lim", 3, false, |r| {
+            format!("{}/{}", r.loadgen_limited_rounds, r.rounds)
+        }),
+        col(" fin/rst", 0, true, |r| {
+            format!(" {}/{} {}", r.fin, r.rst, verdict(r).text)
+        }),
+    ]
+}
+
+fn pad(text: &str, width: usize, left: bool) -> String {
+    if left {
+        format!("{text:<width$}")
+    } else {
+        format!("{text:>width$}")
+    }
+}
+
+/// The table printed by compare.sh: a row per scenario and server, a failed run's reason in
+/// place of its figures, and a note when rows were loadgen-limited.
+pub fn table(rows: &[Row], baseline: &str) -> String {
+    let cols = columns(baseline);
+    let measured: Vec<&Row> = rows.iter().filter(|r| r.failure.is_none()).collect();
+    let cells: Vec<Vec<String>> = measured
         .iter()
-        .map(|&(name, w, left)| {
-            if left {
-                format!("{name:<w$}")
-            } else {
-                format!("{name:>w$}")
-            }
+        .map(|r| cols.iter().map(|c| (c.cell)(r)).collect())
+        .collect();
+    // Each column as wide as its header and its widest cell (a long server name widens its
+    // column instead of pushing the rest of its row out of line).
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .fold(c.width.max(c.name.chars().count()), usize::max)
         })
         .collect();
-    let _ = writeln!(s, "{}", header.join(" "));
+    let line = |texts: &[String]| {
+        let padded: Vec<String> = texts
+            .iter()
+            .zip(cols.iter().zip(&widths))
+            .map(|(t, (c, &w))| pad(t, w, c.left))
+            .collect();
+        padded.join(" ").trim_end().to_string() + "\n"
+    };
+    let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+    let mut s = line(&names);
+    let mut measured_cells = cells.into_iter();
     for r in rows {
-        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
-        let spread = r
-            .cpu_ratio_spread
-            .map_or("-".to_string(), |(a, b)| format!("{a:.2}–{b:.2}"));
-        if let Some(why) = &r.failure {
-            let _ = writeln!(s, "{:<12} {:<9} FAILED: {why}", r.scenario, r.backend);
-            continue;
+        match &r.failure {
+            Some(_) => {
+                let lead = [r.scenario.clone(), r.backend.clone()];
+                s += &format!("{} {}\n", line(&lead).trim_end(), verdict(r).text);
+            }
+            None => s += &line(&measured_cells.next().expect("one per measured row")),
         }
-        let verdict = verdict(r).text;
-        let _ = writeln!(
-            s,
-            "{:<12} {:<9} {:>9.0} {:>6} {:>6.0} {:>6.0} {:>7.0} {:>7.0}  {:>6.2} {:>5.2} {:>5.2} {:>6} {:>15} {:>6} {:>7.1} {:>6.2} {:>3.0}% {:>3}  {}/{} {}",
-            r.scenario,
-            r.backend,
-            r.msgs_per_s,
-            ratio(r.msgs_ratio),
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.max_us,
-            r.server_cpu_us_per_msg,
-            r.server_user_us_per_msg,
-            r.server_sys_us_per_msg,
-            ratio(r.cpu_ratio),
-            spread,
-            r.server_syscalls_per_msg.map_or("-".to_string(), |x| format!("{x:.2}")),
-            r.server_rss_mib,
-            r.loadgen_us_per_msg,
-            r.loadgen_utilisation * 100.0,
-            format!("{}/{}", r.loadgen_limited_rounds, r.rounds),
-            r.fin,
-            r.rst,
-            verdict,
-        );
     }
     let limited = rows.iter().filter(|r| r.loadgen_limited_rounds > 0).count();
     if limited > 0 {
@@ -371,5 +416,36 @@ mod tests {
         assert_eq!(ep.cpu_ratio, Some(1.0));
         assert!(table(&rows, "epoll").contains("multishot"));
         assert!(!table(&rows, "epoll").contains("saturated"));
+    }
+
+    #[test]
+    fn header_and_cells_line_up_and_a_failed_run_says_why() {
+        let mut reports = vec![
+            run("a", "epoll", "1", 100.0, 5.0),
+            run("a", "a-long-server-name", "1", 123_456.0, 4.0),
+        ];
+        reports.push(Report {
+            failure: Some("never listened".into()),
+            ..run("a", "gone", "1", 0.0, 0.0)
+        });
+        let rows = summarise(&reports, "epoll");
+        let text = table(&rows, "epoll");
+        let lines: Vec<&str> = text.lines().collect();
+        let end = |l: &str, col: &str| l.find(col).map(|i| l[..i + col.len()].chars().count());
+        let lim = end(lines[0], "lim").expect("a lim column");
+        let measured: Vec<&&str> = lines[1..]
+            .iter()
+            .filter(|l| l.contains("epoll ") || l.contains("a-long"))
+            .collect();
+        assert_eq!(measured.len(), 2, "{text}");
+        for l in measured {
+            let upto: String = l.chars().take(lim).collect();
+            assert!(
+                upto.ends_with("/1"),
+                "{l:?} does not end its lim column at {lim}"
+            );
+        }
+        let failed = lines.iter().find(|l| l.contains("gone")).unwrap();
+        assert!(failed.contains("FAILED: never listened"), "{failed}");
     }
 }

@@ -25,6 +25,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// Runs the server from parsed flags until SIGINT or SIGTERM; the binary's whole logic.
+///
+/// Long because it is the process's life in order (limits, signals, start, readiness,
+/// wait, drain), each step with its own message and exit code.
 pub fn run(config: Config) -> ExitCode {
     match listener::raise_nofile_limit() {
         Ok((old, new)) if old != new => {

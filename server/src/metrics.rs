@@ -19,7 +19,8 @@ use crate::stats::{Snapshot, Stats};
 /// Renders a snapshot in the Prometheus text format.
 ///
 /// The registry is built per scrape from a snapshot: the echo threads keep plain per-thread
-/// counters and never touch Prometheus types.
+/// counters and never touch Prometheus types. Long because it registers every metric, one
+/// after the other, with its help text.
 pub fn render(s: &Snapshot) -> String {
     let mut reg = Registry::default();
     let counter = |v: u64| {

@@ -131,6 +131,9 @@ fn probe_io_uring() -> Result<(), StartError> {
 }
 
 /// Binds the listeners and starts the worker threads.
+///
+/// Long because start-up is one sequence whose failures each need their own message and
+/// clean-up (bind, metrics, one thread per worker, waiting for every ring to be ready).
 pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     if config.backend != Backend::Epoll {
         probe_io_uring()?;

@@ -202,7 +202,8 @@ impl Model {
         self.check();
     }
 
-    /// Carries out one action; true if a ring buffer went back.
+    /// Carries out one action; true if a ring buffer went back. Long because it is the
+    /// model kernel's rule for every action, each with its own checks.
     fn execute(&mut self, conn: usize, action: Action, event: &Event) -> bool {
         let p = &mut self.peers[conn];
         assert!(!p.released, "{action:?} after release ({event:?})");
