@@ -625,6 +625,9 @@ fn shutdown_during_load() {
                 "300",
                 "--duration",
                 "10s",
+                // Measured from the start: the server goes away within the first second.
+                "--warmup",
+                "0s",
                 "--json",
             ])
             .arg(&json_path)

@@ -67,11 +67,21 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
         })?;
     }
     if r.messages == 0 {
-        return Err(LoadError(format!(
-            "no message was measured: the connect phase took {:.2} s and the window {:.2} s; \
-             check the server, or give a longer --duration",
-            r.phases.connect_s, r.phases.measure_s
-        )));
+        let closed_early = r.closes.server > 0 && r.closes.server as u32 >= r.connections;
+        return Err(LoadError(if closed_early && r.phases.measure_s == 0.0 {
+            format!(
+                "no message was measured: the server closed all {} connections during the \
+                 warm-up ({:.2} s), before the window opened; --warmup 0s measures from the \
+                 start",
+                r.closes.server, r.phases.warmup_s
+            )
+        } else {
+            format!(
+                "no message was measured: the connect phase took {:.2} s and the window {:.2} \
+                 s; check the server, or give a longer --duration",
+                r.phases.connect_s, r.phases.measure_s
+            )
+        }));
     }
     if r.loadgen_limited {
         eprintln!(

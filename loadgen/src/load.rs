@@ -135,12 +135,12 @@ fn plan(cfg: &RunConfig) -> Result<Plan, LoadError> {
         connect_rate: cfg.connect_rate,
         io_timeout: cfg.io_timeout,
         source_addrs,
-        board: match (measure_for, cfg.warmup) {
+        board: match (measure_for, effective_warmup(cfg)) {
             (Some(_), Warmup::Auto) => Board::new(threads),
             (Some(_), Warmup::Fixed(d)) => Board::fixed(threads, d),
             (None, _) => Board::fixed(threads, Duration::ZERO),
         },
-        warmup_cap: match cfg.warmup {
+        warmup_cap: match effective_warmup(cfg) {
             Warmup::Auto => cfg.warmup_max,
             Warmup::Fixed(d) => d,
         },
@@ -152,6 +152,16 @@ fn plan(cfg: &RunConfig) -> Result<Plan, LoadError> {
         clock: OnceLock::new(),
         close_tickets: AtomicU64::new(0),
     })
+}
+
+/// The warm-up this run uses: with `--start-at` (loadgens on several hosts merged into one
+/// report) every host must measure the same window, which a settle judged per host would
+/// not give, so `auto` means no warm-up there; give a fixed `--warmup` for one.
+fn effective_warmup(cfg: &RunConfig) -> Warmup {
+    match (cfg.warmup, cfg.start_at) {
+        (Warmup::Auto, Some(_)) => Warmup::Fixed(Duration::ZERO),
+        (w, _) => w,
+    }
 }
 
 /// Starts the threads (slot `s` goes to thread `s mod threads`), watches them to the end,
@@ -349,7 +359,7 @@ fn phases(cfg: &RunConfig, plan: &Plan, clock: &Clock, m: &Measured, elapsed: f6
         connect_s: clock.connect_s,
         warmup_s: m.from.saturating_duration_since(clock.begin).as_secs_f64(),
         measure_s: elapsed,
-        warmup_settled: match (cfg.warmup, plan.measure_for) {
+        warmup_settled: match (effective_warmup(cfg), plan.measure_for) {
             (Warmup::Auto, Some(_)) => plan.board.decision().map(|d| d.settled),
             _ => None,
         },

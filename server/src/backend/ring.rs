@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use io_uring::types::{
-    BufRingEntry, CancelBuilder, DestinationSlot, Fd, Fixed, SubmitArgs, Timespec,
+    BufRingEntry, CancelBuilder, DestinationSlot, Fd, Fixed, SubmitArgs, TimeoutFlags, Timespec,
 };
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
@@ -135,6 +135,8 @@ pub(crate) struct Ring {
     size: u32,
     tail: u16,
     taskrun: TaskRun,
+    /// The tick's period, where the kernel reads it (boxed: its address never moves).
+    tick: Box<Timespec>,
 }
 
 impl Ring {
@@ -177,6 +179,7 @@ impl Ring {
             size,
             tail: 0,
             taskrun,
+            tick: Box::new(Timespec::new()),
         };
         // SAFETY: `entries` holds `count` entries (a power of two, checked by the config) and
         // lives until after the ring is destroyed (field order), as registration requires.
@@ -378,8 +381,9 @@ impl Ring {
 
     /// Whether this kernel caps a multishot receive's total bytes (the SQE's `optlen`; a
     /// kernel without it fails such a receive with EINVAL): a receive limited to 8 bytes on
-    /// a socket pair holding 16 must end after exactly 8. Run before any connection is
-    /// admitted; it leaves the ring as it found it.
+    /// a socket pair holding 16 must end with its first completion (which takes all 16 in
+    /// one buffer: the limit ends the receive once reached, it does not shorten a receive).
+    /// Run before any connection is admitted; it leaves the ring as it found it.
     pub fn probe_recv_limit(&mut self) -> io::Result<bool> {
         const PROBE: u64 = u64::MAX;
         let (a, b) = std::os::unix::net::UnixStream::pair()?;
@@ -387,8 +391,7 @@ impl Ring {
         use std::os::fd::AsRawFd;
         (&b).write_all(&[0u8; 16])?;
         self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, PROBE)?;
-        let mut got = 0i64;
-        let mut supported = None;
+        let mut verdict = None;
         let mut cqes = Vec::new();
         for _ in 0..50 {
             self.submit_and_wait(Duration::from_millis(20))?;
@@ -400,25 +403,16 @@ impl Ring {
                 if let Some(bid) = buffer_id(flags) {
                     self.recycle_ring(bid);
                 }
-                if res < 0 {
-                    // EINVAL: the kernel does not know the field; the receive is over.
-                    supported = Some(false);
-                } else {
-                    got += i64::from(res);
-                    if got > 8 {
-                        supported = Some(false);
-                    }
-                    if !more(flags) {
-                        supported.get_or_insert(got == 8);
+                if verdict.is_none() {
+                    verdict = Some(res > 0 && !more(flags));
+                    if more(flags) {
+                        // Still armed: the limit was ignored. Cancel it and wait for its end.
+                        self.cancel(PROBE, PROBE - 1)?;
                     }
                 }
                 if !more(flags) {
-                    return Ok(supported.unwrap_or(false));
+                    return Ok(verdict.unwrap_or(false));
                 }
-            }
-            if supported == Some(false) {
-                // Still armed and ignoring the limit: cancel it and wait for its end.
-                self.cancel(PROBE, PROBE - 1)?;
             }
         }
         Err(io::Error::other(
@@ -473,6 +467,30 @@ impl Ring {
             }
             // Queue full: hand what is queued to the kernel and retry.
             self.uring.submit()?;
+        }
+    }
+
+    /// Queues a multishot timeout that completes every `every` (with MORE set) until removed:
+    /// the loop's tick as a completion, so waits need no timeout of their own (a timed wait
+    /// arms and cancels a timer on every call; this one is armed once). Kernels before 6.4
+    /// fail it with EINVAL.
+    pub fn tick_every(&mut self, every: Duration, user_data: u64) -> io::Result<()> {
+        self.tick = Box::new(Timespec::from(every));
+        let ts: *const Timespec = &*self.tick;
+        let sqe = opcode::Timeout::new(ts)
+            .count(0)
+            .flags(TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(user_data);
+        self.push(sqe)
+    }
+
+    /// Submits what is queued and waits for at least one completion, however long.
+    pub fn submit_and_wait_one(&mut self) -> io::Result<()> {
+        match self.uring.submitter().submit_and_wait(1) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

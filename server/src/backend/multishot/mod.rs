@@ -97,6 +97,7 @@ enum Op {
     Send = 2,
     Cancel = 3,
     Close = 4,
+    Tick = 5,
 }
 
 fn tag(op: Op, slot: usize, gen: u32) -> u64 {
@@ -110,6 +111,7 @@ fn untag(user_data: u64) -> (Option<Op>, usize, u32) {
         2 => Some(Op::Send),
         3 => Some(Op::Cancel),
         4 => Some(Op::Close),
+        5 => Some(Op::Tick),
         _ => None,
     };
     let slot = ((user_data >> 8) & 0xffff_ffff) as usize;
@@ -212,6 +214,7 @@ pub fn run(
         next_gen: 0,
         warn: RateLimitedWarn::new(),
         now: Instant::now(),
+        tick: TickBy::Completion,
     };
     lp.run()
 }
@@ -244,11 +247,24 @@ struct Loop {
     warn: RateLimitedWarn,
     /// When the current batch of completions arrived.
     now: Instant,
+    /// How the loop wakes at least every [`TICK`].
+    tick: TickBy,
+}
+
+/// How the loop wakes at least every [`TICK`] to look at the shutdown phase and idle timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TickBy {
+    /// A multishot timeout's completion (6.4 and later): waits carry no timeout, so no
+    /// timer is armed and cancelled per wait, as liburing's echo example waits.
+    Completion,
+    /// A timeout on every wait (kernels without multishot timeouts).
+    Timeout,
 }
 
 impl Loop {
     fn run(&mut self) -> io::Result<()> {
         let mut cqes = Vec::with_capacity(1024);
+        self.ring.tick_every(TICK, tag(Op::Tick, 0, 0))?;
         let mut last_sweep = Instant::now();
         loop {
             let phase = *self.worker.phase.borrow();
@@ -284,7 +300,10 @@ impl Loop {
             counters
                 .spill_buffers_held
                 .set(self.shared.spill_held as u64);
-            self.ring.submit_and_wait(TICK)?;
+            match self.tick {
+                TickBy::Completion => self.ring.submit_and_wait_one()?,
+                TickBy::Timeout => self.ring.submit_and_wait(TICK)?,
+            }
             // One clock read per batch of completions stamps their activity: idle timeouts
             // are seconds, the batch takes microseconds.
             self.now = Instant::now();
@@ -296,6 +315,7 @@ impl Loop {
                     Some(Op::Recv) if self.is_live(slot, gen) => self.on_recv(slot, res, flags)?,
                     Some(Op::Send) if self.is_live(slot, gen) => self.on_send(slot, res)?,
                     Some(Op::Close) => self.on_close(res)?,
+                    Some(Op::Tick) => self.on_tick(res, flags)?,
                     // Cancellations report only whether they found their target; the target's
                     // own completion carries what matters.
                     _ => {}
@@ -423,6 +443,18 @@ impl Loop {
         }
         if self.may_accept() {
             self.arm_accept()?;
+        }
+        Ok(())
+    }
+
+    /// The tick's completion: re-armed if it ended; a kernel without multishot timeouts
+    /// (EINVAL) puts a timeout on every wait instead.
+    fn on_tick(&mut self, res: i32, flags: u32) -> io::Result<()> {
+        if res == -libc::EINVAL {
+            tracing::info!("kernel has no multishot timeouts; every wait carries one");
+            self.tick = TickBy::Timeout;
+        } else if !more(flags) && self.tick == TickBy::Completion {
+            self.ring.tick_every(TICK, tag(Op::Tick, 0, 0))?;
         }
         Ok(())
     }
