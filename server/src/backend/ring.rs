@@ -475,7 +475,7 @@ impl Ring {
     /// arms and cancels a timer on every call; this one is armed once). Kernels before 6.4
     /// fail it with EINVAL.
     pub fn tick_every(&mut self, every: Duration, user_data: u64) -> io::Result<()> {
-        self.tick = Box::new(Timespec::from(every));
+        *self.tick = Timespec::from(every);
         let ts: *const Timespec = &*self.tick;
         let sqe = opcode::Timeout::new(ts)
             .count(0)
