@@ -560,3 +560,50 @@ pub(crate) fn buffer_id(flags: u32) -> Option<u16> {
 pub(crate) fn more(flags: u32) -> bool {
     cqueue::more(flags)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The running kernel's (major, minor) version.
+    fn kernel() -> (u32, u32) {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// The multishot receive limit came with 6.17: the probe must find it there (a probe
+    /// that misreads the kernel leaves every connection on the looser cancel-at-the-cap
+    /// path), and must leave the ring's buffers usable either way.
+    #[test]
+    fn the_receive_limit_probe_finds_the_kernels_support() {
+        let mut ring = Ring::new(8, 4, 64).expect("an io_uring");
+        let found = ring.probe_recv_limit().unwrap();
+        if kernel() >= (6, 17) {
+            assert!(found, "kernel {:?} has the receive limit", kernel());
+        }
+        // The probe's buffer went back: all four can be filled again.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let mut got = Vec::new();
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, 7).unwrap();
+        for _ in 0..4 {
+            (&b).write_all(&[1u8; 64]).unwrap();
+            ring.submit_and_wait(Duration::from_millis(200)).unwrap();
+            ring.drain_completions(&mut got);
+        }
+        let filled = got
+            .iter()
+            .filter(|(ud, res, _)| *ud == 7 && *res > 0)
+            .count();
+        assert!(filled >= 1, "{got:?}");
+        assert!(
+            got.iter().all(|(_, res, _)| *res != -libc::ENOBUFS),
+            "a buffer was lost: {got:?}"
+        );
+    }
+}
