@@ -383,16 +383,16 @@ if [ "$profile" = 1 ]; then
       fi
       rm -f "$log.data"
     done
-    [ ${#inputs[@]} -gt 0 ] && "$bin/ringecho-loadgen" profile --json "$out/profile.json" "${inputs[@]}" \
+    [ ${#inputs[@]} -gt 0 ] && "$bin/ringecho-perf" profile --json "$out/profile.json" "${inputs[@]}" \
       | tee "$out/profile.txt"
     rm -f "$out"/profile-*.script.txt
   fi
 fi
-[ ${#curves[@]} -gt 0 ] && "$bin/ringecho-loadgen" plot --out "$out/latency-$plot_scenario.svg" \
+[ ${#curves[@]} -gt 0 ] && "$bin/ringecho-perf" plot --out "$out/latency-$plot_scenario.svg" \
   --title "echo latency, $plot_scenario ($(uname -r))" "${curves[@]}"
 sweeps=()
 for srv in "${servers[@]}"; do [ -s "$out/sweep-$srv.json" ] && sweeps+=("$out/sweep-$srv.json"); done
-[ ${#sweeps[@]} -gt 0 ] && "$bin/ringecho-loadgen" plot-sweep --out "$out/latency-load.svg" \
+[ ${#sweeps[@]} -gt 0 ] && "$bin/ringecho-perf" plot-sweep --out "$out/latency-load.svg" \
   --title "latency against offered load ($(uname -r))" "${sweeps[@]}"
 "$bin/ringecho-perf" report "$out" --baseline "$baseline" --plot-scenario "$plot_scenario"
 echo "compare.sh: results in $out (report.html, table.txt, summary.json, plots, one JSON per run)"

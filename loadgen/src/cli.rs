@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use crate::config::{self, Cli, Command, RunConfig};
 use crate::load::run_load;
 use crate::output::{write_file, write_json};
-use crate::report::{self, Report};
-use crate::{plot, profile, sweep, witness, LoadError};
+use crate::report;
+use crate::{sweep, witness, LoadError};
 
 /// Runs the command line; the binary's whole logic.
 pub fn main_with(cli: Cli) -> ExitCode {
@@ -17,12 +17,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         Some(Command::Merge(m)) => merge(&m),
-        Some(Command::Plot { out, title, hgrm }) => plot::plot_hgrm(&out, &title, &hgrm)
-            .map_err(|e| LoadError(format!("cannot plot: {e}")))
-            .map(|_| true),
-        Some(Command::Profile { json, inputs }) => profile_cmd(&inputs, json.as_deref()),
         Some(Command::Sweep(s)) => sweep_cmd(&s),
-        Some(Command::PlotSweep { out, title, files }) => plot_sweeps(&out, &title, &files),
         None => load(&cli.run),
     };
     match result {
@@ -111,36 +106,6 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
     Ok(r.is_clean() && !(cfg.strict && r.loadgen_limited))
 }
 
-/// `profile`: each server's perf report, categorised and scaled to its run's CPU per message.
-fn profile_cmd(
-    inputs: &[(String, std::path::PathBuf, std::path::PathBuf)],
-    json: Option<&Path>,
-) -> Result<bool, LoadError> {
-    let read = |p: &Path| {
-        std::fs::read_to_string(p)
-            .map_err(|e| LoadError(format!("cannot read {}: {e}", p.display())))
-    };
-    let mut profiles = Vec::new();
-    for (name, report, run) in inputs {
-        let r: Report = serde_json::from_str(&read(run)?)
-            .map_err(|e| LoadError(format!("{} is not a loadgen report: {e}", run.display())))?;
-        let cpu = r.server.map(|s| s.cpu_us_per_msg).ok_or_else(|| {
-            LoadError(format!(
-                "{} has no server CPU: run the loadgen with --server-pid",
-                run.display()
-            ))
-        })?;
-        profiles.push(profile::profile(name, &read(report)?, cpu));
-    }
-    print!("{}", profile::table(&profiles));
-    if let Some(p) = json {
-        write_file(p, "JSON", |w| {
-            serde_json::to_writer_pretty(&mut *w, &profiles).map_err(std::io::Error::other)
-        })?;
-    }
-    Ok(true)
-}
-
 fn sweep_cmd(s: &config::SweepArgs) -> Result<bool, LoadError> {
     let rates = match &s.rates {
         Some(list) => list.clone(),
@@ -174,20 +139,6 @@ fn sweep_cmd(s: &config::SweepArgs) -> Result<bool, LoadError> {
         .map_err(|e| LoadError(format!("cannot plot: {e}")))?;
     }
     Ok(result.steps.iter().all(|st| st.clean))
-}
-
-fn plot_sweeps(out: &Path, title: &str, files: &[std::path::PathBuf]) -> Result<bool, LoadError> {
-    let mut sweeps = Vec::with_capacity(files.len());
-    for f in files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| LoadError(format!("cannot read {}: {e}", f.display())))?;
-        sweeps.push(
-            serde_json::from_str::<sweep::Sweep>(&text)
-                .map_err(|e| LoadError(format!("{} is not a sweep: {e}", f.display())))?,
-        );
-    }
-    sweep::plot(out, title, &sweeps).map_err(|e| LoadError(format!("cannot plot: {e}")))?;
-    Ok(true)
 }
 
 fn merge(m: &config::MergeArgs) -> Result<bool, LoadError> {

@@ -39,41 +39,6 @@ pub enum Command {
     /// The latency–load curve: open-loop runs at rising rates (the run flags apply to each
     /// step) until the server or the loadgen saturates; a table, --json and --svg.
     Sweep(Box<SweepArgs>),
-    /// Draws the latency–load curves of several sweeps (their --json files) into one SVG.
-    PlotSweep {
-        /// The SVG file to write.
-        #[arg(long)]
-        out: PathBuf,
-        /// The chart's title.
-        #[arg(long, default_value = "latency against offered load")]
-        title: String,
-        /// Sweep JSON files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-    /// Where each server's CPU went, by category (TCP/IP, scheduling, I/O interface, user),
-    /// from `perf script -F ip,sym,dso` of a `perf record -e cpu-clock -g` taken during a run,
-    /// scaled to that run's server CPU per message (its --json report).
-    Profile {
-        /// Write the profiles as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Servers as NAME=PERF_SCRIPT.txt,RUN.json.
-        #[arg(required = true, value_parser = parse_profile_input)]
-        inputs: Vec<(String, PathBuf, PathBuf)>,
-    },
-    /// Draws latency percentile curves from .hgrm files (--hgrm) into one SVG.
-    Plot {
-        /// The SVG file to write.
-        #[arg(long)]
-        out: PathBuf,
-        /// The chart's title.
-        #[arg(long, default_value = "echo round-trip latency")]
-        title: String,
-        /// Curves as LABEL=FILE.hgrm.
-        #[arg(required = true, value_parser = parse_curve)]
-        hgrm: Vec<(String, PathBuf)>,
-    },
 }
 
 /// `merge`'s inputs.
@@ -128,20 +93,6 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
-}
-
-fn parse_profile_input(s: &str) -> Result<(String, PathBuf, PathBuf), String> {
-    let err = || format!("'{s}' is not NAME=PERF_SCRIPT.txt,RUN.json");
-    let (name, files) = s.split_once('=').ok_or_else(err)?;
-    let (report, run) = files.split_once(',').ok_or_else(err)?;
-    Ok((name.to_string(), PathBuf::from(report), PathBuf::from(run)))
-}
-
-fn parse_curve(s: &str) -> Result<(String, PathBuf), String> {
-    let (label, path) = s
-        .split_once('=')
-        .ok_or_else(|| format!("'{s}' is not LABEL=FILE.hgrm"))?;
-    Ok((label.to_string(), PathBuf::from(path)))
 }
 
 /// One load run.

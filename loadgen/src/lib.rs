@@ -17,7 +17,6 @@ mod output;
 pub mod pace;
 pub mod payload;
 pub mod plot;
-pub mod profile;
 pub mod report;
 pub mod run;
 pub mod settle;

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use ringecho_loadgen::profile::{Category, Profile};
+use crate::profile::{Category, Profile};
 use ringecho_loadgen::sweep::Sweep;
 
 use crate::summary::{verdict, Row};

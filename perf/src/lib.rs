@@ -1,11 +1,13 @@
 //! ringecho-perf: the comparison's side of the numbers. The loadgen measures one run and
 //! writes its JSON; this crate reads the runs compare.sh made, summarises them per scenario
 //! and server (medians over rounds, ratios to the baseline measured in the same rounds, and
-//! their spread), gives each row its verdict once, and writes the table and report.html.
+//! their spread), gives each row its verdict once, and writes the table and report.html; it
+//! also splits a perf profile of each server by category and draws the comparison's plots.
 
 #![warn(missing_docs)]
 
 pub mod html;
+pub mod profile;
 pub mod summary;
 
 use std::path::Path;

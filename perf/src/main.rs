@@ -42,6 +42,41 @@ enum Command {
     },
     /// Prints a free TCP port on 127.0.0.1 (for a server started with {port}).
     FreePort,
+    /// Where each server's CPU went, by category (TCP/IP, scheduling, I/O interface, user),
+    /// from `perf script -F ip,sym,dso` of a `perf record -e cpu-clock -g` taken during a run,
+    /// scaled to that run's server CPU per message (its --json report).
+    Profile {
+        /// Write the profiles as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Servers as NAME=PERF_SCRIPT.txt,RUN.json.
+        #[arg(required = true, value_parser = parse_profile_input)]
+        inputs: Vec<(String, PathBuf, PathBuf)>,
+    },
+    /// Draws latency percentile curves from .hgrm files (the loadgen's --hgrm) into one SVG.
+    Plot {
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The chart's title.
+        #[arg(long, default_value = "echo round-trip latency")]
+        title: String,
+        /// Curves as LABEL=FILE.hgrm.
+        #[arg(required = true, value_parser = parse_curve)]
+        hgrm: Vec<(String, PathBuf)>,
+    },
+    /// Draws the latency–load curves of several sweeps (their --json files) into one SVG.
+    PlotSweep {
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The chart's title.
+        #[arg(long, default_value = "latency against offered load")]
+        title: String,
+        /// Sweep JSON files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Writes DIR/report.html from what compare.sh left in DIR (summary.json, machine.txt,
     /// the plots, sweeps and profile).
     Report {
@@ -115,6 +150,48 @@ fn run(cli: Cli) -> Result<bool, String> {
             println!("{port}");
             Ok(true)
         }
+        Command::Profile { json, inputs } => {
+            let mut profiles = Vec::new();
+            for (name, report, run) in &inputs {
+                let r: ringecho_loadgen::report::Report =
+                    serde_json::from_str(&ringecho_perf::read(run)?)
+                        .map_err(|e| format!("{} is not a loadgen report: {e}", run.display()))?;
+                let cpu = r.server.map(|s| s.cpu_us_per_msg).ok_or_else(|| {
+                    format!(
+                        "{} has no server CPU: run the loadgen with --server-pid",
+                        run.display()
+                    )
+                })?;
+                let script = ringecho_perf::read(report)?;
+                profiles.push(ringecho_perf::profile::profile(name, &script, cpu));
+            }
+            print!("{}", ringecho_perf::profile::table(&profiles));
+            if let Some(p) = json {
+                let text = serde_json::to_string_pretty(&profiles).map_err(|e| e.to_string())?;
+                std::fs::write(&p, text + "\n")
+                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            }
+            Ok(true)
+        }
+        Command::Plot { out, title, hgrm } => {
+            ringecho_loadgen::plot::plot_hgrm(&out, &title, &hgrm)
+                .map_err(|e| format!("cannot plot: {e}"))?;
+            Ok(true)
+        }
+        Command::PlotSweep { out, title, files } => {
+            let mut sweeps = Vec::with_capacity(files.len());
+            for f in &files {
+                sweeps.push(
+                    serde_json::from_str::<ringecho_loadgen::sweep::Sweep>(&ringecho_perf::read(
+                        f,
+                    )?)
+                    .map_err(|e| format!("{} is not a sweep: {e}", f.display()))?,
+                );
+            }
+            ringecho_loadgen::sweep::plot(&out, &title, &sweeps)
+                .map_err(|e| format!("cannot plot: {e}"))?;
+            Ok(true)
+        }
         Command::Report {
             dir,
             baseline,
@@ -126,4 +203,18 @@ fn run(cli: Cli) -> Result<bool, String> {
             Ok(true)
         }
     }
+}
+
+fn parse_profile_input(s: &str) -> Result<(String, PathBuf, PathBuf), String> {
+    let err = || format!("'{s}' is not NAME=PERF_SCRIPT.txt,RUN.json");
+    let (name, files) = s.split_once('=').ok_or_else(err)?;
+    let (report, run) = files.split_once(',').ok_or_else(err)?;
+    Ok((name.to_string(), PathBuf::from(report), PathBuf::from(run)))
+}
+
+fn parse_curve(s: &str) -> Result<(String, PathBuf), String> {
+    let (label, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not LABEL=FILE.hgrm"))?;
+    Ok((label.to_string(), PathBuf::from(path)))
 }
