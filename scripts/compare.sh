@@ -24,8 +24,10 @@
 #   `perf record -e cpu-clock -g`, its CPU per message split by category (TCP/IP and skb,
 #   scheduling and wake-ups, the I/O interface, user space): profile.txt, profile.json and a
 #   stacked bar in report.html. Skipped, with the reason, where perf is not installed.
-# Scenarios: c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k
-# cap1000x64 cap10kx64 cap1000p16 sweep (default: all, 5–10 minutes depending on the machine).
+# Scenarios (data in perf/src/scenario.rs; `ringecho-perf scenario NAME` prints one's flags):
+# c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k cap1000x64 cap10kx64
+# cap1000p16 sweep (default: all, 5–10 minutes depending on the machine; --quick: c100x64,
+# churn and sweep with short windows, unless --scenarios names others).
 # cap*: the server's CPU capped (--cap, default 0.3 of a core per server thread, a cgroup CPU
 #   quota; needs root) so that the server, not the loadgen, is the bottleneck: msgs/s ×epoll
 #   is then what each server does with the same CPU. Skipped, with the reason, where no
@@ -33,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=${SCENARIOS:-c100x64,c1000x64,c1000x4k,c10kx64,c1000p16,churn,rate,idle10k,cap1000x64,cap10kx64,cap1000p16,sweep}
+scenarios=${SCENARIOS:-}
 cap=0.3
 backends=${BACKENDS:-uring,epoll,multishot}
 rounds=${ROUNDS:-2}
@@ -48,7 +50,7 @@ peers_cache=""
 profile=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) scenarios=c100x64,churn,sweep; duration=1s; warmup=300ms; syscalls=0; quick=1; shift ;;
+    --quick) duration=1s; warmup=300ms; syscalls=0; quick=1; shift ;;
     --scenarios) scenarios=$2; shift 2 ;;
     --backends) backends=$2; shift 2 ;;
     --server)
@@ -70,22 +72,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+echo "compare.sh: building release binaries" >&2
+cargo build --release --quiet -p ringecho-server -p ringecho-loadgen -p ringecho-perf
+bin=target/release
+
+# A scenario's loadgen flags: the scenarios are data in ringecho-perf (perf/src/scenario.rs).
 scenario_flags() {
-  case "$1" in
-    c100x64)  echo "--connections 100 --payload 64" ;;
-    c1000x64) echo "--connections 1000 --payload 64" ;;
-    c1000x4k) echo "--connections 1000 --payload 4096" ;;
-    c10kx64)  echo "--connections 10000 --payload 64" ;;
-    c1000p16) echo "--connections 1000 --payload 64 --pipeline 16" ;;
-    churn)    echo "--connections 1000 --payload 64 --churn 100 --rst-share 0.25" ;;
-    rate)     echo "--connections 1000 --payload 64 --rate 50000" ;;
-    idle10k)  echo "--connections 10000 --payload 64 --rate 1000" ;;
-    sweep)    echo "--connections 1000 --payload 64" ;;
-    cap*)     scenario_flags "c${1#cap}" ;;
-    *) echo "compare.sh: unknown scenario '$1'" >&2; return 1 ;;
-  esac
+  "$bin/ringecho-perf" scenario "$1"
 }
 quick=${quick:-0}
+[ -n "$scenarios" ] || scenarios=$("$bin/ringecho-perf" scenarios $([ "$quick" = 1 ] && echo --quick))
 if [ -n "$peers" ]; then
   peer_args=()
   [ -n "$peers_cache" ] && peer_args+=(--cache "$peers_cache")
@@ -98,7 +94,7 @@ fi
 IFS=, read -r -a scenario_list <<<"$scenarios"
 backend_list=()
 [ -n "$backends" ] && IFS=, read -r -a backend_list <<<"$backends"
-for s in "${scenario_list[@]}"; do scenario_flags "$s" >/dev/null; done
+for s in "${scenario_list[@]}"; do scenario_flags "$s" >/dev/null || exit 2; done
 # Servers in run order: built-in backends, then external ones by name.
 declare -A external_cmd=()
 servers=("${backend_list[@]}")
@@ -109,10 +105,6 @@ for e in "${externals[@]}"; do
   servers+=("$name")
 done
 [ ${#servers[@]} -gt 0 ] || { echo "compare.sh: nothing to compare (no --backends, no --server)" >&2; exit 2; }
-
-echo "compare.sh: building release binaries" >&2
-cargo build --release --quiet -p ringecho-server -p ringecho-loadgen -p ringecho-perf
-bin=target/release
 
 # Half the cores for the server, the other half for the loadgen.
 ncpu=$(nproc)

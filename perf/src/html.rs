@@ -126,15 +126,19 @@ fn sentence(rows: &[Row], scenario: &str, baseline: &str) -> String {
         .map(|r| r.backend.as_str())
         .collect();
     ok.sort_by(|a, b| a.cpu_ratio.partial_cmp(&b.cpu_ratio).expect("finite"));
+    let named = match crate::scenario::find(scenario) {
+        Some(sc) => format!("{scenario} ({})", sc.what),
+        None => scenario.to_string(),
+    };
     let mut s = match ok.first() {
-        None => format!("{scenario}: no server finished cleanly."),
+        None => format!("{named}: no server finished cleanly."),
         Some(best) => {
             let others: Vec<String> = ok[1..]
                 .iter()
                 .map(|r| format!("{} {:.2}×", r.backend, r.cpu_ratio.unwrap_or(0.0)))
                 .collect();
             format!(
-                "{scenario}: {} used the least CPU per message, {:.2}× {baseline}'s{}{}.",
+                "{named}: {} used the least CPU per message, {:.2}× {baseline}'s{}{}.",
                 best.backend,
                 best.cpu_ratio.unwrap_or(0.0),
                 spread_text(best),
@@ -536,7 +540,10 @@ mod tests {
         ];
         let s = sentence(&rows, "c100x64", "epoll");
         assert!(
-            s.starts_with("c100x64: multishot used the least CPU per message, 0.93× epoll's"),
+            s.starts_with(
+                "c100x64 (100 connections × 64 B, closed loop): multishot used the least CPU \
+                 per message, 0.93× epoll's"
+            ),
             "{s}"
         );
         assert!(s.contains("(0.91–0.95 over 3 rounds)"), "{s}");

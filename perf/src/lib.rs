@@ -8,6 +8,7 @@
 
 pub mod html;
 pub mod profile;
+pub mod scenario;
 pub mod summary;
 
 use std::path::Path;

@@ -42,6 +42,19 @@ enum Command {
     },
     /// Prints a free TCP port on 127.0.0.1 (for a server started with {port}).
     FreePort,
+    /// Prints the loadgen flags of scenario NAME; exits 2 naming the known ones if it is not
+    /// one.
+    Scenario {
+        /// The scenario's name (c100x64, churn, cap1000x64, …).
+        name: String,
+    },
+    /// Prints the scenarios a default run includes, comma-separated (with --quick, a quick
+    /// run's).
+    Scenarios {
+        /// A quick run's list.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Where each server's CPU went, by category (TCP/IP, scheduling, I/O interface, user),
     /// from `perf script -F ip,sym,dso` of a `perf record -e cpu-clock -g` taken during a run,
     /// scaled to that run's server CPU per message (its --json report).
@@ -141,6 +154,27 @@ fn run(cli: Cli) -> Result<bool, String> {
             let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
             std::fs::write(&out, text + "\n")
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            Ok(true)
+        }
+        Command::Scenario { name } => match ringecho_perf::scenario::find(&name) {
+            Some(s) => {
+                println!("{}", s.flags);
+                Ok(true)
+            }
+            None => {
+                let known: Vec<&str> = ringecho_perf::scenario::ALL
+                    .iter()
+                    .map(|s| s.name)
+                    .collect();
+                eprintln!(
+                    "ringecho-perf: error: unknown scenario '{name}' (known: {})",
+                    known.join(" ")
+                );
+                std::process::exit(2);
+            }
+        },
+        Command::Scenarios { quick } => {
+            println!("{}", ringecho_perf::scenario::defaults(quick));
             Ok(true)
         }
         Command::FreePort => {

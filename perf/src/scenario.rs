@@ -1,0 +1,154 @@
+//! The comparison's scenarios as data: each name, the loadgen flags it stands for, what it
+//! shows, and whether a default or quick run includes it. compare.sh asks for them
+//! (`ringecho-perf scenario NAME`, `ringecho-perf scenarios [--quick]`), and the report
+//! describes each scenario in its words.
+
+/// One scenario of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    /// Its name in flags, file names and the table.
+    pub name: &'static str,
+    /// The loadgen flags it adds to every run.
+    pub flags: &'static str,
+    /// What it is, in the report's words.
+    pub what: &'static str,
+    /// In a run without `--scenarios`.
+    pub default: bool,
+    /// In a `--quick` run.
+    pub quick: bool,
+}
+
+const fn s(
+    name: &'static str,
+    flags: &'static str,
+    what: &'static str,
+    default: bool,
+    quick: bool,
+) -> Scenario {
+    Scenario {
+        name,
+        flags,
+        what,
+        default,
+        quick,
+    }
+}
+
+/// Every scenario, in run order. `cap…` ones run their uncapped namesake's flags with the
+/// server held to a fraction of a core (compare.sh's `--cap`).
+pub const ALL: [Scenario; 12] = [
+    s(
+        "c100x64",
+        "--connections 100 --payload 64",
+        "100 connections × 64 B, closed loop",
+        true,
+        true,
+    ),
+    s(
+        "c1000x64",
+        "--connections 1000 --payload 64",
+        "1,000 connections × 64 B, closed loop",
+        true,
+        false,
+    ),
+    s(
+        "c1000x4k",
+        "--connections 1000 --payload 4096",
+        "1,000 connections × 4 KiB, closed loop",
+        true,
+        false,
+    ),
+    s(
+        "c10kx64",
+        "--connections 10000 --payload 64",
+        "10,000 connections × 64 B, closed loop",
+        true,
+        false,
+    ),
+    s(
+        "c1000p16",
+        "--connections 1000 --payload 64 --pipeline 16",
+        "1,000 connections × 64 B, 16 in flight each",
+        true,
+        false,
+    ),
+    s(
+        "churn",
+        "--connections 1000 --payload 64 --churn 100 --rst-share 0.25",
+        "1,000 connections replaced every 100 messages, a quarter closed with RST",
+        true,
+        true,
+    ),
+    s(
+        "rate",
+        "--connections 1000 --payload 64 --rate 50000",
+        "1,000 connections, open loop at 50,000 msg/s",
+        true,
+        false,
+    ),
+    s(
+        "idle10k",
+        "--connections 10000 --payload 64 --rate 1000",
+        "10,000 mostly idle connections at 1,000 msg/s",
+        true,
+        false,
+    ),
+    s(
+        "cap1000x64",
+        "--connections 1000 --payload 64",
+        "1,000 connections × 64 B, the server's CPU capped",
+        true,
+        false,
+    ),
+    s(
+        "cap10kx64",
+        "--connections 10000 --payload 64",
+        "10,000 connections × 64 B, the server's CPU capped",
+        true,
+        false,
+    ),
+    s(
+        "cap1000p16",
+        "--connections 1000 --payload 64 --pipeline 16",
+        "1,000 connections, 16 in flight each, the server's CPU capped",
+        true,
+        false,
+    ),
+    s(
+        "sweep",
+        "--connections 1000 --payload 64",
+        "the latency–load curve over 1,000 connections",
+        true,
+        true,
+    ),
+];
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    ALL.iter().find(|s| s.name == name)
+}
+
+/// The names a default (or quick) run includes, comma-separated.
+pub fn defaults(quick: bool) -> String {
+    ALL.iter()
+        .filter(|s| if quick { s.quick } else { s.default })
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_scenarios_run_their_namesakes_flags_and_the_lists_hold() {
+        for s in ALL.iter().filter(|s| s.name.starts_with("cap")) {
+            let plain = find(&format!("c{}", &s.name[3..])).expect("a namesake");
+            assert_eq!(s.flags, plain.flags);
+        }
+        assert_eq!(defaults(true), "c100x64,churn,sweep");
+        assert_eq!(defaults(false).split(',').count(), ALL.len());
+        assert!(find("nope").is_none());
+    }
+}
