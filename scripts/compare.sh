@@ -106,14 +106,10 @@ for e in "${externals[@]}"; do
 done
 [ ${#servers[@]} -gt 0 ] || { echo "compare.sh: nothing to compare (no --backends, no --server)" >&2; exit 2; }
 
-# Half the cores for the server, the other half for the loadgen.
+# Half the cores for the server, the other half for the loadgen (the split is ringecho-perf's,
+# shared with loadgen-check.sh).
 ncpu=$(nproc)
-half=$(( ncpu / 2 > 0 ? ncpu / 2 : 1 ))
-server_cpus="0-$(( half - 1 ))"
-loadgen_cpus="$half-$(( ncpu - 1 ))"
-[ "$ncpu" -lt 2 ] && loadgen_cpus=0
-server_threads=$half
-loadgen_threads=$(( ncpu - half > 0 ? ncpu - half : 1 ))
+read -r server_cpus loadgen_cpus server_threads loadgen_threads < <("$bin/ringecho-perf" cores)
 
 # Connections come from 127.0.0.2-127.0.0.9: TIME_WAIT sockets left by earlier runs would
 # otherwise slow every connect's search for a free port (tens of thousands pile up).

@@ -10,6 +10,11 @@ pub fn loadgen_exe() -> PathBuf {
     exe("ringecho-loadgen")
 }
 
+/// The `ringecho-perf` binary of this build (built for the perf crate's own tests).
+pub fn perf_exe() -> PathBuf {
+    exe("ringecho-perf")
+}
+
 /// The `ringecho-server` binary of this build (built for the server crate's own tests).
 pub fn server_exe() -> PathBuf {
     exe("ringecho-server")

@@ -202,7 +202,7 @@ fn timed_open_loop_run_writes_every_output() {
     assert_eq!(m["messages"].as_u64().unwrap(), 2 * messages);
     assert_eq!(m["latency_us"]["p99"], v["latency_us"]["p99"]);
     let svg = dir.join("p.svg");
-    assert!(bin()
+    assert!(Command::new(ringecho_integration::perf_exe())
         .arg("plot")
         .arg("--out")
         .arg(&svg)

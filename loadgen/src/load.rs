@@ -63,7 +63,12 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     check_fd_limit(cfg)?;
     let before = Before {
         server: match &cfg.server_metrics {
-            Some(url) => Some(witness::scrape_closes(url).map_err(|e| unreadable(url, e))?),
+            Some(url) => {
+                if !cfg.server_shared {
+                    await_quiet_server(url)?;
+                }
+                Some(witness::scrape_closes(url).map_err(|e| unreadable(url, e))?)
+            }
             None => None,
         },
         kernel: KernelCounters::read(),
@@ -72,6 +77,28 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
     let ran = run_threads(cfg, &plan)?;
     let report = report(cfg, &plan, before, ran)?;
     Ok(report)
+}
+
+/// A server we have to ourselves should have no connections before we open ours: an earlier
+/// client's closes still landing would be counted as ours. Waits up to [`WITNESS_WAIT`] for
+/// them to finish, then warns and goes on.
+fn await_quiet_server(url: &str) -> Result<(), LoadError> {
+    let deadline = Instant::now() + WITNESS_WAIT;
+    loop {
+        let active = witness::scrape_active(url).map_err(|e| unreadable(url, e))?;
+        if active == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "ringecho-loadgen: warning: the server still has {active} connections from \
+                 another client; its close counts may include theirs (--server-shared if \
+                 that is expected)"
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn unreadable(url: &str, e: std::io::Error) -> LoadError {

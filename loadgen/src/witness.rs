@@ -139,6 +139,12 @@ pub fn scrape_closes(url: &str) -> io::Result<ServerCloses> {
     parse_closes(&http_get(url, Duration::from_secs(5))?)
 }
 
+/// Scrapes how many connections a ringecho server has open.
+pub fn scrape_active(url: &str) -> io::Result<u64> {
+    let text = http_get(url, Duration::from_secs(5))?;
+    Ok(metric_value(&text, metric::CONNECTIONS_ACTIVE, None)? as u64)
+}
+
 /// The kernel's TCP counters that witness resets, read from /proc (system-wide, so exact only
 /// inside a private network namespace).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

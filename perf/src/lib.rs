@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod html;
 pub mod profile;
 pub mod scenario;

@@ -42,6 +42,15 @@ enum Command {
     },
     /// Prints a free TCP port on 127.0.0.1 (for a server started with {port}).
     FreePort,
+    /// Judges scripts/loadgen-check.sh's targets from the runs it left in DIR (NAME.json
+    /// each); prints them and writes DIR/summary.json. Exits 0 whether or not they were met.
+    Check {
+        /// The check's results directory.
+        dir: PathBuf,
+    },
+    /// Prints how compare.sh and loadgen-check.sh split the cores: the server's CPU list,
+    /// the loadgen's, and each one's thread count (the first half for the server).
+    Cores,
     /// Prints the loadgen flags of scenario NAME; exits 2 naming the known ones if it is not
     /// one.
     Scenario {
@@ -173,6 +182,32 @@ fn run(cli: Cli) -> Result<bool, String> {
                 std::process::exit(2);
             }
         },
+        Command::Check { dir } => {
+            let mut runs = std::collections::BTreeMap::new();
+            for name in ringecho_perf::check::RUNS {
+                let f = dir.join(format!("{name}.json"));
+                let r = ringecho_perf::read_reports(std::slice::from_ref(&f))?;
+                runs.insert(name.to_string(), r.into_iter().next().expect("one report"));
+            }
+            let targets = ringecho_perf::check::targets(&runs);
+            print!("{}", ringecho_perf::check::table(&targets, &runs));
+            let p = dir.join("summary.json");
+            let text = serde_json::to_string_pretty(&targets).map_err(|e| e.to_string())?;
+            std::fs::write(&p, text + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            Ok(true)
+        }
+        Command::Cores => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let half = (n / 2).max(1);
+            let loadgen = if n < 2 {
+                "0".to_string()
+            } else {
+                format!("{half}-{}", n - 1)
+            };
+            println!("0-{} {loadgen} {half} {}", half - 1, (n - half).max(1));
+            Ok(true)
+        }
         Command::Scenarios { quick } => {
             println!("{}", ringecho_perf::scenario::defaults(quick));
             Ok(true)
