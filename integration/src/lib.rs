@@ -1,7 +1,35 @@
 //! Helpers for the tests across programs.
 
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
+
+use ringecho_server::{start, Backend, Config, RunningServer};
+
+/// A ringecho server on an ephemeral loopback port with two threads and metrics on, as
+/// `tweak` adjusts it (the open-file limit raised first: some tests hold thousands of
+/// sockets on both sides).
+pub fn server(backend: Backend, tweak: impl FnOnce(&mut Config)) -> RunningServer {
+    let _ = ringecho_server::listener::raise_nofile_limit();
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
+    c.threads = Some(2);
+    c.metrics = Some("127.0.0.1:0".parse().unwrap());
+    tweak(&mut c);
+    start(&c).expect("server starts")
+}
+
+/// The server's metrics URL.
+pub fn metrics_url(srv: &RunningServer) -> String {
+    format!("http://{}/metrics", srv.metrics_addr().expect("metrics on"))
+}
+
+/// Makes the next close of `s` an RST (SO_LINGER 0).
+pub fn linger0(s: &TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
 
 /// The `ringecho-loadgen` binary of this build: beside the test executable's directory.
 /// Cargo builds it for the loadgen crate's own tests (`loadgen/tests/cli.rs`), which every

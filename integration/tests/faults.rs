@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use ringecho_integration::sh;
+use ringecho_integration::{linger0, server, sh};
 use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
 use serde_json::{json, Value};
 
@@ -49,15 +49,6 @@ impl Label for (Backend, bool) {
             (b, false) => b.name().to_string(),
         }
     }
-}
-
-fn server(backend: Backend, tweak: impl FnOnce(&mut Config)) -> RunningServer {
-    let _ = ringecho_server::listener::raise_nofile_limit();
-    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
-    c.threads = Some(2);
-    c.metrics = Some("127.0.0.1:0".parse().unwrap());
-    tweak(&mut c);
-    start(&c).expect("server starts")
 }
 
 fn open_fds() -> usize {
@@ -186,12 +177,6 @@ fn half_close_echo(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     s.read_to_end(&mut got).unwrap();
     t.join().unwrap();
     got
-}
-
-fn linger0(s: &TcpStream) {
-    socket2::SockRef::from(s)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
 }
 
 /// Connections reset with data in flight both ways, and a loadgen run resetting every close.

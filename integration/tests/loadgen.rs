@@ -6,19 +6,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 
 use clap::Parser;
+use ringecho_integration::metrics_url;
 use ringecho_loadgen::config::Cli;
 use ringecho_loadgen::{run_load, Outcome};
-use ringecho_server::{start, Backend, Config, RunningServer};
+use ringecho_server::{Backend, RunningServer};
 
 fn server(backend: Backend) -> RunningServer {
-    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backend);
-    c.threads = Some(2);
-    c.metrics = Some("127.0.0.1:0".parse().unwrap());
-    start(&c).expect("server starts")
-}
-
-fn metrics_url(srv: &RunningServer) -> String {
-    format!("http://{}/metrics", srv.metrics_addr().unwrap())
+    ringecho_integration::server(backend, |_| {})
 }
 
 /// Runs the loadgen against `srv` with `args`, its metrics as the witness of the closes.
