@@ -83,19 +83,29 @@ pub fn run_load(cfg: &RunConfig) -> Result<Outcome, LoadError> {
 /// client's closes still landing would be counted as ours. Waits up to [`WITNESS_WAIT`] for
 /// them to finish, then warns and goes on.
 fn await_quiet_server(url: &str) -> Result<(), LoadError> {
+    let active =
+        poll_server(|| witness::scrape_active(url), |&n| n == 0).map_err(|e| unreadable(url, e))?;
+    if active > 0 {
+        eprintln!(
+            "ringecho-loadgen: warning: the server still has {active} connections from \
+             another client; its close counts may include theirs (--server-shared if that is \
+             expected)"
+        );
+    }
+    Ok(())
+}
+
+/// Reads the server with `scrape` every 20 ms until what it read is `done`, for at most
+/// [`WITNESS_WAIT`]; returns the last reading (done or not).
+fn poll_server<T>(
+    mut scrape: impl FnMut() -> std::io::Result<T>,
+    done: impl Fn(&T) -> bool,
+) -> std::io::Result<T> {
     let deadline = Instant::now() + WITNESS_WAIT;
     loop {
-        let active = witness::scrape_active(url).map_err(|e| unreadable(url, e))?;
-        if active == 0 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            eprintln!(
-                "ringecho-loadgen: warning: the server still has {active} connections from \
-                 another client; its close counts may include theirs (--server-shared if \
-                 that is expected)"
-            );
-            return Ok(());
+        let read = scrape()?;
+        if done(&read) || Instant::now() >= deadline {
+            return Ok(read);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -426,12 +436,8 @@ fn await_server_closes(
     before: &ServerCloses,
     ours: u64,
 ) -> std::io::Result<ServerCloses> {
-    let deadline = Instant::now() + WITNESS_WAIT;
-    loop {
-        let delta = witness::scrape_closes(url)?.since(before);
-        if delta.total() >= ours || Instant::now() >= deadline {
-            return Ok(delta);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_server(
+        || Ok(witness::scrape_closes(url)?.since(before)),
+        |delta| delta.total() >= ours,
+    )
 }

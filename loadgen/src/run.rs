@@ -800,20 +800,20 @@ impl<'a> Conversation<'a> {
     /// Times one echo: into the timeline always, into the histograms inside the window.
     fn record(&self, t: &mut Tally, front: &InFlight, now: Instant) {
         let us = |d: Duration| d.as_micros() as u64;
-        let from = front.intended.unwrap_or(front.sent);
+        let latency = us(now.duration_since(front.intended.unwrap_or(front.sent)));
+        let service = us(now.duration_since(front.sent));
         let late = front
             .intended
             .map(|_| us(front.sent.saturating_duration_since(front.ready)));
         t.timeline.record(
             now.saturating_duration_since(self.slot.clock.begin),
-            us(now.duration_since(from)),
-            us(now.duration_since(front.sent)),
+            latency,
+            service,
             late,
         );
         if self.slot.measured(now) {
-            t.latency.saturating_record(us(now.duration_since(from)));
-            t.service
-                .saturating_record(us(now.duration_since(front.sent)));
+            t.latency.saturating_record(latency);
+            t.service.saturating_record(service);
             if let (Some(i), Some(late)) = (front.intended, late) {
                 t.send_lag
                     .saturating_record(us(front.sent.saturating_duration_since(i)));

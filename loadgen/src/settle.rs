@@ -99,21 +99,19 @@ impl Timeline {
     /// Hands the slices that ended before `since_begin` to the board (each exactly once).
     pub fn report(&mut self, since_begin: Duration, board: &Board) {
         let done = ((since_begin.as_nanos() / SLICE.as_nanos()) as usize).min(MAX_SLICES);
-        if done <= self.reported {
-            return;
-        }
         if self.slices.len() < done {
             self.slices.resize_with(done, Slice::default);
         }
-        board.add(self.reported..done, &self.slices[self.reported..done]);
-        self.reported = done;
+        self.hand_over(done, board);
     }
-}
 
-impl Timeline {
     /// Hands every slice not yet reported to the board (the thread's load is over).
     pub fn finish(&mut self, board: &Board) {
-        let done = self.slices.len();
+        self.hand_over(self.slices.len(), board);
+    }
+
+    /// Hands slices `reported..done` to the board.
+    fn hand_over(&mut self, done: usize, board: &Board) {
         if done > self.reported {
             board.add(self.reported..done, &self.slices[self.reported..done]);
             self.reported = done;
@@ -153,21 +151,26 @@ pub fn steady(intervals: &[Interval]) -> bool {
         && spread(|i| i.p99_us) <= P99_SPREAD
 }
 
-/// Joins consecutive slices into intervals of at least [`MIN_MESSAGES`] echoes (the last
-/// one may hold fewer).
-pub fn intervals(slices: &[Slice]) -> Vec<Interval> {
-    let mut out = Vec::new();
+/// Joins consecutive slices, the first numbered `first`, into intervals of at least
+/// [`MIN_MESSAGES`] echoes, pushing each to `out` as it fills. Returns the number of the
+/// first slice of the unfinished interval left over, and what it holds so far.
+fn join<'a>(
+    slices: impl IntoIterator<Item = &'a Slice>,
+    first: usize,
+    out: &mut Vec<Interval>,
+) -> (usize, Slice) {
     let mut acc = Slice::default();
-    let mut from = 0;
-    for (i, s) in slices.iter().enumerate() {
+    let (mut from, mut i) = (first, first);
+    for s in slices {
         acc.add(s);
-        if acc.latency.len() >= MIN_MESSAGES || i + 1 == slices.len() {
-            out.push(interval(from, i + 1, &acc));
+        i += 1;
+        if acc.latency.len() >= MIN_MESSAGES {
+            out.push(interval(from, i, &acc));
             acc = Slice::default();
-            from = i + 1;
+            from = i;
         }
     }
-    out
+    (from, acc)
 }
 
 fn interval(from: usize, to: usize, s: &Slice) -> Interval {
@@ -271,27 +274,17 @@ impl Board {
         if self.window_from().is_some() {
             return;
         }
-        let mut st = self.state.lock().expect("board lock");
-        let mut acc = Slice::default();
-        let mut i = st.next_from;
-        let mut settled_at = None;
-        while i < st.complete {
-            acc.add(&st.slices[i].1);
-            i += 1;
-            if acc.latency.len() >= MIN_MESSAGES {
-                let iv = interval(st.next_from, i, &acc);
-                st.intervals.push(iv);
-                st.next_from = i;
-                acc = Slice::default();
-                let n = st.intervals.len();
-                // The first interval holds the start itself: never part of a steady run.
-                if n > STEADY && steady(&st.intervals[n - STEADY..]) {
-                    settled_at = Some(SLICE * i as u32);
-                    break;
-                }
-            }
-        }
-        drop(st);
+        let mut guard = self.state.lock().expect("board lock");
+        let st = &mut *guard;
+        let judged = st.intervals.len();
+        let complete = st.slices[st.next_from..st.complete].iter().map(|(_, s)| s);
+        st.next_from = join(complete, st.next_from, &mut st.intervals).0;
+        // The first interval holds the start itself: never part of a steady run. Earlier
+        // ends were judged before; the first new one that ends a steady run opens the window.
+        let settled_at = ((judged + 1).max(STEADY + 1)..=st.intervals.len())
+            .find(|&n| steady(&st.intervals[n - STEADY..n]))
+            .map(|n| SLICE * (st.intervals[n - 1].to_s / SLICE.as_secs_f64()).round() as u32);
+        drop(guard);
         match settled_at {
             Some(at) => self.open(at.max(now).min(cap.max(now)), true),
             None if now >= cap => self.open(cap, false),
@@ -309,11 +302,16 @@ impl Board {
         })
     }
 
-    /// The whole run's intervals, from the merged slices (for the report).
+    /// The whole run's intervals, from the merged slices (for the report); the last one
+    /// may hold fewer than [`MIN_MESSAGES`] echoes.
     pub fn timeline(&self) -> Vec<Interval> {
         let st = self.state.lock().expect("board lock");
-        let slices: Vec<Slice> = st.slices.iter().map(|(_, s)| s.clone()).collect();
-        intervals(&slices)
+        let mut out = Vec::new();
+        let (from, rest) = join(st.slices.iter().map(|(_, s)| s), 0, &mut out);
+        if from < st.slices.len() {
+            out.push(interval(from, st.slices.len(), &rest));
+        }
+        out
     }
 }
 

@@ -18,14 +18,13 @@ use ringecho_loadgen::report::Report;
 
 /// Reads loadgen JSON reports, naming the file that cannot be read or is not one.
 pub fn read_reports(files: &[std::path::PathBuf]) -> Result<Vec<Report>, String> {
-    files
-        .iter()
-        .map(|f| {
-            let text = read(f)?;
-            serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not a loadgen report: {e}", f.display()))
-        })
-        .collect()
+    files.iter().map(|f| read_report(f)).collect()
+}
+
+/// Reads one loadgen JSON report, naming the file that cannot be read or is not one.
+pub fn read_report(path: &Path) -> Result<Report, String> {
+    serde_json::from_str(&read(path)?)
+        .map_err(|e| format!("{} is not a loadgen report: {e}", path.display()))
 }
 
 /// A file's text, or an error naming it.

@@ -135,9 +135,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             let rows = ringecho_perf::summary::summarise(&reports, &baseline);
             print!("{}", ringecho_perf::summary::table(&rows, &baseline));
             if let Some(p) = json {
-                let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-                std::fs::write(&p, text + "\n")
-                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                write_json(&p, &rows)?;
             }
             Ok(reports.iter().all(|r| r.is_clean()))
         }
@@ -160,9 +158,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                 .collect(),
                 ..Default::default()
             };
-            let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-            std::fs::write(&out, text + "\n")
-                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            write_json(&out, &report)?;
             Ok(true)
         }
         Command::Scenario { name } => match ringecho_perf::scenario::find(&name) {
@@ -185,16 +181,13 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Check { dir } => {
             let mut runs = std::collections::BTreeMap::new();
             for name in ringecho_perf::check::RUNS {
-                let f = dir.join(format!("{name}.json"));
-                let r = ringecho_perf::read_reports(std::slice::from_ref(&f))?;
-                runs.insert(name.to_string(), r.into_iter().next().expect("one report"));
+                let r = ringecho_perf::read_report(&dir.join(format!("{name}.json")))?;
+                runs.insert(name.to_string(), r);
             }
             let targets = ringecho_perf::check::targets(&runs);
             print!("{}", ringecho_perf::check::table(&targets, &runs));
             let p = dir.join("summary.json");
-            let text = serde_json::to_string_pretty(&targets).map_err(|e| e.to_string())?;
-            std::fs::write(&p, text + "\n")
-                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            write_json(&p, &targets)?;
             Ok(true)
         }
         Command::Cores => {
@@ -222,9 +215,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Profile { json, inputs } => {
             let mut profiles = Vec::new();
             for (name, report, run) in &inputs {
-                let r: ringecho_loadgen::report::Report =
-                    serde_json::from_str(&ringecho_perf::read(run)?)
-                        .map_err(|e| format!("{} is not a loadgen report: {e}", run.display()))?;
+                let r = ringecho_perf::read_report(run)?;
                 let cpu = r.server.map(|s| s.cpu_us_per_msg).ok_or_else(|| {
                     format!(
                         "{} has no server CPU: run the loadgen with --server-pid",
@@ -236,9 +227,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             }
             print!("{}", ringecho_perf::profile::table(&profiles));
             if let Some(p) = json {
-                let text = serde_json::to_string_pretty(&profiles).map_err(|e| e.to_string())?;
-                std::fs::write(&p, text + "\n")
-                    .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                write_json(&p, &profiles)?;
             }
             Ok(true)
         }
@@ -272,6 +261,12 @@ fn run(cli: Cli) -> Result<bool, String> {
             Ok(true)
         }
     }
+}
+
+/// Writes `value` as pretty JSON, or an error naming the file.
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn parse_profile_input(s: &str) -> Result<(String, PathBuf, PathBuf), String> {

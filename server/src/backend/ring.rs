@@ -369,8 +369,8 @@ impl Ring {
 
     /// Queues a multishot receive on `sock` that picks buffers from the ring. With `limit`
     /// above zero it ends by itself (a completion without MORE) once it has received that
-    /// many bytes in all, the kernel shortening the last receive to fit
-    /// ([`Ring::probe_recv_limit`] says whether the kernel knows the limit).
+    /// many bytes in all (the last receive is not shortened to fit: it may overshoot by up to
+    /// a buffer); [`Ring::probe_recv_limit`] says whether the kernel knows the limit.
     pub fn recv_multi(&mut self, sock: Sock, limit: u32, user_data: u64) -> io::Result<()> {
         let mut sqe = on_sock!(sock, t => opcode::RecvMulti::new(t, BUF_GROUP).build());
         if limit > 0 {
@@ -394,7 +394,7 @@ impl Ring {
         let mut verdict = None;
         let mut cqes = Vec::new();
         for _ in 0..50 {
-            self.submit_and_wait(Duration::from_millis(20))?;
+            self.submit_and_wait(Some(Duration::from_millis(20)))?;
             self.drain_completions(&mut cqes);
             for (user_data, res, flags) in cqes.drain(..) {
                 if user_data != PROBE {
@@ -485,20 +485,19 @@ impl Ring {
         self.push(sqe)
     }
 
-    /// Submits what is queued and waits for at least one completion, however long.
-    pub fn submit_and_wait_one(&mut self) -> io::Result<()> {
-        match self.uring.submitter().submit_and_wait(1) {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Submits what is queued and waits for at least one completion or `timeout`.
-    pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let ts = Timespec::from(timeout);
-        let args = SubmitArgs::new().timespec(&ts);
-        match self.uring.submitter().submit_with_args(1, &args) {
+    /// Submits what is queued and waits for at least one completion, or at most `timeout`
+    /// (`None`: however long). A timeout or an interruption is not an error: the caller
+    /// looks at what completed, if anything.
+    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let submitter = self.uring.submitter();
+        let res = match timeout {
+            None => submitter.submit_and_wait(1),
+            Some(t) => {
+                let ts = Timespec::from(t);
+                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+            }
+        };
+        match res {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
@@ -593,7 +592,8 @@ mod tests {
         ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, 7).unwrap();
         for _ in 0..4 {
             (&b).write_all(&[1u8; 64]).unwrap();
-            ring.submit_and_wait(Duration::from_millis(200)).unwrap();
+            ring.submit_and_wait(Some(Duration::from_millis(200)))
+                .unwrap();
             ring.drain_completions(&mut got);
         }
         let filled = got

@@ -237,7 +237,7 @@ impl Session {
 
     fn received<S: Spills>(&mut self, bid: u16, len: u32, out: &mut Out<'_, S>) {
         if self.closing.is_some() {
-            push_recycle(out, Buf::Ring(bid));
+            out.actions.push(Action::Recycle(Buf::Ring(bid)));
             return;
         }
         let zero_copy = self.queue.is_empty() && out.shared.ring_held < out.shared.ring_budget;
@@ -250,7 +250,7 @@ impl Session {
             });
             out.shared.ring_held += 1;
         } else {
-            push_recycle(out, Buf::Ring(bid));
+            out.actions.push(Action::Recycle(Buf::Ring(bid)));
         }
         self.unsent += len;
         if !self.sending {
@@ -426,17 +426,13 @@ impl Session {
     }
 }
 
-fn push_recycle<S: Spills>(out: &mut Out<'_, S>, buf: Buf) {
-    out.actions.push(Action::Recycle(buf));
-}
-
 /// Gives back a buffer a connection's queue held.
 fn release_held<S: Spills>(out: &mut Out<'_, S>, buf: Buf) {
     match buf {
         Buf::Ring(_) => out.shared.ring_held -= 1,
         Buf::Spill(_) => out.shared.spill_held -= 1,
     }
-    push_recycle(out, buf);
+    out.actions.push(Action::Recycle(buf));
 }
 
 #[cfg(test)]

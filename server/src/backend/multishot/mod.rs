@@ -300,10 +300,10 @@ impl Loop {
             counters
                 .spill_buffers_held
                 .set(self.shared.spill_held as u64);
-            match self.tick {
-                TickBy::Completion => self.ring.submit_and_wait_one()?,
-                TickBy::Timeout => self.ring.submit_and_wait(TICK)?,
-            }
+            self.ring.submit_and_wait(match self.tick {
+                TickBy::Completion => None,
+                TickBy::Timeout => Some(TICK),
+            })?;
             // One clock read per batch of completions stamps their activity: idle timeouts
             // are seconds, the batch takes microseconds.
             self.now = Instant::now();
