@@ -1,21 +1,114 @@
-//! scripts/loadgen-check.sh's targets: whether the loadgen keeps itself out of the numbers,
-//! judged from the runs the script made (one JSON each, by name).
+//! The loadgen check (scripts/loadgen-check.sh): whether the loadgen keeps itself out of the
+//! numbers on this machine, from runs made minutes apart at most against one epoll server;
+//! the runs, and the targets judged from them (one JSON each, by name).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use ringecho_loadgen::report::Report;
 
-/// The runs the check makes, by the names the script gives their JSON files.
-pub const RUNS: [&str; 8] = [
-    "base1",
-    "c19k",
-    "c1k_1k",
-    "c1k_50k",
-    "c1k_50k_uniform",
-    "pipe1",
-    "pipe16",
-    "beyond",
+use crate::cores::Split;
+use crate::loadgen::{Interrupt, Loadgen};
+use crate::server::{Launcher, Spec};
+
+/// The runs the check makes: each one's name (its JSON file's) and loadgen flags, `{win}` and
+/// `{warm}` standing for the windows and `{metrics}` for the server's metrics URL.
+pub const RUNS: [(&str, &str); 8] = [
+    (
+        "base1",
+        "--connections 1 --rate 1000 --duration {win} --warmup {warm}",
+    ),
+    ("c19k", "--connections 19000 --rate 2000 --duration {win}"),
+    (
+        "c1k_1k",
+        "--connections 1000 --rate 1000 --duration {win} --warmup {warm}",
+    ),
+    (
+        "c1k_50k",
+        "--connections 1000 --rate 50000 --duration {win} --warmup {warm}",
+    ),
+    (
+        "c1k_50k_uniform",
+        "--connections 1000 --rate 50000 --arrivals uniform --duration {win} --warmup {warm}",
+    ),
+    (
+        "pipe1",
+        "--connections 100 --pipeline 1 --duration {win} --server-metrics {metrics}",
+    ),
+    (
+        "pipe16",
+        "--connections 100 --pipeline 16 --duration {win} --server-metrics {metrics}",
+    ),
+    ("beyond", "--connections 10 --rate 5000000 --duration {win}"),
 ];
+
+/// Makes the check's runs (`ringecho-perf loadgen-check`, which scripts/loadgen-check.sh
+/// runs): an epoll server on the server's cores, one loadgen thread on the loadgen's, every
+/// run's JSON under `results/loadgen-check-<time>/`; then judges them. `quick` shortens
+/// every window (a smoke test; the figures are noisier). The error names a run that failed.
+pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
+    let (win, warm) = if quick { ("1s", "300ms") } else { ("3s", "1s") };
+    let split = Split::here();
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let out =
+        PathBuf::from("results").join(format!("loadgen-check-{}", stamp.replace(['-', ':'], "")));
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let interrupt = Interrupt::catch()?;
+    let launcher = Launcher {
+        exe: bin.join("ringecho-server"),
+        cpus: split.server_cpus.clone(),
+        threads: split.server_threads,
+    };
+    let server = launcher
+        .start(&Spec::Backend("epoll".into()), &out.join("server"))
+        .map_err(|why| format!("the server {why}"))?;
+    let metrics = server.metrics_url.clone().unwrap_or_default();
+    let loadgen = Loadgen {
+        exe: bin.join("ringecho-loadgen"),
+        cpus: split.loadgen_cpus.clone(),
+    };
+    println!(
+        "loadgen-check: server CPUs {}, loadgen CPUs {}, results in {}",
+        split.server_cpus,
+        split.loadgen_cpus,
+        out.display()
+    );
+    for (name, flags) in RUNS {
+        let mut args = vec!["--addr".to_string(), server.addr.to_string()];
+        args.extend(["--source-addrs", "127.0.0.2-127.0.0.9", "--threads", "1"].map(String::from));
+        let flags = flags
+            .replace("{win}", win)
+            .replace("{warm}", warm)
+            .replace("{metrics}", &metrics);
+        args.extend(flags.split_whitespace().map(String::from));
+        let json = out.join(format!("{name}.json"));
+        args.extend(["--json".into(), json.to_string_lossy().into_owned()]);
+        let txt = out.join(format!("{name}.txt"));
+        let file = crate::server::create(&txt)?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        loadgen.run(&args, file, err, &interrupt)?;
+        if !std::fs::metadata(&json).is_ok_and(|m| m.len() > 0) {
+            let said = std::fs::read_to_string(&txt).unwrap_or_default();
+            return Err(format!("run {name} failed:\n{said}"));
+        }
+    }
+    let _ = server.stop(nix::sys::signal::Signal::SIGTERM);
+    judge(&out)
+}
+
+/// Judges the runs in `dir`: prints the targets and writes `dir/summary.json`.
+pub fn judge(dir: &Path) -> Result<(), String> {
+    let mut runs = BTreeMap::new();
+    for (name, _) in RUNS {
+        runs.insert(
+            name.to_string(),
+            crate::read_report(&dir.join(format!("{name}.json")))?,
+        );
+    }
+    let targets = targets(&runs);
+    print!("{}", table(&targets, &runs));
+    crate::write_json(&dir.join("summary.json"), &targets)
+}
 
 /// One target: what it asks, the figure, and whether it was met.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -1,15 +1,21 @@
 //! ringecho-perf: the comparison's side of the numbers. The loadgen measures one run and
-//! writes its JSON; this crate reads the runs compare.sh made, summarises them per scenario
+//! writes its JSON; this crate runs the comparison (servers started, pinned, capped and
+//! stopped; the loadgen run against each, round by round), reads the runs, summarises them per scenario
 //! and server (medians over rounds, ratios to the baseline measured in the same rounds, and
 //! their spread), gives each row its verdict once, and writes the table and report.html; it
 //! also splits a perf profile of each server by category and draws the comparison's plots.
 
 #![warn(missing_docs)]
 
+pub mod cap;
 pub mod check;
+pub mod compare;
+pub mod cores;
 pub mod html;
+pub mod loadgen;
 pub mod profile;
 pub mod scenario;
+pub mod server;
 pub mod summary;
 
 use std::path::Path;
@@ -30,4 +36,10 @@ pub fn read_report(path: &Path) -> Result<Report, String> {
 /// A file's text, or an error naming it.
 pub fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Writes `value` as pretty JSON, or an error naming the file.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -1,11 +1,13 @@
-//! ringecho-perf: the summary table and report.html of a compare.sh run.
+//! ringecho-perf: the comparison (compare.sh) and the loadgen check (loadgen-check.sh) end to
+//! end, and each of their steps on its own: the summary table, report.html, the profile and
+//! the plots.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The comparison's summary and report, from the loadgen's run JSON.
+/// The comparison of echo servers: runs it, summarises it and writes its report.
 #[derive(Debug, Parser)]
 #[command(name = "ringecho-perf", version)]
 struct Cli {
@@ -15,6 +17,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Every backend and any server you bring side by side on loopback, interleaved round by
+    /// round, server and loadgen pinned to different cores: table.txt, summary.json,
+    /// report.html, plots and one JSON per run under --out (scripts/compare.sh runs this).
+    /// Exits 1 if a server or run failed, 2 on a usage error.
+    Compare(ringecho_perf::compare::Options),
+    /// Checks that ringecho-loadgen keeps itself out of the numbers on this machine: its runs
+    /// against one epoll server under results/loadgen-check-<time>/, then each target, its
+    /// figure and whether it was met (scripts/loadgen-check.sh runs this).
+    LoadgenCheck {
+        /// Shorter windows (a smoke test; noisier figures).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Summarises tagged run reports (scenario=, backend=, round=) side by side, with ratios
     /// to a baseline measured in the same rounds; prints the table; exits 1 if any run was
     /// not clean.
@@ -29,28 +44,12 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Writes a run's JSON for a run that has no figures: its tags and why (a FAILED row in
-    /// the summary).
-    Failed {
-        /// The JSON file to write.
-        out: PathBuf,
-        scenario: String,
-        backend: String,
-        round: String,
-        /// Why the run has no figures, in a sentence.
-        why: String,
-    },
-    /// Prints a free TCP port on 127.0.0.1 (for a server started with {port}).
-    FreePort,
-    /// Judges scripts/loadgen-check.sh's targets from the runs it left in DIR (NAME.json
+    /// Judges the loadgen check's targets again from the runs it left in DIR (NAME.json
     /// each); prints them and writes DIR/summary.json. Exits 0 whether or not they were met.
     Check {
         /// The check's results directory.
         dir: PathBuf,
     },
-    /// Prints how compare.sh and loadgen-check.sh split the cores: the server's CPU list,
-    /// the loadgen's, and each one's thread count (the first half for the server).
-    Cores,
     /// Prints the loadgen flags of scenario NAME; exits 2 naming the known ones if it is not
     /// one.
     Scenario {
@@ -117,6 +116,10 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        Err(e) if e == ringecho_perf::loadgen::INTERRUPTED => {
+            eprintln!("ringecho-perf: interrupted");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("ringecho-perf: error: {e}");
             ExitCode::from(1)
@@ -124,8 +127,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// The directory of this binary, where ringecho-server and ringecho-loadgen of the same build
+/// are.
+fn bin_dir() -> Result<PathBuf, String> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .ok_or_else(|| "cannot tell where ringecho-perf is".to_string())
+}
+
 fn run(cli: Cli) -> Result<bool, String> {
     match cli.command {
+        Command::Compare(opts) => {
+            let plan = ringecho_perf::compare::Plan::new(opts).unwrap_or_else(|e| {
+                eprintln!("ringecho-perf compare: {e}");
+                std::process::exit(2)
+            });
+            ringecho_perf::compare::Bench::new(plan, &bin_dir()?)?.run()
+        }
+        Command::LoadgenCheck { quick } => {
+            ringecho_perf::check::run(&bin_dir()?, quick)?;
+            Ok(true)
+        }
         Command::Summarise {
             files,
             baseline,
@@ -135,31 +158,9 @@ fn run(cli: Cli) -> Result<bool, String> {
             let rows = ringecho_perf::summary::summarise(&reports, &baseline);
             print!("{}", ringecho_perf::summary::table(&rows, &baseline));
             if let Some(p) = json {
-                write_json(&p, &rows)?;
+                ringecho_perf::write_json(&p, &rows)?;
             }
             Ok(reports.iter().all(|r| r.is_clean()))
-        }
-        Command::Failed {
-            out,
-            scenario,
-            backend,
-            round,
-            why,
-        } => {
-            let report = ringecho_loadgen::report::Report {
-                failure: Some(why),
-                tags: [
-                    ("scenario", scenario),
-                    ("backend", backend),
-                    ("round", round),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-                ..Default::default()
-            };
-            write_json(&out, &report)?;
-            Ok(true)
         }
         Command::Scenario { name } => match ringecho_perf::scenario::find(&name) {
             Some(s) => {
@@ -179,37 +180,11 @@ fn run(cli: Cli) -> Result<bool, String> {
             }
         },
         Command::Check { dir } => {
-            let mut runs = std::collections::BTreeMap::new();
-            for name in ringecho_perf::check::RUNS {
-                let r = ringecho_perf::read_report(&dir.join(format!("{name}.json")))?;
-                runs.insert(name.to_string(), r);
-            }
-            let targets = ringecho_perf::check::targets(&runs);
-            print!("{}", ringecho_perf::check::table(&targets, &runs));
-            let p = dir.join("summary.json");
-            write_json(&p, &targets)?;
-            Ok(true)
-        }
-        Command::Cores => {
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let half = (n / 2).max(1);
-            let loadgen = if n < 2 {
-                "0".to_string()
-            } else {
-                format!("{half}-{}", n - 1)
-            };
-            println!("0-{} {loadgen} {half} {}", half - 1, (n - half).max(1));
+            ringecho_perf::check::judge(&dir)?;
             Ok(true)
         }
         Command::Scenarios { quick } => {
             println!("{}", ringecho_perf::scenario::defaults(quick));
-            Ok(true)
-        }
-        Command::FreePort => {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| format!("cannot find a free port: {e}"))?;
-            let port = l.local_addr().map_err(|e| e.to_string())?.port();
-            println!("{port}");
             Ok(true)
         }
         Command::Profile { json, inputs } => {
@@ -227,7 +202,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             }
             print!("{}", ringecho_perf::profile::table(&profiles));
             if let Some(p) = json {
-                write_json(&p, &profiles)?;
+                ringecho_perf::write_json(&p, &profiles)?;
             }
             Ok(true)
         }
@@ -261,12 +236,6 @@ fn run(cli: Cli) -> Result<bool, String> {
             Ok(true)
         }
     }
-}
-
-/// Writes `value` as pretty JSON, or an error naming the file.
-fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn parse_profile_input(s: &str) -> Result<(String, PathBuf, PathBuf), String> {

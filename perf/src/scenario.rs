@@ -123,6 +123,13 @@ pub const ALL: [Scenario; 12] = [
     ),
 ];
 
+impl Scenario {
+    /// Run with the server's CPU capped (a `cap…` scenario).
+    pub fn capped(&self) -> bool {
+        self.name.starts_with("cap")
+    }
+}
+
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {
     ALL.iter().find(|s| s.name == name)

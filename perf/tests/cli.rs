@@ -22,27 +22,29 @@ fn an_unknown_scenario_exits_2_naming_the_known_ones() {
     );
 }
 
+/// A server that exits before it listens gets a FAILED row saying so, in the table and the
+/// summary, and the comparison exits 1; a file that is not there is named.
 #[test]
-fn a_failed_run_becomes_a_failed_row_and_a_missing_file_is_named() {
+fn a_server_that_never_listens_becomes_a_failed_row_and_a_missing_file_is_named() {
     let dir = std::env::temp_dir().join(format!("ringecho-perf-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("c100x64-gone-1.json");
-    let ok = bin()
-        .arg("failed")
-        .arg(&f)
-        .args([
-            "c100x64",
-            "gone",
-            "1",
-            "never listened on 127.0.0.1:9 (10 s)",
-        ])
-        .status()
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = bin()
+        .args(["compare", "--quick", "--no-syscalls", "--rounds", "1"])
+        .args(["--backends", "", "--scenarios", "c100x64", "--out"])
+        .arg(&dir)
+        .args(["--server", "gone=sh -c 'echo no socket for me >&2; exit 3'"])
+        .output()
         .unwrap();
-    assert!(ok.success());
-    let out = bin().arg("summarise").arg(&f).output().unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("FAILED: never listened"), "{table}");
-    assert_eq!(out.status.code(), Some(1), "a failed run is not clean");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let table = std::fs::read_to_string(dir.join("table.txt")).unwrap();
+    assert!(
+        table.contains("FAILED: the server exited (status 3) before listening: no socket for me"),
+        "{table}"
+    );
+    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    assert!(summary.contains("\"gone\""), "{summary}");
+    assert!(dir.join("report.html").exists());
     let out = bin()
         .arg("summarise")
         .arg(dir.join("absent.json"))
@@ -51,4 +53,26 @@ fn a_failed_run_becomes_a_failed_row_and_a_missing_file_is_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent.json"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Flags the comparison cannot run with exit 2 with one clear line, before anything runs.
+#[test]
+fn a_comparison_with_bad_flags_exits_2_saying_why() {
+    for (args, says) in [
+        (&["--scenarios", "c5x5"][..], "unknown scenario 'c5x5'"),
+        (&["--server", "a b=true"], "must be letters, digits"),
+        (&["--server", "no-command"], "NAME='COMMAND'"),
+        (&["--backends", ""], "nothing to compare"),
+        (
+            &["--backends", "epoll,epoll"],
+            "two servers are called 'epoll'",
+        ),
+        (&["--duration", "soon"], "not a duration"),
+        (&["--cap", "0"], "not a positive fraction"),
+    ] {
+        let out = bin().arg("compare").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }

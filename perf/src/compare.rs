@@ -1,0 +1,771 @@
+//! The comparison, end to end (`ringecho-perf compare`, which scripts/compare.sh runs): every
+//! server under the same load, interleaved round by round (A B C A B C), server and loadgen
+//! pinned to different cores, capped scenarios in a cgroup; then the summary, the table, the
+//! plots, the profile and report.html. A server that never listens, dies or corrupts an echo
+//! gets a FAILED row and the run goes on; the comparison then exits 1.
+//!
+//! The settings are derived once, in [`Plan::new`]; the state of a comparison in progress is
+//! one [`Bench`], whose [`Bench::run`] reads as the comparison's steps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use ringecho_loadgen::report::Report;
+
+use crate::cap::{Cap, PERIOD_US};
+use crate::cores::Split;
+use crate::loadgen::{Interrupt, Loadgen};
+use crate::scenario::{self, Scenario};
+use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
+
+/// compare.sh's flags (the DESIGN.md contract); the environment's SCENARIOS, BACKENDS,
+/// ROUNDS, DURATION and WARMUP stand in for missing ones.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Short windows (1 s, 300 ms warm-up), no syscall pass, and the quick scenarios
+    /// (c100x64, churn, sweep) unless --scenarios names others.
+    #[arg(long)]
+    pub quick: bool,
+    /// Scenarios to run, comma-separated (`ringecho-perf scenarios` lists a default run's).
+    #[arg(long, env = "SCENARIOS")]
+    pub scenarios: Option<String>,
+    /// Built-in backends to run, comma-separated; '' compares --server rows alone.
+    #[arg(long, env = "BACKENDS", default_value = "uring,epoll,multishot")]
+    pub backends: String,
+    /// Any echo server as NAME='COMMAND', {addr} (127.0.0.1:PORT) and {port} substituted;
+    /// pinned like the built-in ones, measured from outside (/proc, the kernel). Repeatable.
+    #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = Spec::external)]
+    pub servers: Vec<Spec>,
+    /// Rounds per scenario (servers interleaved within each).
+    #[arg(long, env = "ROUNDS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Each run's measured window [default: 2s; 1s with --quick].
+    #[arg(long, env = "DURATION", value_parser = duration)]
+    pub duration: Option<String>,
+    /// Each run's warm-up [default: 700ms; 300ms with --quick].
+    #[arg(long, env = "WARMUP", value_parser = duration)]
+    pub warmup: Option<String>,
+    /// The results directory [default: results/<UTC time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No syscall-counting pass (it needs perf and costs a short run per server).
+    #[arg(long)]
+    pub no_syscalls: bool,
+    /// The sweep's offered rates, comma-separated (default: 10,000 to 640,000 doubling).
+    #[arg(long)]
+    pub sweep_rates: Option<String>,
+    /// The capped scenarios' CPU, in cores per server thread (a cgroup quota; needs root).
+    #[arg(long, default_value_t = 0.3, value_parser = fraction)]
+    pub cap: f64,
+    /// The reference peers as --server rows (liburing, c-epoll, tokio, monoio; =NAME,NAME
+    /// for some), fetched and built by scripts/peers.sh.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "all", value_name = "NAMES")]
+    pub peers: Option<String>,
+    /// Where scripts/peers.sh builds the peers [default: ~/.cache/ringecho-peers].
+    #[arg(long)]
+    pub peers_cache: Option<PathBuf>,
+    /// One more short run of the plot scenario per server under `perf record -e cpu-clock
+    /// -g`: its CPU per message by category (profile.txt, profile.json, report.html).
+    #[arg(long)]
+    pub profile: bool,
+}
+
+fn duration(s: &str) -> Result<String, String> {
+    humantime::parse_duration(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("'{s}' is not a duration (2s, 700ms): {e}"))
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f.is_finite() => Ok(f),
+        _ => Err(format!("'{s}' is not a positive fraction of a core (0.3)")),
+    }
+}
+
+/// Connections come from these source addresses: TIME_WAIT sockets left by earlier runs would
+/// otherwise slow every connect's search for a free port (tens of thousands pile up).
+const SOURCE_ADDRS: &str = "127.0.0.2-127.0.0.9";
+/// The scenario whose latency percentiles are plotted and profiled, when it runs.
+const PLOT_SCENARIO: &str = "c1000x64";
+
+/// A comparison's settings, derived from the flags in one place.
+#[derive(Debug)]
+pub struct Plan {
+    scenarios: Vec<&'static Scenario>,
+    servers: Vec<Spec>,
+    rounds: u32,
+    duration: String,
+    warmup: String,
+    quick: bool,
+    syscalls: bool,
+    out: PathBuf,
+    sweep_range: Vec<String>,
+    cap: f64,
+    profile: bool,
+    baseline: String,
+    plot_scenario: String,
+}
+
+impl Plan {
+    /// The plan for `opts`; the error is a usage error (exit 2). Fetches and builds the
+    /// peers when asked.
+    pub fn new(opts: Options) -> Result<Plan, String> {
+        let list = opts
+            .scenarios
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| scenario::defaults(opts.quick));
+        let scenarios = list
+            .split(',')
+            .map(|name| {
+                scenario::find(name).ok_or_else(|| {
+                    let known: Vec<&str> = scenario::ALL.iter().map(|s| s.name).collect();
+                    format!("unknown scenario '{name}' (known: {})", known.join(" "))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut servers: Vec<Spec> = opts
+            .backends
+            .split(',')
+            .filter(|b| !b.is_empty())
+            .map(|b| Spec::Backend(b.to_string()))
+            .collect();
+        servers.extend(opts.servers);
+        if let Some(only) = &opts.peers {
+            servers.extend(peers(only, opts.peers_cache.as_deref()));
+        }
+        if servers.is_empty() {
+            return Err("nothing to compare (no --backends, no --server)".into());
+        }
+        let names: Vec<&str> = servers.iter().map(Spec::name).collect();
+        if let Some(dup) = names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| names[..*i].contains(n))
+        {
+            return Err(format!("two servers are called '{}'", dup.1));
+        }
+        let baseline = if names.contains(&"epoll") {
+            "epoll"
+        } else {
+            names[0]
+        };
+        let plot_scenario = if scenarios.iter().any(|s| s.name == PLOT_SCENARIO) {
+            PLOT_SCENARIO
+        } else {
+            scenarios[0].name
+        };
+        let (steps, from, to) = if opts.quick {
+            ("3", "5000", "20000")
+        } else {
+            ("7", "10000", "640000")
+        };
+        let sweep_range = match opts.sweep_rates {
+            Some(r) => vec!["--rates".into(), r],
+            None => ["--from", from, "--to", to, "--steps", steps]
+                .map(String::from)
+                .to_vec(),
+        };
+        let (duration, warmup) = if opts.quick {
+            ("1s", "300ms")
+        } else {
+            ("2s", "700ms")
+        };
+        Ok(Plan {
+            baseline: baseline.to_string(),
+            plot_scenario: plot_scenario.to_string(),
+            scenarios,
+            servers,
+            rounds: opts.rounds,
+            duration: opts.duration.unwrap_or_else(|| duration.into()),
+            warmup: opts.warmup.unwrap_or_else(|| warmup.into()),
+            quick: opts.quick,
+            syscalls: !opts.quick && !opts.no_syscalls,
+            out: opts.out.unwrap_or_else(|| {
+                PathBuf::from("results").join(
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string()
+                        .replace(['-', ':'], ""),
+                )
+            }),
+            sweep_range,
+            cap: opts.cap,
+            profile: opts.profile,
+        })
+    }
+}
+
+/// The reference peers' --server rows from scripts/peers.sh (`NAME=COMMAND` lines); one it
+/// cannot fetch or build is named on stderr by the script, and the run goes on without it.
+fn peers(only: &str, cache: Option<&Path>) -> Vec<Spec> {
+    eprintln!("compare: fetching and building the reference peers (scripts/peers.sh)");
+    let mut cmd = Command::new("bash");
+    cmd.arg("scripts/peers.sh");
+    if let Some(c) = cache {
+        cmd.arg("--cache").arg(c);
+    }
+    if only != "all" {
+        cmd.args(["--only", only]);
+    }
+    let out = match cmd.stderr(Stdio::inherit()).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("compare: no peers: cannot run scripts/peers.sh: {e}");
+            return Vec::new();
+        }
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            Spec::external(l)
+                .map_err(|e| eprintln!("compare: peers.sh gave a bad row: {e}"))
+                .ok()
+        })
+        .collect()
+}
+
+/// A comparison in progress: the plan, the machine's split, how servers and the loadgen are
+/// started, the cap, and whether anything failed.
+pub struct Bench {
+    plan: Plan,
+    split: Split,
+    launcher: Launcher,
+    loadgen: Loadgen,
+    /// The capped scenarios' cgroup, or why there is none (made only if one is planned).
+    cap: Option<Result<Cap, String>>,
+    failed: bool,
+    interrupt: Interrupt,
+}
+
+/// One run's identity: its scenario, server and round (`1`, `2`, … or `sc`).
+struct RunId<'a> {
+    scenario: &'a Scenario,
+    server: &'a Spec,
+    round: String,
+}
+
+impl RunId<'_> {
+    /// `OUT/SCENARIO-SERVER-ROUND`, the prefix of the run's files.
+    fn log(&self, out: &Path) -> PathBuf {
+        out.join(format!(
+            "{}-{}-{}",
+            self.scenario.name,
+            self.server.name(),
+            self.round
+        ))
+    }
+}
+
+impl Bench {
+    /// A comparison of `plan`, with ringecho-server and ringecho-loadgen from `bin`; SIGINT
+    /// and SIGTERM end it between runs, servers stopped and the cgroup removed.
+    pub fn new(plan: Plan, bin: &Path) -> Result<Bench, String> {
+        let split = Split::here();
+        Ok(Bench {
+            launcher: Launcher {
+                exe: bin.join("ringecho-server"),
+                cpus: split.server_cpus.clone(),
+                threads: split.server_threads,
+            },
+            loadgen: Loadgen {
+                exe: bin.join("ringecho-loadgen"),
+                cpus: split.loadgen_cpus.clone(),
+            },
+            split,
+            plan,
+            cap: None,
+            failed: false,
+            interrupt: Interrupt::catch()?,
+        })
+    }
+
+    /// Runs the comparison; true if every server and run succeeded.
+    pub fn run(mut self) -> Result<bool, String> {
+        std::fs::create_dir_all(&self.plan.out)
+            .map_err(|e| format!("cannot create {}: {e}", self.plan.out.display()))?;
+        self.describe_machine()?;
+        for scenario in self.plan.scenarios.clone() {
+            eprintln!("scenario {}: {}", scenario.name, scenario.flags);
+            self.scenario(scenario)?;
+        }
+        eprintln!();
+        self.summarise()?;
+        if self.plan.profile {
+            self.profile()?;
+        }
+        self.plot()?;
+        self.report()?;
+        eprintln!(
+            "compare: results in {} (report.html, table.txt, summary.json, plots, one JSON per run)",
+            self.plan.out.display()
+        );
+        if self.failed {
+            eprintln!("compare: FAILED: at least one server or run failed (see the table)");
+        }
+        Ok(!self.failed)
+    }
+
+    /// machine.txt: when, which kernel and CPU, the split, the windows, and the cap.
+    fn describe_machine(&mut self) -> Result<(), String> {
+        let p = &self.plan;
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or("", |(_, m)| m.trim());
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let s = &self.split;
+        let mut text = format!(
+            "date: {}\nkernel: {}\ncpus: {ncpu} ({model})\nserver: taskset -c {}, {} threads; \
+             loadgen: taskset -c {}, {} threads\nwarmup {}, duration {}, rounds {}\n",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+            kernel(),
+            s.server_cpus,
+            s.server_threads,
+            s.loadgen_cpus,
+            s.loadgen_threads,
+            p.warmup,
+            p.duration,
+            p.rounds,
+        );
+        if p.scenarios.iter().any(|s| s.capped()) {
+            let cap = Cap::create(p.cap, s.server_threads);
+            if let Ok(c) = &cap {
+                let line = format!(
+                    "cap: the server at {} of a core per thread ({} µs per {PERIOD_US} µs, {})\n",
+                    p.cap,
+                    c.quota_us,
+                    c.dir().display()
+                );
+                text.push_str(&line);
+            }
+            self.cap = Some(cap);
+        }
+        eprint!("{text}");
+        std::fs::write(p.out.join("machine.txt"), text)
+            .map_err(|e| format!("cannot write machine.txt: {e}"))
+    }
+
+    /// One scenario: its rounds, servers interleaved, then the syscall pass; or the sweep.
+    fn scenario(&mut self, scenario: &'static Scenario) -> Result<(), String> {
+        let servers = self.plan.servers.clone();
+        if scenario.name == "sweep" {
+            for server in &servers {
+                self.sweep(scenario, server)?;
+            }
+            return Ok(());
+        }
+        if scenario.capped() {
+            if let Some(Err(why)) = &self.cap {
+                eprintln!("compare: {} skipped: {why}", scenario.name);
+                return Ok(());
+            }
+        }
+        let (warmup, duration) = (self.plan.warmup.clone(), self.plan.duration.clone());
+        for round in 1..=self.plan.rounds {
+            for server in &servers {
+                let id = RunId {
+                    scenario,
+                    server,
+                    round: round.to_string(),
+                };
+                self.measure(&id, &warmup, &duration, &[])?;
+            }
+        }
+        if self.plan.syscalls && scenario.name != "idle10k" && on_path("perf") {
+            // Counting syscalls costs the server a little per call: a short pass of its own,
+            // whose other figures are not used.
+            for server in &servers {
+                let id = RunId {
+                    scenario,
+                    server,
+                    round: "sc".into(),
+                };
+                let extra = ["--count-syscalls", "--tag", "pass=syscalls"];
+                self.measure(&id, "300ms", "1s", &extra)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One measured run: the server started (and capped), the loadgen run against it, the
+    /// server stopped; a FAILED row where any of it went wrong.
+    fn measure(
+        &mut self,
+        id: &RunId,
+        warmup: &str,
+        duration: &str,
+        extra: &[&str],
+    ) -> Result<(), String> {
+        let log = id.log(&self.plan.out);
+        let mut server = match self.launcher.start(id.server, &log) {
+            Ok(s) => s,
+            Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
+        };
+        if id.scenario.capped() {
+            if let Some(Ok(cap)) = &self.cap {
+                if let Err(why) = cap.hold(server.pid()) {
+                    return self.failed_row(id, &log, &why);
+                }
+            }
+        }
+        let mut args = run_args(&server, id.scenario, warmup, duration);
+        if let Some(url) = &server.metrics_url {
+            args.extend(["--server-metrics".to_string(), url.clone()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for tag in [
+            format!("scenario={}", id.scenario.name),
+            format!("backend={}", id.server.name()),
+            format!("round={}", id.round),
+        ] {
+            args.extend(["--tag".to_string(), tag]);
+        }
+        let json = with_suffix(&log, ".json");
+        let hgrm = with_suffix(&log, ".hgrm");
+        args.extend(["--json".into(), path(&json), "--hgrm".into(), path(&hgrm)]);
+        let loadgen = self.loadgen(None, &args, &log)?;
+        if !server.is_alive() {
+            let _ = server.stop(Signal::SIGTERM);
+            return self.failed_row(id, &log, "the server died during the run");
+        }
+        let stopped = server.stop(Signal::SIGTERM);
+        if !nonempty(&json) {
+            let why = format!(
+                "the loadgen could not run: {}",
+                tail(&with_suffix(&log, ".err"), 1)
+            );
+            return self.failed_row(id, &log, &why);
+        }
+        if !loadgen.success() {
+            self.failed = true;
+            let err = std::fs::read_to_string(with_suffix(&log, ".err")).unwrap_or_default();
+            let last = err.lines().rfind(|l| l.contains("error"));
+            eprintln!(
+                "compare: {} in {} round {}: {}",
+                id.server.name(),
+                id.scenario.name,
+                id.round,
+                last.unwrap_or("the loadgen failed")
+            );
+        }
+        // Built-in servers drain and exit 0 on SIGTERM; external ones may die by the signal.
+        match stopped {
+            Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
+            Ok(status) if !status.success() && !id.server.is_external() => {
+                let why = format!(
+                    "the server exited with {}: {}",
+                    describe(status),
+                    tail(&with_suffix(&log, ".server.err"), 1)
+                );
+                return self.failed_row(id, &log, &why);
+            }
+            Ok(_) => {}
+        }
+        let text = std::fs::read_to_string(with_suffix(&log, ".txt")).unwrap_or_default();
+        let throughput = text
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("throughput "))
+            .unwrap_or("")
+            .trim();
+        let name = format!("{}-{}-{}", id.scenario.name, id.server.name(), id.round);
+        eprintln!("  {name:<28} {throughput}");
+        Ok(())
+    }
+
+    /// The latency–load curve of one server.
+    fn sweep(&mut self, scenario: &Scenario, server: &Spec) -> Result<(), String> {
+        let log = self.plan.out.join(format!("sweep-{}", server.name()));
+        let mut running = match self.launcher.start(server, &log) {
+            Ok(s) => s,
+            Err(why) => {
+                self.failed = true;
+                eprintln!(
+                    "compare: sweep of {} skipped: the server {why}",
+                    server.name()
+                );
+                return Ok(());
+            }
+        };
+        let (duration, warmup) = if self.plan.quick {
+            ("500ms", "200ms")
+        } else {
+            ("1s", "300ms")
+        };
+        let mut args = run_args(&running, scenario, warmup, duration);
+        args.extend(self.plan.sweep_range.iter().cloned());
+        args.extend(["--tag".into(), format!("backend={}", server.name())]);
+        args.extend(["--json".into(), path(&with_suffix(&log, ".json"))]);
+        if !self.loadgen(Some("sweep"), &args, &log)?.success() {
+            self.failed = true;
+            let why = tail(&with_suffix(&log, ".err"), 1);
+            eprintln!("compare: sweep of {}: {why}", server.name());
+        }
+        if !running.is_alive() {
+            self.failed = true;
+            eprintln!("compare: {} died during its sweep", server.name());
+        }
+        let _ = running.stop(Signal::SIGTERM);
+        eprint!(
+            "{}",
+            std::fs::read_to_string(with_suffix(&log, ".txt")).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// Runs the loadgen (`sub`command, if any) pinned to the loadgen cores with the split's
+    /// threads and the source addresses, then `args`; its output in `LOG.txt` and `LOG.err`.
+    fn loadgen(
+        &self,
+        sub: Option<&str>,
+        args: &[String],
+        log: &Path,
+    ) -> Result<ExitStatus, String> {
+        let mut all: Vec<String> = sub.into_iter().map(String::from).collect();
+        all.extend(["--threads".into(), self.split.loadgen_threads.to_string()]);
+        all.extend(["--source-addrs", SOURCE_ADDRS].map(String::from));
+        all.extend(args.iter().cloned());
+        let out = create(&with_suffix(log, ".txt"))?;
+        let err = create(&with_suffix(log, ".err"))?;
+        self.loadgen.run(&all, out, err, &self.interrupt)
+    }
+
+    /// Writes the run's JSON as a FAILED row saying why, and marks the comparison failed.
+    fn failed_row(&mut self, id: &RunId, log: &Path, why: &str) -> Result<(), String> {
+        self.failed = true;
+        let report = Report {
+            failure: Some(why.to_string()),
+            tags: [
+                ("scenario", id.scenario.name.to_string()),
+                ("backend", id.server.name().to_string()),
+                ("round", id.round.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            ..Default::default()
+        };
+        crate::write_json(&with_suffix(log, ".json"), &report)?;
+        eprintln!(
+            "compare: {} in {} round {} FAILED: {why}",
+            id.server.name(),
+            id.scenario.name,
+            id.round
+        );
+        self.interrupt.check()
+    }
+
+    /// table.txt and summary.json from every run's JSON; a run that was not clean fails the
+    /// comparison.
+    fn summarise(&mut self) -> Result<(), String> {
+        let mut files = Vec::new();
+        for s in self.plan.scenarios.iter().filter(|s| s.name != "sweep") {
+            let prefix = format!("{}-", s.name);
+            let mut mine: Vec<PathBuf> = list(&self.plan.out)?
+                .into_iter()
+                .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+                .map(|n| self.plan.out.join(n))
+                .collect();
+            mine.sort();
+            files.extend(mine);
+        }
+        if files.is_empty() {
+            return Ok(());
+        }
+        let reports = crate::read_reports(&files)?;
+        let rows = crate::summary::summarise(&reports, &self.plan.baseline);
+        let table = crate::summary::table(&rows, &self.plan.baseline);
+        print!("{table}");
+        write(&self.plan.out.join("table.txt"), &table)?;
+        crate::write_json(&self.plan.out.join("summary.json"), &rows)?;
+        if !reports.iter().all(Report::is_clean) {
+            self.failed = true;
+        }
+        Ok(())
+    }
+
+    /// `--profile`: one more run of the plot scenario per server under perf record, its CPU
+    /// per message split by category; skipped with the reason where perf is missing.
+    fn profile(&mut self) -> Result<(), String> {
+        let out = self.plan.out.clone();
+        if !on_path("perf") {
+            let why = "--profile skipped: perf is not installed (apt-get install linux-perf)";
+            eprintln!("compare: {why}");
+            return write(&out.join("profile.txt"), &format!("{why}\n"));
+        }
+        let scenario = scenario::find(&self.plan.plot_scenario).expect("a planned scenario");
+        eprintln!(
+            "compare: profiling each server ({}, perf record -e cpu-clock -g)",
+            scenario.name
+        );
+        let mut profiles = Vec::new();
+        for server in self.plan.servers.clone() {
+            let log = out.join(format!("profile-{}", server.name()));
+            match self.profile_one(scenario, &server, &log) {
+                Ok(p) => profiles.push(p),
+                Err(why) => eprintln!("compare: no profile of {}: {why}", server.name()),
+            }
+            self.interrupt.check()?;
+        }
+        if !profiles.is_empty() {
+            let table = crate::profile::table(&profiles);
+            print!("{table}");
+            write(&out.join("profile.txt"), &table)?;
+            crate::write_json(&out.join("profile.json"), &profiles)?;
+        }
+        Ok(())
+    }
+
+    /// One server's profile: perf record over a run, then perf script, categorised.
+    fn profile_one(
+        &self,
+        scenario: &Scenario,
+        server: &Spec,
+        log: &Path,
+    ) -> Result<crate::profile::Profile, String> {
+        let data = with_suffix(log, ".data");
+        let perf_err = with_suffix(log, ".perf.err");
+        let running = self
+            .launcher
+            .start(server, log)
+            .map_err(|why| format!("the server {why}"))?;
+        let mut perf = Command::new("perf")
+            .args(["record", "-q", "-e", "cpu-clock", "-g", "-p"])
+            .arg(running.pid().to_string())
+            .arg("-o")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(create(&perf_err)?)
+            .spawn()
+            .map_err(|e| format!("cannot start perf: {e}"))?;
+        std::thread::sleep(Duration::from_millis(300));
+        let mut args = run_args(&running, scenario, &self.plan.warmup, &self.plan.duration);
+        let json = with_suffix(log, ".json");
+        args.extend(["--json".into(), path(&json)]);
+        let ran = self.loadgen(None, &args, log);
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(perf.id() as i32), Signal::SIGINT);
+        let _ = perf.wait();
+        let _ = running.stop(Signal::SIGTERM);
+        ran?;
+        let script = Command::new("perf")
+            .args(["script", "-F", "ip,sym,dso", "-i"])
+            .arg(&data)
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run perf script: {e}"));
+        let _ = std::fs::remove_file(&data);
+        let script = script?;
+        if !script.status.success() {
+            return Err(String::from_utf8_lossy(&script.stderr).trim().to_string());
+        }
+        if !nonempty(&json) {
+            return Err(format!(
+                "the loadgen could not run: {}",
+                tail(&with_suffix(log, ".err"), 1)
+            ));
+        }
+        let cpu = crate::read_report(&json)?
+            .server
+            .map(|s| s.cpu_us_per_msg)
+            .ok_or("the run has no server CPU")?;
+        let text = String::from_utf8_lossy(&script.stdout);
+        Ok(crate::profile::profile(server.name(), &text, cpu))
+    }
+
+    /// The latency percentiles of the plot scenario's first round, and the sweeps' curves.
+    fn plot(&self) -> Result<(), String> {
+        let out = &self.plan.out;
+        let k = kernel();
+        let curves: Vec<(String, PathBuf)> = self
+            .plan
+            .servers
+            .iter()
+            .map(|s| {
+                let f = out.join(format!("{}-{}-1.hgrm", self.plan.plot_scenario, s.name()));
+                (s.name().to_string(), f)
+            })
+            .filter(|(_, f)| nonempty(f))
+            .collect();
+        if !curves.is_empty() {
+            let title = format!("echo latency, {} ({k})", self.plan.plot_scenario);
+            let svg = out.join(format!("latency-{}.svg", self.plan.plot_scenario));
+            ringecho_loadgen::plot::plot_hgrm(&svg, &title, &curves)
+                .map_err(|e| format!("cannot plot: {e}"))?;
+        }
+        let mut sweeps = Vec::new();
+        for s in &self.plan.servers {
+            let f = out.join(format!("sweep-{}.json", s.name()));
+            if nonempty(&f) {
+                let text = crate::read(&f)?;
+                sweeps.push(
+                    serde_json::from_str::<ringecho_loadgen::sweep::Sweep>(&text)
+                        .map_err(|e| format!("{} is not a sweep: {e}", f.display()))?,
+                );
+            }
+        }
+        if !sweeps.is_empty() {
+            let title = format!("latency against offered load ({k})");
+            ringecho_loadgen::sweep::plot(&out.join("latency-load.svg"), &title, &sweeps)
+                .map_err(|e| format!("cannot plot: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// report.html.
+    fn report(&self) -> Result<(), String> {
+        let p = &self.plan;
+        let page = crate::html::page(&p.out, &p.baseline, &p.plot_scenario)?;
+        write(&p.out.join("report.html"), &page)
+    }
+}
+
+/// The loadgen flags every run against a server shares: where it listens, the scenario's
+/// flags, the windows, and its process id for the server's CPU figures.
+fn run_args(server: &Running, scenario: &Scenario, warmup: &str, duration: &str) -> Vec<String> {
+    let mut args = vec!["--addr".to_string(), server.addr.to_string()];
+    args.extend(scenario.flags.split_whitespace().map(String::from));
+    args.extend(["--warmup", warmup, "--duration", duration].map(String::from));
+    args.extend(["--server-pid".into(), server.pid().to_string()]);
+    args
+}
+
+/// The running kernel's release (`uname -r`).
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown kernel".into())
+}
+
+/// A program of that name is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// The file exists and is not empty.
+fn nonempty(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+}
+
+/// A path as a loadgen argument.
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The file names in `dir`.
+fn list(dir: &Path) -> Result<Vec<String>, String> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
+        .collect())
+}
+
+/// Writes text to a file, or an error naming it.
+fn write(p: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+}

@@ -1,0 +1,83 @@
+//! The loadgen as the comparison runs it: pinned to the loadgen's cores, its output in files,
+//! and killed if the comparison is interrupted (SIGINT or SIGTERM), which then ends between
+//! runs with every server stopped and the cgroup removed.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Set once SIGINT or SIGTERM came; the comparison stops at its next step.
+#[derive(Debug, Clone)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// Catches SIGINT and SIGTERM from now on (instead of dying by them, which would leave a
+    /// server running and a cgroup behind).
+    pub fn catch() -> Result<Interrupt, String> {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&flag))
+                .map_err(|e| format!("cannot handle signals: {e}"))?;
+        }
+        Ok(Interrupt(flag))
+    }
+
+    /// `Err("interrupted")` once a signal came.
+    pub fn check(&self) -> Result<(), String> {
+        if self.0.load(Ordering::Relaxed) {
+            Err(INTERRUPTED.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The error of an interrupted comparison (exit status 130, as a shell gives).
+pub const INTERRUPTED: &str = "interrupted";
+
+/// How the loadgen is started.
+#[derive(Debug, Clone)]
+pub struct Loadgen {
+    /// ringecho-loadgen.
+    pub exe: PathBuf,
+    /// The loadgen's CPU list (taskset -c).
+    pub cpus: String,
+}
+
+impl Loadgen {
+    /// Runs `ringecho-loadgen ARGS…` pinned, its output to `stdout` and `stderr`, and returns
+    /// its exit status; an interruption kills it and is the error.
+    pub fn run(
+        &self,
+        args: &[String],
+        stdout: File,
+        stderr: File,
+        interrupt: &Interrupt,
+    ) -> Result<ExitStatus, String> {
+        let mut child = Command::new("taskset")
+            .arg("-c")
+            .arg(&self.cpus)
+            .arg(&self.exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start the loadgen (taskset): {e}"))?;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                interrupt.check()?;
+                return Ok(status);
+            }
+            if let Err(e) = interrupt.check() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
