@@ -336,7 +336,8 @@ impl Bench {
             let cap = Cap::create(p.cap, s.server_threads);
             if let Ok(c) = &cap {
                 let line = format!(
-                    "cap: the server at {} of a core per thread ({} µs per {PERIOD_US} µs, {})\n",
+                    "cap: the server at {} of a core per thread ({} µs per {PERIOD_US} µs, a \
+                     cgroup per server run under {})\n",
                     p.cap,
                     c.quota_us,
                     c.dir().display()
@@ -406,13 +407,19 @@ impl Bench {
             Ok(s) => s,
             Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
         };
-        if id.scenario.capped() {
-            if let Some(Ok(cap)) = &self.cap {
-                if let Err(why) = cap.hold(server.pid()) {
-                    return self.failed_row(id, &log, &why);
+        let _held = match (&self.cap, id.scenario.capped()) {
+            (Some(Ok(cap)), true) => {
+                let name = format!("{}-{}", id.server.name(), id.round);
+                match cap
+                    .server(&name)
+                    .and_then(|h| h.hold(server.pid()).map(|()| h))
+                {
+                    Ok(held) => Some(held),
+                    Err(why) => return self.failed_row(id, &log, &why),
                 }
             }
-        }
+            _ => None,
+        };
         let mut args = run_args(&server, id.scenario, warmup, duration);
         if let Some(url) = &server.metrics_url {
             args.extend(["--server-metrics".to_string(), url.clone()]);
