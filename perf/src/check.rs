@@ -49,9 +49,7 @@ pub const RUNS: [(&str, &str); 8] = [
 pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
     let (win, warm) = if quick { ("1s", "300ms") } else { ("3s", "1s") };
     let split = Split::here();
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let out =
-        PathBuf::from("results").join(format!("loadgen-check-{}", stamp.replace(['-', ':'], "")));
+    let out = PathBuf::from("results").join(format!("loadgen-check-{}", crate::stamp()));
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let interrupt = Interrupt::catch()?;
     let launcher = Launcher {

@@ -117,36 +117,9 @@ impl Plan {
             .scenarios
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| scenario::defaults(opts.quick));
-        let scenarios = list
-            .split(',')
-            .map(|name| {
-                scenario::find(name).ok_or_else(|| {
-                    let known: Vec<&str> = scenario::ALL.iter().map(|s| s.name).collect();
-                    format!("unknown scenario '{name}' (known: {})", known.join(" "))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut servers: Vec<Spec> = opts
-            .backends
-            .split(',')
-            .filter(|b| !b.is_empty())
-            .map(|b| Spec::Backend(b.to_string()))
-            .collect();
-        servers.extend(opts.servers);
-        if let Some(only) = &opts.peers {
-            servers.extend(peers(only, opts.peers_cache.as_deref()));
-        }
-        if servers.is_empty() {
-            return Err("nothing to compare (no --backends, no --server)".into());
-        }
+        let scenarios = scenarios(&list)?;
+        let servers = servers(&opts.backends, opts.servers, &opts.peers, &opts.peers_cache)?;
         let names: Vec<&str> = servers.iter().map(Spec::name).collect();
-        if let Some(dup) = names
-            .iter()
-            .enumerate()
-            .find(|(i, n)| names[..*i].contains(n))
-        {
-            return Err(format!("two servers are called '{}'", dup.1));
-        }
         let baseline = if names.contains(&"epoll") {
             "epoll"
         } else {
@@ -183,18 +156,54 @@ impl Plan {
             warmup: opts.warmup.unwrap_or_else(|| warmup.into()),
             quick: opts.quick,
             syscalls: !opts.quick && !opts.no_syscalls,
-            out: opts.out.unwrap_or_else(|| {
-                PathBuf::from("results").join(
-                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                        .to_string()
-                        .replace(['-', ':'], ""),
-                )
-            }),
+            out: opts
+                .out
+                .unwrap_or_else(|| PathBuf::from("results").join(crate::stamp())),
             sweep_range,
             cap: opts.cap,
             profile: opts.profile,
         })
     }
+}
+
+/// The scenarios a comma-separated list names.
+fn scenarios(list: &str) -> Result<Vec<&'static Scenario>, String> {
+    list.split(',')
+        .map(|name| {
+            scenario::find(name).ok_or_else(|| {
+                let known: Vec<&str> = scenario::ALL.iter().map(|s| s.name).collect();
+                format!("unknown scenario '{name}' (known: {})", known.join(" "))
+            })
+        })
+        .collect()
+}
+
+/// The servers in run order: built-in backends, then --server rows, then the peers; at least
+/// one, each name once.
+fn servers(
+    backends: &str,
+    external: Vec<Spec>,
+    peers_wanted: &Option<String>,
+    cache: &Option<PathBuf>,
+) -> Result<Vec<Spec>, String> {
+    let mut servers: Vec<Spec> = backends
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(|b| Spec::Backend(b.to_string()))
+        .collect();
+    servers.extend(external);
+    if let Some(only) = peers_wanted {
+        servers.extend(peers(only, cache.as_deref()));
+    }
+    if servers.is_empty() {
+        return Err("nothing to compare (no --backends, no --server)".into());
+    }
+    for (i, s) in servers.iter().enumerate() {
+        if servers[..i].iter().any(|t| t.name() == s.name()) {
+            return Err(format!("two servers are called '{}'", s.name()));
+        }
+    }
+    Ok(servers)
 }
 
 /// The reference peers' --server rows from scripts/peers.sh (`NAME=COMMAND` lines); one it
@@ -403,7 +412,7 @@ impl Bench {
         extra: &[&str],
     ) -> Result<(), String> {
         let log = id.log(&self.plan.out);
-        let mut server = match self.launcher.start(id.server, &log) {
+        let server = match self.launcher.start(id.server, &log) {
             Ok(s) => s,
             Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
         };
@@ -432,54 +441,66 @@ impl Bench {
         ] {
             args.extend(["--tag".to_string(), tag]);
         }
-        let json = with_suffix(&log, ".json");
-        let hgrm = with_suffix(&log, ".hgrm");
-        args.extend(["--json".into(), path(&json), "--hgrm".into(), path(&hgrm)]);
+        let json = path(&with_suffix(&log, ".json"));
+        let hgrm = path(&with_suffix(&log, ".hgrm"));
+        args.extend(["--json".into(), json, "--hgrm".into(), hgrm]);
         let loadgen = self.loadgen(None, &args, &log)?;
+        self.judge(id, &log, loadgen, server)
+    }
+
+    /// After a run: the server stopped, and a FAILED row if it died, exited badly or the
+    /// loadgen left no report; otherwise the run's throughput on stderr.
+    fn judge(
+        &mut self,
+        id: &RunId,
+        log: &Path,
+        loadgen: ExitStatus,
+        mut server: Running,
+    ) -> Result<(), String> {
         if !server.is_alive() {
             let _ = server.stop(Signal::SIGTERM);
-            return self.failed_row(id, &log, "the server died during the run");
+            return self.failed_row(id, log, "the server died during the run");
         }
         let stopped = server.stop(Signal::SIGTERM);
-        if !nonempty(&json) {
-            let why = format!(
-                "the loadgen could not run: {}",
-                tail(&with_suffix(&log, ".err"), 1)
-            );
-            return self.failed_row(id, &log, &why);
+        let err = with_suffix(log, ".err");
+        if !nonempty(&with_suffix(log, ".json")) {
+            let why = format!("the loadgen could not run: {}", tail(&err, 1));
+            return self.failed_row(id, log, &why);
         }
         if !loadgen.success() {
             self.failed = true;
-            let err = std::fs::read_to_string(with_suffix(&log, ".err")).unwrap_or_default();
+            let err = std::fs::read_to_string(err).unwrap_or_default();
             let last = err.lines().rfind(|l| l.contains("error"));
+            let said = last.unwrap_or("the loadgen failed");
             eprintln!(
-                "compare: {} in {} round {}: {}",
+                "compare: {} in {} round {}: {said}",
                 id.server.name(),
                 id.scenario.name,
-                id.round,
-                last.unwrap_or("the loadgen failed")
+                id.round
             );
         }
         // Built-in servers drain and exit 0 on SIGTERM; external ones may die by the signal.
         match stopped {
-            Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
+            Err(why) => return self.failed_row(id, log, &format!("the server {why}")),
             Ok(status) if !status.success() && !id.server.is_external() => {
                 let why = format!(
                     "the server exited with {}: {}",
                     describe(status),
-                    tail(&with_suffix(&log, ".server.err"), 1)
+                    tail(&with_suffix(log, ".server.err"), 1)
                 );
-                return self.failed_row(id, &log, &why);
+                return self.failed_row(id, log, &why);
             }
             Ok(_) => {}
         }
-        let text = std::fs::read_to_string(with_suffix(&log, ".txt")).unwrap_or_default();
+        let text = std::fs::read_to_string(with_suffix(log, ".txt")).unwrap_or_default();
         let throughput = text
             .lines()
             .find_map(|l| l.trim_start().strip_prefix("throughput "))
             .unwrap_or("")
             .trim();
-        let name = format!("{}-{}-{}", id.scenario.name, id.server.name(), id.round);
+        let name = log
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         eprintln!("  {name:<28} {throughput}");
         Ok(())
     }

@@ -173,6 +173,8 @@ fn spread_text(r: &Row) -> String {
 }
 
 /// Horizontal bars of CPU ratio per scenario and server, a line at 1, whiskers for spread.
+/// One SVG built in one pass (axis, then a group per scenario), kept whole so that every
+/// coordinate is computed from the same few constants in sight.
 fn ratio_chart(rows: &[Row], scenarios: &[String], baseline: &str) -> String {
     const BAR: f64 = 16.0;
     const GAP: f64 = 14.0;

@@ -43,3 +43,10 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Stri
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+/// Now in UTC as a results directory's name: `20261126T003315Z`.
+pub fn stamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "")
+}

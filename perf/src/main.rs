@@ -136,6 +136,9 @@ fn bin_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "cannot tell where ringecho-perf is".to_string())
 }
 
+/// Runs one subcommand: Ok(false) when it ran but something it checked failed (exit 1). One
+/// short arm per subcommand, each handing over to the library; its length is the number of
+/// subcommands.
 fn run(cli: Cli) -> Result<bool, String> {
     match cli.command {
         Command::Compare(opts) => {
