@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:-/usr/local}
 root="${DESTDIR:-}$prefix"
-for b in ringecho-server ringecho-loadgen ringecho-client; do
+for b in ringecho-server ringecho-loadgen ringecho-client ringecho-perf; do
   if [ ! -x "target/release/$b" ]; then
     echo "install.sh: target/release/$b is missing: build first, as yourself (not with sudo):" >&2
     echo "  cargo build --release" >&2
@@ -23,7 +23,7 @@ if ! mkdir -p "$root" 2>/dev/null || [ ! -w "$root" ]; then
 fi
 install -d "$root/bin" "$root/share/man/man1" "$root/share/bash-completion/completions" \
   "$root/share/zsh/site-functions" "$root/share/fish/vendor_completions.d"
-for b in ringecho-server ringecho-loadgen ringecho-client; do
+for b in ringecho-server ringecho-loadgen ringecho-client ringecho-perf; do
   install -m 0755 "target/release/$b" "$root/bin/$b"
   "target/release/$b" --generate man >"$root/share/man/man1/$b.1"
   "target/release/$b" --generate complete-bash >"$root/share/bash-completion/completions/$b"

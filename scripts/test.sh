@@ -41,7 +41,7 @@ if [ "$(id -u)" != 0 ] && [ ${#need[@]} -gt 0 ]; then
 fi
 
 # compare.sh's test runs the release binaries: build them before the tests share the cores.
-cargo build --release --quiet -p ringecho-server -p ringecho-loadgen -p ringecho-client
+cargo build --release --quiet -p ringecho-server -p ringecho-loadgen -p ringecho-client -p ringecho-perf
 
 RINGECHO_SKIPS=$(mktemp)
 export RINGECHO_SKIPS

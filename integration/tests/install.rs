@@ -26,7 +26,12 @@ fn install_as_user(prefix: &std::path::Path) -> std::process::Output {
 
 #[test]
 fn install_sh_as_a_user_and_staged() {
-    for b in ["ringecho-server", "ringecho-loadgen", "ringecho-client"] {
+    for b in [
+        "ringecho-server",
+        "ringecho-loadgen",
+        "ringecho-client",
+        "ringecho-perf",
+    ] {
         assert!(
             repo().join("target/release").join(b).exists(),
             "scripts/test.sh builds the release binaries first"
@@ -49,6 +54,8 @@ fn install_sh_as_a_user_and_staged() {
         "bin/ringecho-server",
         "share/man/man1/ringecho-loadgen.1",
         "share/bash-completion/completions/ringecho-client",
+        "bin/ringecho-perf",
+        "share/man/man1/ringecho-perf.1",
     ] {
         assert!(prefix.join(f).exists(), "{f} not installed: {text}");
     }

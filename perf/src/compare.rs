@@ -210,6 +210,13 @@ fn servers(
 /// cannot fetch or build is named on stderr by the script, and the run goes on without it.
 fn peers(only: &str, cache: Option<&Path>) -> Vec<Spec> {
     eprintln!("compare: fetching and building the reference peers (scripts/peers.sh)");
+    if !Path::new("scripts/peers.sh").is_file() {
+        eprintln!(
+            "compare: no peers: scripts/peers.sh is not in this directory (run from the \
+             checkout, as scripts/compare.sh does)"
+        );
+        return Vec::new();
+    }
     let mut cmd = Command::new("bash");
     cmd.arg("scripts/peers.sh");
     if let Some(c) = cache {

@@ -9,10 +9,14 @@ use clap::{Parser, Subcommand};
 
 /// The comparison of echo servers: runs it, summarises it and writes its report.
 #[derive(Debug, Parser)]
-#[command(name = "ringecho-perf", version)]
+#[command(name = "ringecho-perf", version, arg_required_else_help = true)]
 struct Cli {
+    /// What to do.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Print a man page or shell completions for this program, then exit.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    generate: Option<ringecho_common::Generate>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +117,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Some(kind) = cli.generate {
+        use clap::CommandFactory;
+        return ringecho_common::generate_or_fail(kind, Cli::command());
+    }
+    let Some(command) = cli.command else {
+        eprintln!("ringecho-perf: error: name a subcommand (try --help)");
+        return ExitCode::from(2);
+    };
+    match run(command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) if e == ringecho_perf::loadgen::INTERRUPTED => {
@@ -139,8 +152,8 @@ fn bin_dir() -> Result<PathBuf, String> {
 /// Runs one subcommand: Ok(false) when it ran but something it checked failed (exit 1). One
 /// short arm per subcommand, each handing over to the library; its length is the number of
 /// subcommands.
-fn run(cli: Cli) -> Result<bool, String> {
-    match cli.command {
+fn run(command: Command) -> Result<bool, String> {
+    match command {
         Command::Compare(opts) => {
             let plan = ringecho_perf::compare::Plan::new(opts).unwrap_or_else(|e| {
                 eprintln!("ringecho-perf compare: {e}");
