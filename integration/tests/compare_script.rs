@@ -180,6 +180,32 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// A backend the server does not know is a usage error before anything runs, in the
+/// server's own words.
+#[test]
+fn compare_sh_refuses_an_unknown_backend_up_front() {
+    let out = std::env::temp_dir().join(format!("ringecho-badbackend-{}", std::process::id()));
+    let run = Command::new("bash")
+        .current_dir(repo())
+        .args([
+            "scripts/compare.sh",
+            "--quick",
+            "--backends",
+            "epoll,iouring",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--backends iouring") && stderr.contains("invalid value 'iouring'"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing ran");
+}
+
 /// The capped scenarios: the server runs in a cgroup holding it to `--cap` of a core, so it,
 /// not the loadgen, is what saturates. The quota is the kernel's to enforce, so the server's
 /// CPU over the window stays under it (plus a period of slack); without a writable cgroup

@@ -166,6 +166,33 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Asks the ringecho-server in `bin` whether it knows each backend named, so that a
+    /// misspelt one is a usage error now rather than a FAILED row in every scenario: its own
+    /// flag parser answers (`--backend NAME --generate man` parses and prints, or refuses).
+    pub fn check_backends(&self, bin: &Path) -> Result<(), String> {
+        let exe = bin.join("ringecho-server");
+        for s in &self.servers {
+            let Spec::Backend(name) = s else { continue };
+            let out = Command::new(&exe)
+                .args(["--backend", name, "--generate", "man"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let line = err
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("refused");
+                return Err(format!("--backends {name}: ringecho-server says: {line}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The scenarios a comma-separated list names.
 fn scenarios(list: &str) -> Result<Vec<&'static Scenario>, String> {
     list.split(',')

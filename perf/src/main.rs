@@ -155,11 +155,14 @@ fn bin_dir() -> Result<PathBuf, String> {
 fn run(command: Command) -> Result<bool, String> {
     match command {
         Command::Compare(opts) => {
-            let plan = ringecho_perf::compare::Plan::new(opts).unwrap_or_else(|e| {
-                eprintln!("ringecho-perf compare: {e}");
-                std::process::exit(2)
-            });
-            ringecho_perf::compare::Bench::new(plan, &bin_dir()?)?.run()
+            let bin = bin_dir()?;
+            let plan = ringecho_perf::compare::Plan::new(opts)
+                .and_then(|plan| plan.check_backends(&bin).map(|()| plan))
+                .unwrap_or_else(|e| {
+                    eprintln!("ringecho-perf compare: {e}");
+                    std::process::exit(2)
+                });
+            ringecho_perf::compare::Bench::new(plan, &bin)?.run()
         }
         Command::LoadgenCheck { quick } => {
             ringecho_perf::check::run(&bin_dir()?, quick)?;
