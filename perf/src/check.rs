@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ringecho_loadgen::report::Report;
 
 use crate::cores::Split;
-use crate::loadgen::{Interrupt, Loadgen};
+use crate::loadgen::{Interrupt, Loadgen, SOURCE_ADDRS};
 use crate::server::{Launcher, Spec};
 
 /// The runs the check makes: each one's name (its JSON file's) and loadgen flags, `{win}` and
@@ -52,19 +52,12 @@ pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
     let out = PathBuf::from("results").join(format!("loadgen-check-{}", crate::stamp()));
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let interrupt = Interrupt::catch()?;
-    let launcher = Launcher {
-        exe: bin.join("ringecho-server"),
-        cpus: split.server_cpus.clone(),
-        threads: split.server_threads,
-    };
+    let launcher = Launcher::new(bin, &split);
     let server = launcher
         .start(&Spec::Backend("epoll".into()), &out.join("server"))
         .map_err(|why| format!("the server {why}"))?;
     let metrics = server.metrics_url.clone().unwrap_or_default();
-    let loadgen = Loadgen {
-        exe: bin.join("ringecho-loadgen"),
-        cpus: split.loadgen_cpus.clone(),
-    };
+    let loadgen = Loadgen::new(bin, &split);
     println!(
         "loadgen-check: server CPUs {}, loadgen CPUs {}, results in {}",
         split.server_cpus,
@@ -73,7 +66,7 @@ pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
     );
     for (name, flags) in RUNS {
         let mut args = vec!["--addr".to_string(), server.addr.to_string()];
-        args.extend(["--source-addrs", "127.0.0.2-127.0.0.9", "--threads", "1"].map(String::from));
+        args.extend(["--source-addrs", SOURCE_ADDRS, "--threads", "1"].map(String::from));
         let flags = flags
             .replace("{win}", win)
             .replace("{warm}", warm)
@@ -85,12 +78,12 @@ pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
         let file = crate::server::create(&txt)?;
         let err = file.try_clone().map_err(|e| e.to_string())?;
         loadgen.run(&args, file, err, &interrupt)?;
-        if !std::fs::metadata(&json).is_ok_and(|m| m.len() > 0) {
+        if !crate::nonempty(&json) {
             let said = std::fs::read_to_string(&txt).unwrap_or_default();
             return Err(format!("run {name} failed:\n{said}"));
         }
     }
-    let _ = server.stop(nix::sys::signal::Signal::SIGTERM);
+    let _ = server.stop();
     judge(&out)
 }
 

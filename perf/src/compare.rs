@@ -16,9 +16,10 @@ use ringecho_loadgen::report::Report;
 
 use crate::cap::{Cap, PERIOD_US};
 use crate::cores::Split;
-use crate::loadgen::{Interrupt, Loadgen};
+use crate::loadgen::{Interrupt, Loadgen, SOURCE_ADDRS};
 use crate::scenario::{self, Scenario};
 use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
+use crate::{nonempty, write};
 
 /// compare.sh's flags (the DESIGN.md contract); the environment's SCENARIOS, BACKENDS,
 /// ROUNDS, DURATION and WARMUP stand in for missing ones.
@@ -85,9 +86,6 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Connections come from these source addresses: TIME_WAIT sockets left by earlier runs would
-/// otherwise slow every connect's search for a free port (tens of thousands pile up).
-const SOURCE_ADDRS: &str = "127.0.0.2-127.0.0.9";
 /// The scenario whose latency percentiles are plotted and profiled, when it runs.
 const PLOT_SCENARIO: &str = "c1000x64";
 
@@ -308,15 +306,8 @@ impl Bench {
     pub fn new(plan: Plan, bin: &Path) -> Result<Bench, String> {
         let split = Split::here();
         Ok(Bench {
-            launcher: Launcher {
-                exe: bin.join("ringecho-server"),
-                cpus: split.server_cpus.clone(),
-                threads: split.server_threads,
-            },
-            loadgen: Loadgen {
-                exe: bin.join("ringecho-loadgen"),
-                cpus: split.loadgen_cpus.clone(),
-            },
+            launcher: Launcher::new(bin, &split),
+            loadgen: Loadgen::new(bin, &split),
             split,
             plan,
             cap: None,
@@ -492,10 +483,10 @@ impl Bench {
         mut server: Running,
     ) -> Result<(), String> {
         if !server.is_alive() {
-            let _ = server.stop(Signal::SIGTERM);
+            let _ = server.stop();
             return self.failed_row(id, log, "the server died during the run");
         }
-        let stopped = server.stop(Signal::SIGTERM);
+        let stopped = server.stop();
         let err = with_suffix(log, ".err");
         if !nonempty(&with_suffix(log, ".json")) {
             let why = format!("the loadgen could not run: {}", tail(&err, 1));
@@ -571,7 +562,7 @@ impl Bench {
             self.failed = true;
             eprintln!("compare: {} died during its sweep", server.name());
         }
-        let _ = running.stop(Signal::SIGTERM);
+        let _ = running.stop();
         eprint!(
             "{}",
             std::fs::read_to_string(with_suffix(&log, ".txt")).unwrap_or_default()
@@ -712,7 +703,7 @@ impl Bench {
         let _ =
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(perf.id() as i32), Signal::SIGINT);
         let _ = perf.wait();
-        let _ = running.stop(Signal::SIGTERM);
+        let _ = running.stop();
         ran?;
         let script = Command::new("perf")
             .args(["script", "-F", "ip,sym,dso", "-i"])
@@ -809,11 +800,6 @@ pub fn on_path(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-/// The file exists and is not empty.
-fn nonempty(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
-}
-
 /// A path as a loadgen argument.
 fn path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
@@ -825,9 +811,4 @@ fn list(dir: &Path) -> Result<Vec<String>, String> {
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
         .collect())
-}
-
-/// Writes text to a file, or an error naming it.
-fn write(p: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
 }

@@ -41,7 +41,17 @@ pub fn read(path: &Path) -> Result<String, String> {
 /// Writes `value` as pretty JSON, or an error naming the file.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write(path, &(text + "\n"))
+}
+
+/// Writes text to a file, or an error naming it.
+pub fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The file exists and is not empty (a run's report, a plot's input).
+pub fn nonempty(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
 }
 
 /// Now in UTC as a results directory's name: `20261126T003315Z`.

@@ -3,11 +3,13 @@
 //! runs with every server stopped and the cgroup removed.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::cores::Split;
 
 /// Set once SIGINT or SIGTERM came; the comparison stops at its next step.
 #[derive(Debug, Clone)]
@@ -38,6 +40,10 @@ impl Interrupt {
 /// The error of an interrupted comparison (exit status 130, as a shell gives).
 pub const INTERRUPTED: &str = "interrupted";
 
+/// Connections come from these source addresses: TIME_WAIT sockets left by earlier runs would
+/// otherwise slow every connect's search for a free port (tens of thousands pile up).
+pub const SOURCE_ADDRS: &str = "127.0.0.2-127.0.0.9";
+
 /// How the loadgen is started.
 #[derive(Debug, Clone)]
 pub struct Loadgen {
@@ -48,6 +54,14 @@ pub struct Loadgen {
 }
 
 impl Loadgen {
+    /// ringecho-loadgen from `bin`, on the loadgen's cores of `split`.
+    pub fn new(bin: &Path, split: &Split) -> Loadgen {
+        Loadgen {
+            exe: bin.join("ringecho-loadgen"),
+            cpus: split.loadgen_cpus.clone(),
+        }
+    }
+
     /// Runs `ringecho-loadgen ARGS…` pinned, its output to `stdout` and `stderr`, and returns
     /// its exit status; an interruption kills it and is the error.
     pub fn run(

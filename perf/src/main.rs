@@ -251,7 +251,7 @@ fn run(command: Command) -> Result<bool, String> {
         } => {
             let page = ringecho_perf::html::page(&dir, &baseline, &plot_scenario)?;
             let p = dir.join("report.html");
-            std::fs::write(&p, page).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+            ringecho_perf::write(&p, &page)?;
             Ok(true)
         }
     }

@@ -93,6 +93,15 @@ pub struct Running {
 }
 
 impl Launcher {
+    /// ringecho-server from `bin`, one thread per server core of `split`.
+    pub fn new(bin: &Path, split: &crate::cores::Split) -> Launcher {
+        Launcher {
+            exe: bin.join("ringecho-server"),
+            cpus: split.server_cpus.clone(),
+            threads: split.server_threads,
+        }
+    }
+
     /// Starts `spec`, its output in `LOG.server.out` and `LOG.server.err`, and waits until it
     /// listens. The error says why it never did.
     pub fn start(&self, spec: &Spec, log: &Path) -> Result<Running, String> {
@@ -183,9 +192,10 @@ impl Running {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends `signal`, waits for the exit and returns its status; one that outlives the
+    /// Sends SIGTERM, waits for the exit and returns its status; one that outlives the
     /// signal by 10 s is killed, and that is the error.
-    pub fn stop(mut self, signal: Signal) -> Result<ExitStatus, String> {
+    pub fn stop(mut self) -> Result<ExitStatus, String> {
+        let signal = Signal::SIGTERM;
         let pid = Pid::from_raw(self.child.id() as i32);
         // An exited, unreaped server still has its pid: the signal cannot reach another.
         let _ = kill(pid, signal);
