@@ -19,7 +19,7 @@ use crate::cores::Split;
 use crate::loadgen::{Interrupt, Loadgen, SOURCE_ADDRS};
 use crate::scenario::{self, Scenario};
 use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
-use crate::{nonempty, write};
+use crate::{list, nonempty, write};
 
 /// compare.sh's flags (the DESIGN.md contract); the environment's SCENARIOS, BACKENDS,
 /// ROUNDS, DURATION and WARMUP stand in for missing ones.
@@ -803,12 +803,4 @@ pub fn on_path(program: &str) -> bool {
 /// A path as a loadgen argument.
 fn path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
-}
-
-/// The file names in `dir`.
-fn list(dir: &Path) -> Result<Vec<String>, String> {
-    Ok(std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
-        .collect())
 }

@@ -33,9 +33,8 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> Result<String, S
     };
     let profiles: Vec<Profile> = serde_json::from_str(&read("profile.json")).unwrap_or_default();
     let mut sweeps: Vec<Sweep> = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|err| format!("cannot read {}: {err}", dir.display()))?
-        .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
+    let mut names: Vec<_> = crate::list(dir)?
+        .into_iter()
         .filter(|n| n.starts_with("sweep-") && n.ends_with(".json"))
         .collect();
     names.sort();

@@ -60,3 +60,11 @@ pub fn stamp() -> String {
         .to_string()
         .replace(['-', ':'], "")
 }
+
+/// The file names in `dir`, or an error naming it.
+pub fn list(dir: &Path) -> Result<Vec<String>, String> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
+        .collect())
+}
