@@ -94,3 +94,87 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+
+    use super::*;
+
+    /// A connected pair on loopback: tokio-uring's end (inside a runtime) and a blocking std end.
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        (ours, peer)
+    }
+
+    #[test]
+    fn a_receive_returns_what_the_peer_sent_and_then_its_fin() {
+        let (ours, mut peer) = pair();
+        tokio_uring::start(async move {
+            let mut s = UringStream(TcpStream::from_std(ours));
+            // Posted before the bytes exist: the receive waits for them.
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                peer.write_all(b"hello").unwrap();
+                peer.shutdown(Shutdown::Write).unwrap();
+                peer
+            });
+            let (res, buf) = s.recv(Vec::with_capacity(64)).await;
+            assert_eq!(res.unwrap(), 5);
+            assert_eq!(buf, b"hello");
+            assert_eq!(buf.capacity(), 64);
+            let _peer = writer.join().unwrap();
+            let (res, _) = s.recv(buf).await;
+            assert_eq!(res.unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn a_send_larger_than_the_socket_buffers_arrives_whole_and_in_order() {
+        let (ours, mut peer) = pair();
+        let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        tokio_uring::start(async move {
+            let mut s = UringStream(TcpStream::from_std(ours));
+            let len = data.len();
+            let (res, buf) = s.send_all(data, len).await;
+            res.unwrap();
+            assert_eq!(buf.len(), len);
+            s.0.shutdown(Shutdown::Write).unwrap();
+        });
+        assert!(reader.join().unwrap() == expected);
+    }
+
+    #[test]
+    fn a_send_to_a_reset_peer_fails_with_the_reset() {
+        let (ours, peer) = pair();
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        tokio_uring::start(async move {
+            let mut s = UringStream(TcpStream::from_std(ours));
+            let mut failed = None;
+            for _ in 0..100 {
+                let (res, _) = s.send_all(vec![7; 1024], 1024).await;
+                if let Err(e) = res {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            let e = failed.expect("a reset peer never failed a send");
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE)),
+                "{e}"
+            );
+        });
+    }
+}
