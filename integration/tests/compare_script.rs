@@ -182,6 +182,60 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
 
 /// A backend the server does not know is a usage error before anything runs, in the
 /// server's own words.
+/// `--paired`: after the interleaved rounds, each server runs beside the baseline, both at
+/// once with a loadgen each; both runs are reports of their own (each with its server's CPU),
+/// and paired.txt, paired.json and report.html give the ratio of the two.
+#[test]
+fn compare_sh_paired_runs_each_server_beside_the_baseline() {
+    let out = std::env::temp_dir().join(format!("ringecho-paired-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = Command::new("bash")
+        .current_dir(repo())
+        .args(["scripts/compare.sh", "--quick", "--rounds", "2", "--paired"])
+        .args(["--backends", "epoll,multishot", "--scenarios", "c100x64"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    for round in 1..=2 {
+        for name in [
+            format!("c100x64-epoll-{round}-beside-multishot.json"),
+            format!("c100x64-multishot-{round}.json"),
+        ] {
+            let text = std::fs::read_to_string(out.join("paired").join(&name)).unwrap();
+            let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let cpu = report["server"]["cpu_us_per_msg"].as_f64().unwrap();
+            assert!(cpu > 0.0, "{name}: {cpu}");
+            assert_eq!(report["mismatches"].as_u64(), Some(0), "{name}");
+        }
+    }
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("paired.json")).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["server"], "multishot");
+    assert_eq!(row["baseline"], "epoll");
+    assert_eq!(row["rounds"], 2);
+    let ratio = row["cpu_ratio"].as_f64().unwrap();
+    let mine = row["server_cpu_us_per_msg"].as_f64().unwrap();
+    let base = row["baseline_cpu_us_per_msg"].as_f64().unwrap();
+    assert!(
+        ratio.is_finite() && ratio > 0.0 && mine > 0.0 && base > 0.0,
+        "{row}"
+    );
+    let table = std::fs::read_to_string(out.join("paired.txt")).unwrap();
+    assert!(table.contains("side by side with epoll") && table.contains("multishot"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("Side by side (--paired)"),
+        "report.html has no paired section"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn compare_sh_refuses_an_unknown_backend_up_front() {
     let out = std::env::temp_dir().join(format!("ringecho-badbackend-{}", std::process::id()));

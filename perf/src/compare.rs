@@ -7,6 +7,7 @@
 //! The settings are derived once, in [`Plan::new`]; the state of a comparison in progress is
 //! one [`Bench`], whose [`Bench::run`] reads as the comparison's steps.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -71,6 +72,11 @@ pub struct Options {
     /// -g`: its CPU per message by category (profile.txt, profile.json, report.html).
     #[arg(long)]
     pub profile: bool,
+    /// Then each server once more per round at the same time as the baseline, the two
+    /// sharing the cores, so both see the same machine: their CPU per message ratio without
+    /// the drift between runs (paired.txt, paired.json, report.html).
+    #[arg(long)]
+    pub paired: bool,
 }
 
 fn duration(s: &str) -> Result<String, String> {
@@ -103,6 +109,7 @@ pub struct Plan {
     sweep_range: Vec<String>,
     cap: f64,
     profile: bool,
+    paired: bool,
     baseline: String,
     plot_scenario: String,
 }
@@ -118,6 +125,9 @@ impl Plan {
         let scenarios = scenarios(&list)?;
         let servers = servers(&opts.backends, opts.servers, &opts.peers, &opts.peers_cache)?;
         let names: Vec<&str> = servers.iter().map(Spec::name).collect();
+        if opts.paired && names.len() < 2 {
+            return Err("--paired needs at least two servers".into());
+        }
         let baseline = if names.contains(&"epoll") {
             "epoll"
         } else {
@@ -160,6 +170,7 @@ impl Plan {
             sweep_range,
             cap: opts.cap,
             profile: opts.profile,
+            paired: opts.paired,
         })
     }
 }
@@ -327,6 +338,9 @@ impl Bench {
         }
         eprintln!();
         self.summarise()?;
+        if self.plan.paired {
+            self.paired()?;
+        }
         if self.plan.profile {
             self.profile()?;
         }
@@ -578,13 +592,24 @@ impl Bench {
         args: &[String],
         log: &Path,
     ) -> Result<ExitStatus, String> {
+        let (all, out, err) = self.loadgen_run(sub, args, log)?;
+        self.loadgen.run(&all, out, err, &self.interrupt)
+    }
+
+    /// A loadgen run's full arguments and output files, as [`Bench::loadgen`] describes.
+    fn loadgen_run(
+        &self,
+        sub: Option<&str>,
+        args: &[String],
+        log: &Path,
+    ) -> Result<(Vec<String>, File, File), String> {
         let mut all: Vec<String> = sub.into_iter().map(String::from).collect();
         all.extend(["--threads".into(), self.split.loadgen_threads.to_string()]);
         all.extend(["--source-addrs", SOURCE_ADDRS].map(String::from));
         all.extend(args.iter().cloned());
         let out = create(&with_suffix(log, ".txt"))?;
         let err = create(&with_suffix(log, ".err"))?;
-        self.loadgen.run(&all, out, err, &self.interrupt)
+        Ok((all, out, err))
     }
 
     /// Writes the run's JSON as a FAILED row saying why, and marks the comparison failed.
@@ -639,6 +664,123 @@ impl Bench {
             self.failed = true;
         }
         Ok(())
+    }
+
+    /// `--paired`: each server beside the baseline, round by round, in every scenario with
+    /// messages and no cap ([`crate::paired`] says why); paired.txt and paired.json.
+    fn paired(&mut self) -> Result<(), String> {
+        let dir = self.plan.out.join("paired");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let servers = self.plan.servers.clone();
+        let Some(base) = servers.iter().find(|s| s.name() == self.plan.baseline) else {
+            return Ok(());
+        };
+        let scenarios: Vec<&Scenario> = self
+            .plan
+            .scenarios
+            .iter()
+            .copied()
+            .filter(|s| !s.capped() && !matches!(s.name, "sweep" | "idle10k"))
+            .collect();
+        let mut pairs = Vec::new();
+        for scenario in scenarios {
+            eprintln!(
+                "paired {}: each server beside {}",
+                scenario.name,
+                base.name()
+            );
+            for round in 1..=self.plan.rounds {
+                for other in servers.iter().filter(|s| s.name() != base.name()) {
+                    match self.pair(scenario, base, other, round, &dir) {
+                        Ok(p) => {
+                            eprintln!(
+                                "  {:<28} {:.3} µs/msg beside {:.3}: ×{:.3}",
+                                format!("{}-{}-{round}", scenario.name, other.name()),
+                                p.server_cpu,
+                                p.baseline_cpu,
+                                p.server_cpu / p.baseline_cpu
+                            );
+                            pairs.push(p);
+                        }
+                        Err(why) => {
+                            self.failed = true;
+                            eprintln!(
+                                "compare: {} beside {} in {} round {round} FAILED: {why}",
+                                other.name(),
+                                base.name(),
+                                scenario.name
+                            );
+                        }
+                    }
+                    self.interrupt.check()?;
+                }
+            }
+        }
+        let rows = crate::paired::rows(&pairs, base.name());
+        let table = crate::paired::table(&rows, base.name());
+        eprint!("{table}");
+        write(&self.plan.out.join("paired.txt"), &table)?;
+        crate::write_json(&self.plan.out.join("paired.json"), &rows)
+    }
+
+    /// One paired run: `base` and `other` started, a loadgen against each at once, both
+    /// stopped; their CPU per message.
+    fn pair(
+        &self,
+        scenario: &Scenario,
+        base: &Spec,
+        other: &Spec,
+        round: u32,
+        dir: &Path,
+    ) -> Result<crate::paired::Pair, String> {
+        let name = |s: &Spec| format!("{}-{}-{round}", scenario.name, s.name());
+        let logs = [
+            dir.join(format!("{}-beside-{}", name(base), other.name())),
+            dir.join(name(other)),
+        ];
+        let mut running = Vec::new();
+        for (spec, log) in [base, other].into_iter().zip(&logs) {
+            let server = self
+                .launcher
+                .start(spec, log)
+                .map_err(|why| format!("{} {why}", spec.name()))?;
+            running.push(server);
+        }
+        let mut runs = Vec::new();
+        for (server, log) in running.iter().zip(&logs) {
+            let (warmup, duration) = (&self.plan.warmup, &self.plan.duration);
+            let mut args = run_args(server, scenario, warmup, duration);
+            args.extend(["--json".into(), path(&with_suffix(log, ".json"))]);
+            runs.push(self.loadgen_run(None, &args, log)?);
+        }
+        let statuses = self.loadgen.run_all(runs, &self.interrupt)?;
+        let mut cpu = Vec::new();
+        for ((mut server, log), status) in running.into_iter().zip(&logs).zip(statuses) {
+            let spec = if cpu.is_empty() { base } else { other };
+            if !server.is_alive() {
+                return Err(format!("{} died during the run", spec.name()));
+            }
+            let _ = server.stop();
+            let json = with_suffix(log, ".json");
+            if !status.success() || !nonempty(&json) {
+                let why = tail(&with_suffix(log, ".err"), 1);
+                return Err(format!("the loadgen against {} failed: {why}", spec.name()));
+            }
+            let report = crate::read_report(&json)?;
+            let c = report
+                .server
+                .map(|s| s.cpu_us_per_msg)
+                .filter(|c| *c > 0.0)
+                .ok_or_else(|| format!("no server CPU for {}", spec.name()))?;
+            cpu.push(c);
+        }
+        Ok(crate::paired::Pair {
+            scenario: scenario.name.to_string(),
+            server: other.name().to_string(),
+            server_cpu: cpu[1],
+            baseline_cpu: cpu[0],
+        })
     }
 
     /// `--profile`: one more run of the plot scenario per server under perf record, its CPU

@@ -61,6 +61,17 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> Result<String, S
             e(&read("profile.txt"))
         );
     }
+    if !read("paired.txt").is_empty() {
+        let _ = write!(
+            b,
+            "<h2>Side by side (--paired)</h2><p>Each server run at the same time as the \
+             baseline, sharing the cores, so a drift in the machine's speed falls on both: the \
+             ratio of their CPU per message, free of the drift between runs that the \
+             interleaved rounds above still carry. Each side sees half the load of a run \
+             alone.</p><pre>{}</pre>",
+            e(&read("paired.txt"))
+        );
+    }
     let _ = write!(
         b,
         "<h2>Latency percentiles ({}, round 1)</h2><p>Latency in ms at each percentile (the \

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod cores;
 pub mod html;
 pub mod loadgen;
+pub mod paired;
 pub mod profile;
 pub mod scenario;
 pub mod server;

@@ -71,27 +71,59 @@ impl Loadgen {
         stderr: File,
         interrupt: &Interrupt,
     ) -> Result<ExitStatus, String> {
-        let mut child = Command::new("taskset")
-            .arg("-c")
-            .arg(&self.cpus)
-            .arg(&self.exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start the loadgen (taskset): {e}"))?;
+        let mut all = self.run_all(vec![(args.to_vec(), stdout, stderr)], interrupt)?;
+        Ok(all.remove(0))
+    }
+
+    /// Runs one loadgen per `(args, stdout, stderr)`, all at once, and returns their exit
+    /// statuses in order; an interruption kills them all and is the error.
+    pub fn run_all(
+        &self,
+        runs: Vec<(Vec<String>, File, File)>,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<ExitStatus>, String> {
+        let mut children = Vec::new();
+        for (args, stdout, stderr) in runs {
+            let child = Command::new("taskset")
+                .arg("-c")
+                .arg(&self.cpus)
+                .arg(&self.exe)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .spawn();
+            match child {
+                Ok(c) => children.push(c),
+                Err(e) => {
+                    kill_all(&mut children);
+                    return Err(format!("cannot start the loadgen (taskset): {e}"));
+                }
+            }
+        }
+        let mut statuses = vec![None; children.len()];
         loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                interrupt.check()?;
-                return Ok(status);
+            for (child, status) in children.iter_mut().zip(statuses.iter_mut()) {
+                if status.is_none() {
+                    *status = child.try_wait().map_err(|e| e.to_string())?;
+                }
             }
             if let Err(e) = interrupt.check() {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_all(&mut children);
                 return Err(e);
+            }
+            if statuses.iter().all(Option::is_some) {
+                return Ok(statuses.into_iter().flatten().collect());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Kills and reaps loadgens still running.
+fn kill_all(children: &mut [std::process::Child]) {
+    for c in children {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }

@@ -69,6 +69,10 @@ fn a_comparison_with_bad_flags_exits_2_saying_why() {
         ),
         (&["--duration", "soon"], "not a duration"),
         (&["--cap", "0"], "not a positive fraction"),
+        (
+            &["--paired", "--backends", "epoll"],
+            "--paired needs at least two servers",
+        ),
     ] {
         let out = bin().arg("compare").args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
