@@ -10,6 +10,7 @@
 #                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
 #                      [--warmup DUR] [--out DIR] [--no-syscalls] [--sweep-rates LIST]
 #                      [--cap FRACTION] [--peers[=NAME,NAME]] [--peers-cache DIR] [--profile]
+#                      [--paired]
 #
 # The comparison itself is `ringecho-perf compare` (perf/src/compare.rs); --help there says
 # what each flag does. This script builds the release binaries and runs it from the
