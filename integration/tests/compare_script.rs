@@ -184,21 +184,29 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
 /// server's own words.
 /// `--paired`: after the interleaved rounds, each server runs beside the baseline, both at
 /// once with a loadgen each; both runs are reports of their own (each with its server's CPU),
-/// and paired.txt, paired.json and report.html give the ratio of the two.
+/// and paired.txt, paired.json and report.html give the ratio of the two. A server that
+/// corrupts an echo fails its paired runs, saying so, and the run exits 1 with the others'
+/// figures written.
 #[test]
 fn compare_sh_paired_runs_each_server_beside_the_baseline() {
     let out = std::env::temp_dir().join(format!("ringecho-paired-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
+    let bad = "bad=python3 examples/python/echo.py --port {port} --corrupt-every 500";
     let run = Command::new("bash")
         .current_dir(repo())
         .args(["scripts/compare.sh", "--quick", "--rounds", "2", "--paired"])
         .args(["--backends", "epoll,multishot", "--scenarios", "c100x64"])
+        .args(["--server", bad])
         .arg("--out")
         .arg(&out)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    for round in 1..=2 {
+        let failed = format!("bad beside epoll in c100x64 round {round} FAILED");
+        assert!(stderr.contains(&failed), "{stderr}");
+    }
     for round in 1..=2 {
         for name in [
             format!("c100x64-epoll-{round}-beside-multishot.json"),
