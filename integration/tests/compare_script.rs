@@ -180,8 +180,6 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// A backend the server does not know is a usage error before anything runs, in the
-/// server's own words.
 /// `--paired`: after the interleaved rounds, each server runs beside the baseline, both at
 /// once with a loadgen each; both runs are reports of their own (each with its server's CPU),
 /// and paired.txt, paired.json and report.html give the ratio of the two. A server that
@@ -244,6 +242,8 @@ fn compare_sh_paired_runs_each_server_beside_the_baseline() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// A backend the server does not know is a usage error before anything runs, in the
+/// server's own words.
 #[test]
 fn compare_sh_refuses_an_unknown_backend_up_front() {
     let out = std::env::temp_dir().join(format!("ringecho-badbackend-{}", std::process::id()));

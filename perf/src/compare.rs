@@ -756,8 +756,12 @@ impl Bench {
         }
         let statuses = self.loadgen.run_all(runs, &self.interrupt)?;
         let mut cpu = Vec::new();
-        for ((mut server, log), status) in running.into_iter().zip(&logs).zip(statuses) {
-            let spec = if cpu.is_empty() { base } else { other };
+        let sides = [base, other]
+            .into_iter()
+            .zip(running)
+            .zip(&logs)
+            .zip(statuses);
+        for (((spec, mut server), log), status) in sides {
             if !server.is_alive() {
                 return Err(format!("{} died during the run", spec.name()));
             }

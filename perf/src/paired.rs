@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::summary::{median, spread};
+
 /// One paired run's figures: server CPU µs per echoed message of each side.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {
@@ -58,15 +60,13 @@ pub fn rows(pairs: &[Pair], baseline: &str) -> Vec<PairedRow> {
                 .filter(|p| p.scenario == scenario && p.server == server)
                 .collect();
             let ratios: Vec<f64> = mine.iter().map(|p| p.server_cpu / p.baseline_cpu).collect();
-            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             PairedRow {
                 scenario: scenario.to_string(),
                 server: server.to_string(),
                 baseline: baseline.to_string(),
                 rounds: mine.len(),
-                cpu_ratio: median(ratios.clone()),
-                cpu_ratio_spread: (lo, hi),
+                cpu_ratio_spread: spread(&ratios),
+                cpu_ratio: median(ratios),
                 server_cpu_us_per_msg: median(mine.iter().map(|p| p.server_cpu).collect()),
                 baseline_cpu_us_per_msg: median(mine.iter().map(|p| p.baseline_cpu).collect()),
             }
@@ -95,19 +95,6 @@ pub fn table(rows: &[PairedRow], baseline: &str) -> String {
         ));
     }
     t
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 #[cfg(test)]

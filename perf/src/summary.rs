@@ -72,7 +72,8 @@ pub struct Row {
     pub failure: Option<String>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (0 when empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -83,6 +84,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// The lowest and highest of per-round ratios (all positive): the spread a ratio's median is
+/// shown with.
+pub(crate) fn spread(ratios: &[f64]) -> (f64, f64) {
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(0.0, f64::max);
+    (lo, hi)
 }
 
 fn tag<'a>(r: &'a Report, k: &str) -> &'a str {
@@ -188,11 +197,7 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
                 errors: runs.iter().map(|r| r.errors.values().sum::<u64>()).sum(),
                 msgs_ratio: (!msg_ratios.is_empty()).then(|| median(msg_ratios)),
                 cpu_ratio: (!cpu_ratios.is_empty()).then(|| median(cpu_ratios.clone())),
-                cpu_ratio_spread: (!cpu_ratios.is_empty()).then(|| {
-                    let lo = cpu_ratios.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = cpu_ratios.iter().copied().fold(0.0, f64::max);
-                    (lo, hi)
-                }),
+                cpu_ratio_spread: (!cpu_ratios.is_empty()).then(|| spread(&cpu_ratios)),
                 loadgen_limited_rounds: runs.iter().filter(|r| r.loadgen_limited).count(),
                 witnessed: runs.iter().all(|r| r.server_closes.is_some()),
                 failure,
