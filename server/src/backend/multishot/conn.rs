@@ -131,21 +131,98 @@ struct Chunk {
     recvs: u32,
 }
 
-/// One connection's state: what it holds and what it has in flight.
+/// A connection's chunks in order, the front one inline. A connection that keeps up holds
+/// one chunk at a time (the echo in flight), so its whole state stays in the one cache line
+/// the driver gives a connection; only a connection with more queued reaches for the heap.
+#[derive(Debug, Default)]
+struct Queue {
+    front: Option<Chunk>,
+    /// The chunks behind the front one, allocated when a connection first holds two. Boxed:
+    /// a pointer is 8 bytes where the deque's own header is 32, and this sits in every
+    /// connection's one line.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<Chunk>>>,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        usize::from(self.front.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.front.is_none()
+    }
+
+    fn front(&self) -> Option<&Chunk> {
+        self.front.as_ref()
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Chunk> {
+        self.front.as_mut()
+    }
+
+    fn back(&self) -> Option<&Chunk> {
+        self.rest
+            .as_ref()
+            .and_then(|r| r.back())
+            .or(self.front.as_ref())
+    }
+
+    fn back_mut(&mut self) -> Option<&mut Chunk> {
+        match self.rest.as_mut().and_then(|r| r.back_mut()) {
+            Some(c) => Some(c),
+            None => self.front.as_mut(),
+        }
+    }
+
+    fn push_back(&mut self, chunk: Chunk) {
+        if self.front.is_none() {
+            self.front = Some(chunk);
+        } else {
+            self.rest.get_or_insert_with(Box::default).push_back(chunk);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Chunk> {
+        let front = self.front.take();
+        self.front = self.rest.as_mut().and_then(|r| r.pop_front());
+        front
+    }
+
+    fn pop_back(&mut self) -> Option<Chunk> {
+        match self.rest.as_mut().and_then(|r| r.pop_back()) {
+            Some(c) => Some(c),
+            None => self.front.take(),
+        }
+    }
+}
+
+bitflags::bitflags! {
+    /// A connection's yes-or-no state, a bit each, so that the state fits beside the queue.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    struct Flags: u8 {
+        /// The queue's front chunk is in a send.
+        const SENDING = 1;
+        const RECV_ARMED = 1 << 1;
+        const RECV_CANCELLING = 1 << 2;
+        /// The receive stopped because the ring was empty; re-armed when buffers come back.
+        const STARVED = 1 << 3;
+        const PEER_EOF = 1 << 4;
+        const RELEASED = 1 << 5;
+    }
+}
+
+/// One connection's state: what it holds and what it has in flight. 48 bytes, so that with
+/// the driver's socket, generation and clock it fills one cache line (`Conn` there).
 #[derive(Debug, Default)]
 pub(crate) struct Session {
-    /// Received, not yet fully sent; the front one is in flight while `sending`.
-    queue: VecDeque<Chunk>,
+    /// Received, not yet fully sent; the front one is in flight while sending.
+    queue: Queue,
     /// Bytes in `queue` not yet sent.
     unsent: u32,
-    sending: bool,
-    recv_armed: bool,
-    recv_cancelling: bool,
-    /// The receive stopped because the ring was empty; re-armed when buffers come back.
-    starved: bool,
-    peer_eof: bool,
-    closing: Option<CloseKind>,
-    released: bool,
+    flags: Flags,
+    /// Why the connection is closing, once it is (boxed: rare, and a reason can be long).
+    closing: Option<Box<CloseKind>>,
 }
 
 /// The actions of one event, and where they go.
@@ -164,7 +241,10 @@ impl Session {
         spills: &mut S,
         actions: &mut Vec<Action>,
     ) {
-        debug_assert!(!self.released, "event {event:?} after release");
+        debug_assert!(
+            !self.flags.contains(Flags::RELEASED),
+            "event {event:?} after release"
+        );
         let mut out = Out {
             shared,
             spills,
@@ -172,7 +252,7 @@ impl Session {
         };
         match event {
             Event::Opened => {
-                self.recv_armed = false;
+                self.flags.remove(Flags::RECV_ARMED);
                 self.rearm(&mut out);
             }
             Event::Received { bid, len, more } => {
@@ -181,15 +261,15 @@ impl Session {
             }
             Event::PeerClosed { more } => {
                 self.recv_ended_unless(more);
-                self.peer_eof = true;
+                self.flags.insert(Flags::PEER_EOF);
                 if self.queue.is_empty() {
                     self.begin_close(CloseKind::Fin, &mut out);
                 }
             }
             Event::NoBuffers { more } => {
                 self.recv_ended_unless(more);
-                if self.closing.is_none() && !self.starved {
-                    self.starved = true;
+                if self.closing.is_none() && !self.flags.contains(Flags::STARVED) {
+                    self.flags.insert(Flags::STARVED);
                     out.actions.push(Action::Starved);
                 }
             }
@@ -203,7 +283,7 @@ impl Session {
             }
             Event::Sent { res } => self.sent(res, &mut out),
             Event::BuffersBack => {
-                self.starved = false;
+                self.flags.remove(Flags::STARVED);
                 self.rearm(&mut out);
             }
             Event::Close(how) => self.begin_close(how, &mut out),
@@ -230,8 +310,8 @@ impl Session {
 
     fn recv_ended_unless(&mut self, more: bool) {
         if !more {
-            self.recv_armed = false;
-            self.recv_cancelling = false;
+            self.flags
+                .remove(Flags::RECV_ARMED | Flags::RECV_CANCELLING);
         }
     }
 
@@ -253,15 +333,15 @@ impl Session {
             out.actions.push(Action::Recycle(Buf::Ring(bid)));
         }
         self.unsent += len;
-        if !self.sending {
+        if !self.flags.contains(Flags::SENDING) {
             self.send_front(out);
         }
         if self.unsent >= out.shared.cap
             && !out.shared.recv_limit
-            && self.recv_armed
-            && !self.recv_cancelling
+            && self.flags.contains(Flags::RECV_ARMED)
+            && !self.flags.contains(Flags::RECV_CANCELLING)
         {
-            self.recv_cancelling = true;
+            self.flags.insert(Flags::RECV_CANCELLING);
             out.actions.push(Action::CancelRecv);
         }
         self.rearm(out);
@@ -273,7 +353,7 @@ impl Session {
     fn spill<S: Spills>(&mut self, bid: u16, len: u32, out: &mut Out<'_, S>) -> bool {
         let size = out.shared.buffer_size;
         // The front chunk is being read by the kernel while `sending`; any other may grow.
-        let tail_free = self.queue.len() > usize::from(self.sending);
+        let tail_free = self.queue.len() > usize::from(self.flags.contains(Flags::SENDING));
         let room = match self.queue.back() {
             Some(t) if tail_free && matches!(t.buf, Buf::Spill(_)) => size - t.len,
             _ => 0,
@@ -321,7 +401,7 @@ impl Session {
 
     fn send_front<S: Spills>(&mut self, out: &mut Out<'_, S>) {
         if let Some(front) = self.queue.front() {
-            self.sending = true;
+            self.flags.insert(Flags::SENDING);
             out.actions.push(Action::Send {
                 buf: front.buf,
                 offset: front.sent,
@@ -331,8 +411,11 @@ impl Session {
     }
 
     fn sent<S: Spills>(&mut self, res: i32, out: &mut Out<'_, S>) {
-        assert!(self.sending, "a send completed with none in flight");
-        self.sending = false;
+        assert!(
+            self.flags.contains(Flags::SENDING),
+            "a send completed with none in flight"
+        );
+        self.flags.remove(Flags::SENDING);
         if res < 0 {
             self.begin_close(CloseKind::from_errno(-res), out);
             // Already closing (a cancelled send): its buffers go back now the send is over.
@@ -360,7 +443,7 @@ impl Session {
         } else if !self.queue.is_empty() {
             self.send_front(out);
             self.rearm(out);
-        } else if self.peer_eof {
+        } else if self.flags.contains(Flags::PEER_EOF) {
             self.begin_close(CloseKind::Fin, out);
         } else {
             self.rearm(out);
@@ -372,12 +455,12 @@ impl Session {
     fn rearm<S: Spills>(&mut self, out: &mut Out<'_, S>) {
         let low_water = out.shared.cap / 2;
         if self.closing.is_none()
-            && !self.peer_eof
-            && !self.recv_armed
-            && !self.starved
+            && !self
+                .flags
+                .intersects(Flags::PEER_EOF | Flags::RECV_ARMED | Flags::STARVED)
             && self.unsent <= low_water
         {
-            self.recv_armed = true;
+            self.flags.insert(Flags::RECV_ARMED);
             let limit = if out.shared.recv_limit {
                 // At least cap/2 - size + 1 >= 1, as the cap holds two buffers.
                 out.shared.cap - self.unsent - (out.shared.buffer_size - 1)
@@ -393,12 +476,12 @@ impl Session {
         if self.closing.is_some() {
             return;
         }
-        self.closing = Some(how);
-        if self.recv_armed && !self.recv_cancelling {
-            self.recv_cancelling = true;
+        self.closing = Some(Box::new(how));
+        if self.flags.contains(Flags::RECV_ARMED) && !self.flags.contains(Flags::RECV_CANCELLING) {
+            self.flags.insert(Flags::RECV_CANCELLING);
             out.actions.push(Action::CancelRecv);
         }
-        if self.sending {
+        if self.flags.contains(Flags::SENDING) {
             out.actions.push(Action::CancelSend);
         }
         self.release_queue(out);
@@ -406,7 +489,7 @@ impl Session {
 
     /// Returns a closing connection's buffers, except one still being sent.
     fn release_queue<S: Spills>(&mut self, out: &mut Out<'_, S>) {
-        let keep = usize::from(self.sending);
+        let keep = usize::from(self.flags.contains(Flags::SENDING));
         while self.queue.len() > keep {
             let chunk = self.queue.pop_back().expect("len checked");
             self.unsent -= chunk.len - chunk.sent;
@@ -417,10 +500,13 @@ impl Session {
     /// Releases a closing connection once the kernel holds nothing of it.
     fn finish_if_done<S: Spills>(&mut self, out: &mut Out<'_, S>) {
         if let Some(how) = &self.closing {
-            if !self.recv_armed && !self.sending && !self.released {
+            if !self
+                .flags
+                .intersects(Flags::RECV_ARMED | Flags::SENDING | Flags::RELEASED)
+            {
                 debug_assert!(self.queue.is_empty());
-                self.released = true;
-                out.actions.push(Action::Release(how.clone()));
+                self.flags.insert(Flags::RELEASED);
+                out.actions.push(Action::Release(CloseKind::clone(how)));
             }
         }
     }

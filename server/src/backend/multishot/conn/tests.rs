@@ -651,3 +651,29 @@ fn a_fin_waits_for_the_queued_echoes() {
     assert!(m.peers[0].released);
     assert_eq!(m.peers[0].echoed.len(), 20);
 }
+
+/// The queue keeps its front chunk inline and the rest behind it in order, whichever end
+/// chunks leave by: against a plain deque through every mix of pushes and pops.
+#[test]
+fn the_queue_behaves_as_a_deque() {
+    proptest!(|(ops in proptest::collection::vec(0u8..3, 0..64))| {
+        let mut queue = Queue::default();
+        let mut model = VecDeque::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let chunk = |n: usize| Chunk { buf: Buf::Spill(n as u32), len: 1, sent: 0, recvs: 0 };
+            let ids = |c: Option<&Chunk>| c.map(|c| c.buf);
+            match op {
+                0 => {
+                    queue.push_back(chunk(i));
+                    model.push_back(chunk(i));
+                }
+                1 => prop_assert_eq!(ids(queue.pop_front().as_ref()), ids(model.pop_front().as_ref())),
+                _ => prop_assert_eq!(ids(queue.pop_back().as_ref()), ids(model.pop_back().as_ref())),
+            }
+            prop_assert_eq!(queue.len(), model.len());
+            prop_assert_eq!(queue.is_empty(), model.is_empty());
+            prop_assert_eq!(ids(queue.front()), ids(model.front()));
+            prop_assert_eq!(ids(queue.back()), ids(model.back()));
+        }
+    });
+}
