@@ -144,6 +144,8 @@ struct Queue {
     rest: Option<Box<VecDeque<Chunk>>>,
 }
 
+/// A deque's operations, the ones the rules use: the front chunk is the one a send reads,
+/// the back one the one a spill may grow.
 impl Queue {
     fn len(&self) -> usize {
         usize::from(self.front.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
