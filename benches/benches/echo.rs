@@ -9,7 +9,12 @@ use ringecho_server::{start, Backend, Config};
 
 fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("echo_round_trip");
-    for backend in [Backend::Epoll, Backend::Uring, Backend::Multishot] {
+    for backend in [
+        Backend::Epoll,
+        Backend::EpollLoop,
+        Backend::Uring,
+        Backend::Multishot,
+    ] {
         let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backend);
         cfg.threads = Some(1);
         let srv = start(&cfg).expect("server starts");

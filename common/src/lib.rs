@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod metric;
+pub mod perf;
 pub mod procfs;
 
 use std::io::{self, IsTerminal};

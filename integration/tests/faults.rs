@@ -16,7 +16,12 @@ use ringecho_integration::{linger0, server, sh};
 use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
 use serde_json::{json, Value};
 
-const BACKENDS: [Backend; 3] = [Backend::Uring, Backend::Epoll, Backend::Multishot];
+const BACKENDS: [Backend; 4] = [
+    Backend::Uring,
+    Backend::Epoll,
+    Backend::EpollLoop,
+    Backend::Multishot,
+];
 
 /// The multishot ring's buffers per thread at the default flags (4 KiB each): what the memory
 /// bounds below are computed from.
@@ -24,9 +29,10 @@ const RING_BUFFERS: usize = 256;
 
 /// Every backend, and multishot once more with direct descriptors (`--direct-descriptors on`):
 /// the scenarios that stress closing paths run against all four.
-const VARIANTS: [(Backend, bool); 4] = [
+const VARIANTS: [(Backend, bool); 5] = [
     (Backend::Uring, false),
     (Backend::Epoll, false),
+    (Backend::EpollLoop, false),
     (Backend::Multishot, false),
     (Backend::Multishot, true),
 ];
@@ -376,6 +382,10 @@ fn fd_exhaustion_uring() {
 #[test]
 fn fd_exhaustion_epoll() {
     fd_exhaustion(Backend::Epoll)
+}
+#[test]
+fn fd_exhaustion_epoll_loop() {
+    fd_exhaustion(Backend::EpollLoop)
 }
 #[test]
 fn fd_exhaustion_multishot() {

@@ -100,6 +100,10 @@ fn fin_rst_counts_agree_with_the_server_epoll() {
     fin_rst_counts_agree_with_the_server(Backend::Epoll)
 }
 #[test]
+fn fin_rst_counts_agree_with_the_server_epoll_loop() {
+    fin_rst_counts_agree_with_the_server(Backend::EpollLoop)
+}
+#[test]
 fn fin_rst_counts_agree_with_the_server_multishot() {
     fin_rst_counts_agree_with_the_server(Backend::Multishot)
 }
@@ -110,6 +114,10 @@ fn churn_counts_are_exact_uring() {
 #[test]
 fn churn_counts_are_exact_epoll() {
     churn_counts_are_exact(Backend::Epoll)
+}
+#[test]
+fn churn_counts_are_exact_epoll_loop() {
+    churn_counts_are_exact(Backend::EpollLoop)
 }
 #[test]
 fn churn_counts_are_exact_multishot() {
@@ -392,6 +400,10 @@ fn pipelined_echo_is_verified_and_counted_exactly_uring() {
 #[test]
 fn pipelined_echo_is_verified_and_counted_exactly_epoll() {
     pipelined_echo_is_verified_and_counted_exactly(Backend::Epoll);
+}
+#[test]
+fn pipelined_echo_is_verified_and_counted_exactly_epoll_loop() {
+    pipelined_echo_is_verified_and_counted_exactly(Backend::EpollLoop);
 }
 #[test]
 fn pipelined_echo_is_verified_and_counted_exactly_multishot() {

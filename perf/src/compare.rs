@@ -332,6 +332,12 @@ impl Bench {
         std::fs::create_dir_all(&self.plan.out)
             .map_err(|e| format!("cannot create {}: {e}", self.plan.out.display()))?;
         self.describe_machine()?;
+        if self.plan.syscalls {
+            if let Err(why) = ringecho_common::perf::syscall_counting() {
+                eprintln!("compare: the syscall pass skipped: {why}");
+                self.plan.syscalls = false;
+            }
+        }
         for scenario in self.plan.scenarios.clone() {
             eprintln!("scenario {}: {}", scenario.name, scenario.flags);
             self.scenario(scenario)?;
@@ -425,7 +431,7 @@ impl Bench {
                 self.measure(&id, &warmup, &duration, &[])?;
             }
         }
-        if self.plan.syscalls && scenario.name != "idle10k" && on_path("perf") {
+        if self.plan.syscalls && scenario.name != "idle10k" {
             // Counting syscalls costs the server a little per call: a short pass of its own,
             // whose other figures are not used.
             for server in &servers {
@@ -791,8 +797,8 @@ impl Bench {
     /// per message split by category; skipped with the reason where perf is missing.
     fn profile(&mut self) -> Result<(), String> {
         let out = self.plan.out.clone();
-        if !on_path("perf") {
-            let why = "--profile skipped: perf is not installed (apt-get install linux-perf)";
+        if let Err(why) = ringecho_common::perf::kernel_profiling() {
+            let why = format!("--profile skipped: {why}");
             eprintln!("compare: {why}");
             return write(&out.join("profile.txt"), &format!("{why}\n"));
         }
@@ -938,12 +944,6 @@ fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown kernel".into())
-}
-
-/// A program of that name is on PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 /// A path as a loadgen argument.

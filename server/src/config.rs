@@ -15,6 +15,10 @@ pub enum Backend {
     Uring,
     /// epoll through tokio: readiness, then read/write syscalls.
     Epoll,
+    /// epoll driven by hand (mio, no async runtime): edge-triggered, a batch of events per
+    /// wait, echoed straight from the receive buffer.
+    #[value(name = "epoll-loop")]
+    EpollLoop,
     /// io_uring through the io-uring crate: multishot accept, multishot recv into a provided
     /// buffer ring, zero-copy echo of the received buffer.
     Multishot,
@@ -26,6 +30,7 @@ impl Backend {
         match self {
             Backend::Uring => "uring",
             Backend::Epoll => "epoll",
+            Backend::EpollLoop => "epoll-loop",
             Backend::Multishot => "multishot",
         }
     }

@@ -135,7 +135,7 @@ fn probe_io_uring() -> Result<(), StartError> {
 /// Long because start-up is one sequence whose failures each need their own message and
 /// clean-up (bind, metrics, one thread per worker, waiting for every ring to be ready).
 pub fn start(config: &Config) -> Result<RunningServer, StartError> {
-    if config.backend != Backend::Epoll {
+    if matches!(config.backend, Backend::Uring | Backend::Multishot) {
         probe_io_uring()?;
     }
     let n = config.thread_count();
@@ -193,6 +193,7 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
                 let worker = Worker::new(counters, limits, open, phase_rx);
                 match backend {
                     Backend::Epoll => backend::epoll::run(listeners, worker, ready),
+                    Backend::EpollLoop => backend::epoll_loop::run(listeners, worker, ready),
                     Backend::Uring => backend::uring::run(listeners, worker, ready),
                     Backend::Multishot => backend::multishot::run(listeners, worker, ring, ready),
                 }

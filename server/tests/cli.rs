@@ -154,7 +154,7 @@ fn stop(child: &mut std::process::Child) {
 fn address_in_use_exits_1_naming_the_address() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();
-    for backend in ["uring", "epoll", "multishot"] {
+    for backend in ["uring", "epoll", "epoll-loop", "multishot"] {
         let out = bin()
             .args(["--listen", &addr, "--backend", backend])
             .output()
@@ -184,7 +184,7 @@ fn a_ready_file_from_an_earlier_run_is_removed_before_listening() {
 
 #[test]
 fn sigterm_drains_and_exits_0_with_a_summary() {
-    for backend in ["uring", "epoll", "multishot"] {
+    for backend in ["uring", "epoll", "epoll-loop", "multishot"] {
         let mut child = bin()
             .args([
                 "--listen",

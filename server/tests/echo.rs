@@ -336,6 +336,7 @@ macro_rules! per_backend {
 per_backend!(
     uring => Setup(Backend::Uring, false),
     epoll => Setup(Backend::Epoll, false),
+    epoll_loop => Setup(Backend::EpollLoop, false),
     multishot => Setup(Backend::Multishot, false),
     multishot_direct => Setup(Backend::Multishot, true)
 );

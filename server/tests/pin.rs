@@ -20,7 +20,7 @@ fn allowed(task: &std::path::Path) -> String {
 #[test]
 fn pinned_workers_each_run_on_one_cpu() {
     let cores = ringecho_common::allowed_cores().unwrap();
-    for backend in [Backend::Epoll, Backend::Multishot] {
+    for backend in [Backend::Epoll, Backend::EpollLoop, Backend::Multishot] {
         let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backend);
         cfg.threads = Some(2);
         cfg.pin = true;

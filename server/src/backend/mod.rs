@@ -1,7 +1,10 @@
-//! The I/O backends. `uring` and `epoll` only adapt their runtime's socket types to
-//! [`crate::echo`]'s traits; `multishot` drives its own ring and completion loop.
+//! The I/O backends, a 2×2 of interface and driver: `epoll` (tokio) and `uring` (tokio-uring)
+//! only adapt their runtime's socket types to [`crate::echo`]'s traits; `epoll_loop` and
+//! `multishot` are hand-written loops with no runtime, over epoll and io_uring.
 
+mod clock;
 pub mod epoll;
+pub mod epoll_loop;
 pub mod multishot;
 mod ring;
 pub mod uring;

@@ -36,10 +36,11 @@ mod conn;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use slab::Slab;
 
+use super::clock::{Clock, TICK};
 use super::ring::{accepted_fd, buffer_id, more, Buf, Ring, Sock, TaskRun};
 use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use crate::listener::is_resource_exhaustion;
@@ -64,15 +65,10 @@ pub struct RingConfig {
 /// submitted and refilled; a full completion queue overflows into the kernel's list, which the
 /// next wait flushes, so nothing is lost.
 const SQ_ENTRIES: u32 = 256;
-/// How often the loop looks at the shutdown phase and idle timers when nothing completes.
-const TICK: Duration = Duration::from_millis(50);
 /// Buffers' worth of unsent bytes a connection may hold before its receive stops; it resumes
 /// at half this. Small, because a connection whose peer does not read holds them for as long
 /// as it likes.
 const MAX_HELD: u32 = 4;
-/// The longest idle timeout the loop's millisecond clock measures (24 days, half its wrap);
-/// a longer one acts as this.
-const MAX_IDLE_MS: u32 = u32::MAX / 2;
 /// One-shot direct accepts kept in flight while the file table has room for them.
 const ACCEPT_DEPTH: u32 = 8;
 
@@ -147,7 +143,7 @@ impl Socket {
 struct Conn {
     sock: Socket,
     gen: u32,
-    /// When it last moved, on the loop's millisecond clock ([`Loop::stamp`]).
+    /// When it last moved, on the loop's millisecond clock ([`Clock`]).
     last_active: u32,
     session: Session,
 }
@@ -223,7 +219,7 @@ pub fn run(
         table,
         next_gen: 0,
         warn: RateLimitedWarn::new(),
-        epoch: Instant::now(),
+        clock: Clock::new(),
         now: 0,
         tick: TickBy::Completion,
     };
@@ -256,9 +252,9 @@ struct Loop {
     table: Option<Table>,
     next_gen: u32,
     warn: RateLimitedWarn,
-    /// When the loop began: the zero of its millisecond clock.
-    epoch: Instant,
-    /// When the current batch of completions arrived ([`Loop::stamp`]).
+    /// The loop's millisecond clock.
+    clock: Clock,
+    /// When the current batch of completions arrived ([`Clock`]).
     now: u32,
     /// How the loop wakes at least every [`TICK`].
     tick: TickBy,
@@ -319,7 +315,7 @@ impl Loop {
             })?;
             // One clock read per batch of completions stamps their activity: idle timeouts
             // are seconds, the batch takes microseconds.
-            self.now = self.stamp(Instant::now());
+            self.now = self.clock.stamp(Instant::now());
             self.ring.drain_completions(&mut cqes);
             for (user_data, res, flags) in cqes.drain(..) {
                 let (op, slot, gen) = untag(user_data);
@@ -335,13 +331,6 @@ impl Loop {
                 }
             }
         }
-    }
-
-    /// Milliseconds since the loop began, wrapping after 49 days: a time in four bytes, so
-    /// a connection fits one cache line. Idle timeouts are capped below half the wrap, so the
-    /// wrapping difference of two stamps is the true time between them wherever it is read.
-    fn stamp(&self, t: Instant) -> u32 {
-        t.duration_since(self.epoch).as_millis() as u32
     }
 
     fn is_live(&self, slot: usize, gen: u32) -> bool {
@@ -641,8 +630,8 @@ impl Loop {
         let Some(limit) = self.worker.limits.idle_timeout else {
             return Ok(());
         };
-        let limit = limit.as_millis().min(u128::from(MAX_IDLE_MS)) as u32;
-        let now = self.stamp(now);
+        let limit = Clock::limit(limit);
+        let now = self.clock.stamp(now);
         let idle: Vec<usize> = self
             .conns
             .iter()

@@ -1,0 +1,350 @@
+//! epoll driven by hand (mio, no async runtime): one event loop per worker thread, as Redis's
+//! `ae_epoll.c` and nginx's epoll module run theirs. It is the epoll half of the hand-written
+//! pair: beside `multishot` it measures what io_uring's interface gives, with no runtime's
+//! cost on either side.
+//!
+//! - **Edge-triggered, registered once.** Each socket is added for reading and writing when
+//!   it is accepted and never modified again: no `epoll_ctl` per message, and EPOLLOUT needs
+//!   no arming, since with edges a writable report comes only after a write found the send
+//!   buffer full.
+//! - **A batch per wait.** One `epoll_wait` returns up to [`EVENTS`] events; the loop serves
+//!   them all before waiting again, with no timer armed while there is work.
+//! - **No allocation per message.** Every connection is read into the thread's one receive
+//!   buffer and echoed from it at once; only the bytes a short write leaves are copied into a
+//!   buffer of the connection's own, from a pool, and the connection reads nothing more
+//!   until they are sent.
+//! - **A short read is taken as drained**, as nginx takes it: the next edge says when more
+//!   arrives, so a message costs one `read` and one `write`, not a third call to see EAGAIN.
+//!
+//! What a connection holds and when it ends is decided in [`conn`], with no I/O, under
+//! property tests against a model of the kernel's edges; this module carries it out.
+//!
+//! Memory per thread: one receive buffer, `64` bytes or so per connection, and one buffer
+//! (`--buffer-size`) per connection whose peer is not reading its echoes, from a pool that
+//! keeps at most [`SPARE_SPILLS`] spare.
+
+mod conn;
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::clock::Clock;
+use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
+use crate::listener::is_resource_exhaustion;
+use crate::ready::Ready;
+use crate::shutdown::Phase;
+use crate::stats::{CloseKind, Counters};
+use conn::{Next, Session};
+
+/// Events taken from one `epoll_wait` at most.
+const EVENTS: usize = 1024;
+/// Connections accepted from one listener per turn before the others' events are served.
+const ACCEPTS_PER_TURN: usize = 64;
+/// Spare spill buffers kept for reuse; more are freed.
+const SPARE_SPILLS: usize = 64;
+
+/// One connection: its socket, its rules' state, the bytes a short write left, and when it
+/// last moved.
+struct Conn {
+    stream: TcpStream,
+    session: Session,
+    /// Holds the unsent bytes as `spill[spill_len - unsent..spill_len]`.
+    spill: Option<Box<[u8]>>,
+    spill_len: u32,
+    /// When it last moved, on the loop's millisecond clock.
+    last_active: u32,
+}
+
+/// Runs one worker thread's event loop until its connections are drained.
+pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) -> io::Result<()> {
+    let poll = ready.report(Poll::new())?;
+    let mut mio_listeners = Vec::with_capacity(listeners.len());
+    for (i, l) in listeners.into_iter().enumerate() {
+        let mut l = TcpListener::from_std(l);
+        ready.report(
+            poll.registry()
+                .register(&mut l, listener_token(i), Interest::READABLE),
+        )?;
+        mio_listeners.push(l);
+    }
+    ready.done();
+    let size = worker.limits.buffer_size;
+    let mut lp = Loop {
+        poll,
+        listeners: mio_listeners,
+        conns: Slab::new(),
+        buf: vec![0; size].into_boxed_slice(),
+        spills: Vec::new(),
+        spills_held: 0,
+        again: Vec::new(),
+        accept_retry_at: None,
+        clock: Clock::new(),
+        now: 0,
+        warn: RateLimitedWarn::new(),
+        worker,
+    };
+    lp.run()
+}
+
+/// Listener `i`'s token: counted down from the top, so connections' slots can start at 0.
+fn listener_token(i: usize) -> Token {
+    Token(usize::MAX - i)
+}
+
+struct Loop {
+    poll: Poll,
+    /// One per address `--listen` named; emptied once accepting has stopped.
+    listeners: Vec<TcpListener>,
+    conns: Slab<Conn>,
+    /// The thread's receive buffer, shared by every connection.
+    buf: Box<[u8]>,
+    /// Spare spill buffers.
+    spills: Vec<Box<[u8]>>,
+    /// Spill buffers held by connections.
+    spills_held: u64,
+    /// Connections that yielded with more to read, served after the next wait.
+    again: Vec<usize>,
+    /// When to accept again: after the turn's budget (now) or after running out of
+    /// descriptors (a little later).
+    accept_retry_at: Option<Instant>,
+    clock: Clock,
+    /// The current batch's time on the clock.
+    now: u32,
+    warn: RateLimitedWarn,
+    worker: Worker,
+}
+
+impl Loop {
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut again = Vec::new();
+        let mut last_sweep = Instant::now();
+        loop {
+            let phase = *self.worker.phase.borrow();
+            if phase != Phase::Running {
+                self.stop_accepting();
+            }
+            if phase == Phase::Closing {
+                let open: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+                for slot in open {
+                    self.close(slot, CloseKind::Server);
+                }
+            }
+            if phase != Phase::Running && self.conns.is_empty() {
+                return Ok(());
+            }
+            let timeout = if !self.again.is_empty() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                let tick = super::clock::TICK;
+                Some(match self.accept_retry_at {
+                    Some(t) => t.saturating_duration_since(Instant::now()).min(tick),
+                    None => tick,
+                })
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            self.now = self.clock.stamp(now);
+            std::mem::swap(&mut again, &mut self.again);
+            for event in events.iter() {
+                let Token(t) = event.token();
+                if t > usize::MAX - self.listeners.len() {
+                    self.accept(usize::MAX - t);
+                } else if let Some(c) = self.conns.get_mut(t) {
+                    let hup = event.is_read_closed() || event.is_error();
+                    c.session
+                        .ready(event.is_readable(), event.is_writable(), hup);
+                    self.serve(t);
+                }
+            }
+            for slot in again.drain(..) {
+                if self.conns.contains(slot) {
+                    self.serve(slot);
+                }
+            }
+            if self.accept_retry_at.is_some_and(|t| t <= now) {
+                self.accept_retry_at = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
+            if now.duration_since(last_sweep) >= super::clock::TICK {
+                self.close_idle(now);
+                self.spills.truncate(SPARE_SPILLS);
+                last_sweep = now;
+            }
+            self.worker
+                .counters
+                .spill_buffers_held
+                .set(self.spills_held);
+        }
+    }
+
+    /// Accepts what listener `i` has waiting, up to a turn's budget.
+    fn accept(&mut self, i: usize) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            match l.accept() {
+                Ok((stream, _)) => self.admit(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(e) => {
+                    self.worker.counters.accept_errors.add(1);
+                    self.warn.warn("accept failed", &e);
+                    // The listener's edge is spent: look again after a pause, since what is
+                    // waiting in the backlog gives no new edge.
+                    let pause = if is_resource_exhaustion(&e) {
+                        ACCEPT_BACKOFF
+                    } else {
+                        ACCEPT_BACKOFF / 4
+                    };
+                    self.accept_retry_at = Some(Instant::now() + pause);
+                    return;
+                }
+            }
+        }
+        // More may be waiting: accept again after the others' events.
+        self.accept_retry_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Deregisters and closes the listeners.
+    fn stop_accepting(&mut self) {
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.accept_retry_at = None;
+    }
+
+    fn admit(&mut self, mut stream: TcpStream) {
+        if !self.worker.admit() {
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            self.worker.release(&CloseKind::from_error(&e));
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let token = Token(entry.key());
+        // Added once, for both directions; bytes that came with the handshake give an edge
+        // at once.
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+            self.worker.release(&CloseKind::from_error(&e));
+            return;
+        }
+        tracing::debug!(slot = token.0, "session open");
+        entry.insert(Conn {
+            stream,
+            session: Session::default(),
+            spill: None,
+            spill_len: 0,
+            last_active: self.now,
+        });
+    }
+
+    /// One turn of connection `slot`: what its rules ask, until they park it, yield or close.
+    fn serve(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        c.session.turn();
+        loop {
+            match c.session.next() {
+                Next::Recv => {
+                    let res = c.stream.read(&mut self.buf);
+                    c.session.received(&res, self.buf.len());
+                    let Ok(n @ 1..) = res else { continue };
+                    c.last_active = self.now;
+                    let res = c.stream.write(&self.buf[..n]);
+                    echoed(&self.worker.counters, c.session.sent(&res));
+                    let left = c.session.unsent() as usize;
+                    if left > 0 && !c.session.is_closing() {
+                        // A short write: keep what is left, and read no more until it is out.
+                        let spill = c.spill.get_or_insert_with(|| {
+                            self.spills_held += 1;
+                            self.spills
+                                .pop()
+                                .unwrap_or_else(|| vec![0; self.buf.len()].into_boxed_slice())
+                        });
+                        spill[..left].copy_from_slice(&self.buf[n - left..n]);
+                        c.spill_len = left as u32;
+                    }
+                }
+                Next::Send => {
+                    let spill = c.spill.as_ref().expect("unsent bytes are spilled");
+                    let end = c.spill_len as usize;
+                    let res = c
+                        .stream
+                        .write(&spill[end - c.session.unsent() as usize..end]);
+                    if matches!(res, Ok(1..)) {
+                        c.last_active = self.now;
+                    }
+                    echoed(&self.worker.counters, c.session.sent(&res));
+                    if c.session.unsent() == 0 {
+                        if let Some(spill) = c.spill.take() {
+                            self.spills_held -= 1;
+                            self.spills.push(spill);
+                        }
+                    }
+                }
+                Next::Park => return,
+                Next::Yield => {
+                    self.again.push(slot);
+                    return;
+                }
+                Next::Close(how) => {
+                    let c = self.conns.remove(slot);
+                    if let Some(spill) = c.spill {
+                        self.spills_held -= 1;
+                        self.spills.push(spill);
+                    }
+                    // Closing the descriptor takes it out of the epoll set.
+                    drop(c.stream);
+                    self.worker.release(&how);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends connection `slot` now, for `how`.
+    fn close(&mut self, slot: usize, how: CloseKind) {
+        self.conns[slot].session.close(how);
+        self.serve(slot);
+    }
+
+    fn close_idle(&mut self, now: Instant) {
+        let Some(limit) = self.worker.limits.idle_timeout else {
+            return;
+        };
+        let limit = Clock::limit(limit);
+        let now = self.clock.stamp(now);
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| now.wrapping_sub(c.last_active) >= limit)
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in idle {
+            self.close(slot, CloseKind::Server);
+        }
+    }
+}
+
+/// Counts a receive whose bytes are all written back.
+fn echoed(counters: &Counters, done: Option<u32>) {
+    if let Some(bytes) = done {
+        counters.recvs.add(1);
+        counters.bytes_echoed.add(u64::from(bytes));
+    }
+}
