@@ -6,7 +6,7 @@
 # latency-load plots and report.html under results/. A server that never listens, dies or
 # corrupts an echo gets a FAILED row and the run goes on; the script then exits 1.
 #
-#   scripts/compare.sh [--quick] [--scenarios a,b] [--backends uring,epoll,multishot]
+#   scripts/compare.sh [--quick] [--scenarios a,b] [--backends epoll-loop,multishot,epoll,uring] [--baseline NAME]
 #                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
 #                      [--warmup DUR] [--out DIR] [--no-syscalls] [--sweep-rates LIST]
 #                      [--cap FRACTION] [--peers[=NAME,NAME]] [--peers-cache DIR] [--profile]

@@ -375,3 +375,66 @@ fn compare_sh_profiles_each_server() {
     assert!(html.contains("Where the time goes") && html.contains("I/O interface"));
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// The main job as an ordinary user: the syscall pass, `--profile` and the capped scenario
+/// need what such a user lacks (perf's tracepoints and kernel samples, a cgroup), so each is
+/// skipped with one line saying how to allow it, and the run still exits 0 with every row
+/// measured and report.html written. As root the test drops to `nobody` itself (runuser),
+/// running copies of the binaries from a directory that user can read.
+#[test]
+fn an_ordinary_users_compare_skips_what_needs_root_and_succeeds() {
+    let dir = std::env::temp_dir().join(format!("ringecho-ordinary-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = repo().join("target/release");
+    for b in ["ringecho-perf", "ringecho-server", "ringecho-loadgen"] {
+        std::fs::copy(bin.join(b), dir.join(b)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dir.join("results");
+    let root = ringecho_testkit::is_root();
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"])
+            .arg(dir.join("ringecho-perf"));
+        c
+    } else {
+        Command::new(dir.join("ringecho-perf"))
+    };
+    let run = cmd
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .args(["compare", "--backends", "epoll-loop,multishot"])
+        .args(["--scenarios", "c100x64,cap1000x64", "--rounds", "1"])
+        .args(["--duration", "300ms", "--warmup", "100ms", "--profile"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "exit {:?}:\n{stderr}", run.status);
+    let table = std::fs::read_to_string(out.join("table.txt")).expect("table.txt");
+    assert!(!table.contains("FAILED"), "{table}\n{stderr}");
+    for b in ["epoll-loop", "multishot"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("c100x64") && l.contains(b)),
+            "{table}"
+        );
+    }
+    assert!(out.join("report.html").is_file(), "{stderr}");
+    // Unprivileged, the cgroup cannot be made: one line, and the scenario's rows are absent.
+    if root {
+        assert!(stderr.contains("cap1000x64 skipped"), "{stderr}");
+    }
+    // Whatever perf could not do was skipped with a way to allow it, never a FAILED row.
+    for line in stderr.lines().filter(|l| l.contains("skipped")) {
+        assert!(
+            line.contains("run as root") || line.contains("not installed"),
+            "a skip that does not say how to allow it: {line}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,8 +34,16 @@ pub struct Options {
     #[arg(long, env = "SCENARIOS")]
     pub scenarios: Option<String>,
     /// Built-in backends to run, comma-separated; '' compares --server rows alone.
-    #[arg(long, env = "BACKENDS", default_value = "uring,epoll,multishot")]
+    #[arg(
+        long,
+        env = "BACKENDS",
+        default_value = "epoll-loop,multishot,epoll,uring"
+    )]
     pub backends: String,
+    /// The server the × columns divide by [default: epoll-loop, the hand-written epoll
+    /// loop, when it runs; else epoll; else the first server].
+    #[arg(long)]
+    pub baseline: Option<String>,
     /// Any echo server as NAME='COMMAND', {addr} (127.0.0.1:PORT) and {port} substituted;
     /// pinned like the built-in ones, measured from outside (/proc, the kernel). Repeatable.
     #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = Spec::external)]
@@ -128,10 +136,19 @@ impl Plan {
         if opts.paired && names.len() < 2 {
             return Err("--paired needs at least two servers".into());
         }
-        let baseline = if names.contains(&"epoll") {
-            "epoll"
-        } else {
-            names[0]
+        let baseline = match &opts.baseline {
+            Some(b) if names.contains(&b.as_str()) => b.clone(),
+            Some(b) => {
+                return Err(format!(
+                    "--baseline {b}: not among the servers compared ({})",
+                    names.join(", ")
+                ))
+            }
+            None => ["epoll-loop", "epoll"]
+                .into_iter()
+                .find(|b| names.contains(b))
+                .unwrap_or(names[0])
+                .to_string(),
         };
         let plot_scenario = if scenarios.iter().any(|s| s.name == PLOT_SCENARIO) {
             PLOT_SCENARIO
@@ -155,7 +172,7 @@ impl Plan {
             ("2s", "700ms")
         };
         Ok(Plan {
-            baseline: baseline.to_string(),
+            baseline,
             plot_scenario: plot_scenario.to_string(),
             scenarios,
             servers,

@@ -45,6 +45,7 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> Result<String, S
     }
     let mut b = String::from("<h1>ringecho compare report</h1>");
     answer(&mut b, &rows, baseline);
+    grid(&mut b, &rows);
     let _ = write!(
         b,
         "<h2>Machine and flags</h2><pre>{}</pre>",
@@ -110,6 +111,74 @@ fn answer(b: &mut String, rows: &[Row], baseline: &str) {
         let _ = write!(b, "<li>{}</li>", e(&sentence(rows, s, baseline)));
     }
     b.push_str("</ul>");
+}
+
+/// The three questions apart: per scenario, the 2×2 of interface × driver (CPU µs per
+/// message in each cell, the ratios between them), then a sentence per contrast.
+fn grid(b: &mut String, rows: &[Row]) {
+    if rows.iter().all(|r| r.contrasts.is_empty()) {
+        return;
+    }
+    b.push_str(
+        "<h2>io_uring against epoll, between equals</h2><p>A ratio against tokio's epoll \
+         mixes io_uring's gain with tokio's own cost. Here each interface is set against the \
+         other with the driver held equal: <b>multishot</b> against <b>epoll-loop</b> (both \
+         hand-written loops, no runtime) and <b>uring</b> against <b>epoll</b> (both on a \
+         runtime); and each runtime against the hand-written loop of its interface, which is \
+         what the runtime costs. Ratios are medians of per-round ratios of server CPU per \
+         message, with the rounds' spread; a spread that covers 1.0 is called level.</p>",
+    );
+    for s in scenario_order(rows) {
+        let mine: Vec<&crate::grid::Contrast> = rows
+            .iter()
+            .filter(|r| r.scenario == s)
+            .flat_map(|r| &r.contrasts)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let cpu = |name: &str| {
+            rows.iter()
+                .find(|r| r.scenario == s && r.backend == name && r.failure.is_none())
+                .map_or("—".to_string(), |r| {
+                    format!(
+                        "{} {:.2} µs <small>(user {:.2})</small>",
+                        e(name),
+                        r.server_cpu_us_per_msg,
+                        r.server_user_us_per_msg
+                    )
+                })
+        };
+        let ratio = |a: &str, o: &str| {
+            mine.iter()
+                .find(|c| c.server == a && c.over == o)
+                .map_or("—".to_string(), |c| {
+                    let (lo, hi) = c.cpu_ratio_spread;
+                    format!("{:.2}× <small>({lo:.2}–{hi:.2})</small>", c.cpu_ratio)
+                })
+        };
+        let _ = write!(
+            b,
+            "<h3>{}</h3><table><tr><th></th><th>epoll</th><th>io_uring</th>\
+             <th>io_uring ×epoll</th></tr>\
+             <tr><th>hand-written loop</th><td>{}</td><td>{}</td><td>{}</td></tr>\
+             <tr><th>runtime</th><td>{}</td><td>{}</td><td>{}</td></tr>\
+             <tr><th>runtime ×loop</th><td>{}</td><td>{}</td><td></td></tr></table><ul class='answer'>",
+            e(&s),
+            cpu("epoll-loop"),
+            cpu("multishot"),
+            ratio("multishot", "epoll-loop"),
+            cpu("epoll"),
+            cpu("uring"),
+            ratio("uring", "epoll"),
+            ratio("epoll", "epoll-loop"),
+            ratio("uring", "multishot"),
+        );
+        for c in mine {
+            let _ = write!(b, "<li>{}</li>", e(&c.verdict));
+        }
+        b.push_str("</ul>");
+    }
 }
 
 /// Scenarios in the order they first appear.

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use ringecho_loadgen::report::Report;
 
+use crate::grid::{Contrast, Point};
+
 /// One backend in one scenario, summarised over its rounds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -70,6 +72,12 @@ pub struct Row {
     /// Why the server's runs could not be made, if they could not (the row has no figures).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// The server the ratio columns divide by.
+    pub baseline: String,
+    /// This server against its counterparts in the 2×2 of interface × driver, from the
+    /// same rounds ([`crate::grid`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contrasts: Vec<Contrast>,
 }
 
 /// The median of `v` (0 when empty).
@@ -201,10 +209,54 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
                 loadgen_limited_rounds: runs.iter().filter(|r| r.loadgen_limited).count(),
                 witnessed: runs.iter().all(|r| r.server_closes.is_some()),
                 failure,
+                baseline: baseline.to_string(),
+                contrasts: Vec::new(),
             });
+        }
+        let servers: Vec<&str> = groups
+            .keys()
+            .filter(|(s, _)| s == scenario)
+            .map(|(_, b)| b.as_str())
+            .collect();
+        let points = |name: &str| -> Vec<Point> {
+            groups
+                .get(&(scenario.clone(), name.to_string()))
+                .into_iter()
+                .flatten()
+                .filter(|r| r.failure.is_none())
+                .map(|r| Point {
+                    round: tag(r, "round"),
+                    cpu: r.server.map_or(0.0, |s| s.cpu_us_per_msg),
+                    msgs: r.msgs_per_s,
+                })
+                .collect()
+        };
+        for c in crate::grid::contrasts(&servers, points) {
+            if let Some(row) = rows
+                .iter_mut()
+                .find(|r| &r.scenario == scenario && r.backend == c.server)
+            {
+                row.contrasts.push(c);
+            }
         }
     }
     rows
+}
+
+/// The 2×2 section of the table: per scenario, the contrasts its rows carry.
+pub fn grid(rows: &[Row]) -> String {
+    let mut scenarios: Vec<(String, Vec<Contrast>)> = Vec::new();
+    for r in rows {
+        match scenarios.iter_mut().find(|(s, _)| *s == r.scenario) {
+            Some((_, cs)) => cs.extend(r.contrasts.iter().cloned()),
+            None => scenarios.push((r.scenario.clone(), r.contrasts.clone())),
+        }
+    }
+    crate::grid::table(&scenarios, |scenario, name| {
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.backend == name && r.failure.is_none())
+            .map(|r| r.server_cpu_us_per_msg)
+    })
 }
 
 /// Whether a row's runs can be trusted, said once for the table and the report.
@@ -356,6 +408,10 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
             None => s += &line(&measured_cells.next().expect("one per measured row")),
         }
     }
+    let _ = writeln!(
+        s,
+        "baseline: {baseline} (the × columns divide by its figures in the same round)"
+    );
     let limited = rows.iter().filter(|r| r.loadgen_limited_rounds > 0).count();
     if limited > 0 {
         let _ = writeln!(
@@ -366,7 +422,7 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
             rows.len()
         );
     }
-    s
+    s + &grid(rows)
 }
 
 #[cfg(test)]
