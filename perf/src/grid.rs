@@ -248,8 +248,8 @@ pub fn table(
         };
         let _ = writeln!(
             s,
-            "  {:<20} {:<20} {:<20} {}",
-            "", "epoll", "io_uring", "io_uring ×epoll"
+            "  {:<20} {:<20} {:<20} io_uring ×epoll",
+            "", "epoll", "io_uring"
         );
         let _ = writeln!(
             s,
