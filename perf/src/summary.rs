@@ -496,7 +496,7 @@ mod tests {
         let lim = end(lines[0], "lim").expect("a lim column");
         let measured: Vec<&&str> = lines[1..]
             .iter()
-            .filter(|l| l.contains("epoll ") || l.contains("a-long"))
+            .filter(|l| l.starts_with("a ") && (l.contains("epoll ") || l.contains("a-long")))
             .collect();
         assert_eq!(measured.len(), 2, "{text}");
         for l in measured {
@@ -508,5 +508,6 @@ mod tests {
         }
         let failed = lines.iter().find(|l| l.contains("gone")).unwrap();
         assert!(failed.contains("FAILED: never listened"), "{failed}");
+        assert!(text.contains("baseline: epoll "), "{text}");
     }
 }
