@@ -1,5 +1,5 @@
 //! The server's metric names, defined once: the server registers them, the loadgen's witness
-//! and the tests read them (the interface contract in DESIGN.md names them too).
+//! and the tests read them (the interface contract names them too: docs/usage.md lists them).
 //!
 //! Counters are registered under their base name; the Prometheus text format shows them with
 //! `_total` appended, which is the name readers look for ([`total`]).

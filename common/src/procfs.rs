@@ -220,3 +220,103 @@ mod tests {
         launcher.wait().unwrap();
     }
 }
+
+/// Busy and stolen time of a set of CPUs, from /proc/stat: every mode a CPU works in (user,
+/// nice, system, irq, softirq) counts as busy, whichever process it was for; steal is time the
+/// hypervisor gave another guest. Beside a process's own CPU time it says what else used
+/// those CPUs, interrupts a process is not charged for included.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CoreTimes {
+    /// Busy seconds, summed over the CPUs.
+    pub busy_s: f64,
+    /// Stolen seconds, summed over the CPUs.
+    pub steal_s: f64,
+}
+
+impl CoreTimes {
+    /// The times of `cpus` now.
+    pub fn read(cpus: &[usize]) -> io::Result<CoreTimes> {
+        Ok(Self::parse(&std::fs::read_to_string("/proc/stat")?, cpus))
+    }
+
+    fn parse(stat: &str, cpus: &[usize]) -> CoreTimes {
+        let tick = clock_ticks_per_s();
+        let mut t = CoreTimes::default();
+        for line in stat.lines() {
+            let Some(rest) = line.strip_prefix("cpu") else {
+                continue;
+            };
+            let mut f = rest.split_whitespace();
+            let Some(Ok(n)) = f.next().map(str::parse::<usize>) else {
+                continue;
+            };
+            if !cpus.contains(&n) {
+                continue;
+            }
+            // user nice system idle iowait irq softirq steal (guest time is inside user).
+            let v: Vec<f64> = f.take(8).map(|x| x.parse().unwrap_or(0.0)).collect();
+            if v.len() < 8 {
+                continue;
+            }
+            t.busy_s += (v[0] + v[1] + v[2] + v[5] + v[6]) / tick;
+            t.steal_s += v[7] / tick;
+        }
+        t
+    }
+
+    /// The times between `self` and a later sample.
+    pub fn until(&self, later: &CoreTimes) -> CoreTimes {
+        CoreTimes {
+            busy_s: (later.busy_s - self.busy_s).max(0.0),
+            steal_s: (later.steal_s - self.steal_s).max(0.0),
+        }
+    }
+}
+
+/// The CPUs process `pid` may run on (`Cpus_allowed_list` in /proc/PID/status).
+pub fn allowed_cpus_of(pid: u32) -> io::Result<Vec<usize>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Cpus_allowed_list"))?;
+    parse_cpu_list(list.trim())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a malformed CPU list"))
+}
+
+/// A CPU list as the kernel writes one: `0-3,8,10-11`.
+pub fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?),
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod core_tests {
+    use super::*;
+
+    #[test]
+    fn busy_counts_every_working_mode_of_the_named_cpus_and_steal_apart() {
+        let stat = "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 100 10 50 1000 5 3 7 20 0 0\n\
+                    cpu1 1 1 1 1 1 1 1 1 0 0\nintr 1 2\n";
+        let t = CoreTimes::parse(stat, &[0]);
+        let tick = clock_ticks_per_s();
+        assert!((t.busy_s - 170.0 / tick).abs() < 1e-9, "{t:?}");
+        assert!((t.steal_s - 20.0 / tick).abs() < 1e-9, "{t:?}");
+        let both = CoreTimes::parse(stat, &[0, 1]);
+        assert!((both.busy_s - 175.0 / tick).abs() < 1e-9, "{both:?}");
+    }
+
+    #[test]
+    fn cpu_lists_parse_as_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0-2,5,7-8"), Some(vec![0, 1, 2, 5, 7, 8]));
+        assert_eq!(parse_cpu_list("1"), Some(vec![1]));
+        assert_eq!(parse_cpu_list("x"), None);
+        assert!(!allowed_cpus_of(std::process::id()).unwrap().is_empty());
+    }
+}

@@ -363,6 +363,19 @@ impl Report {
                 sv.rss_kb,
                 sv.peak_rss_kb
             );
+            if let Some(busy) = sv.cores_busy_us_per_msg {
+                let _ = writeln!(
+                    s,
+                    "  server cores {busy:.2} µs/msg busy (every mode, from /proc/stat), {:.2} of it not the server's, {:.2} stolen{}",
+                    sv.cores_other_us_per_msg.unwrap_or(0.0),
+                    sv.cores_steal_us_per_msg.unwrap_or(0.0),
+                    if sv.cores_differ() {
+                        "  DIFFERS from the process's CPU by more than 5 %"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         let c = &self.loadgen_cpu;
         let _ = writeln!(

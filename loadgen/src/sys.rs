@@ -176,11 +176,6 @@ pub fn process_cpu() -> CpuTime {
     rusage(libc::RUSAGE_SELF)
 }
 
-/// The calling thread's CPU time so far.
-pub fn thread_cpu() -> CpuTime {
-    rusage(libc::RUSAGE_THREAD)
-}
-
 fn rusage(who: libc::c_int) -> CpuTime {
     // SAFETY: an all-zero rusage is a valid value; getrusage fills the struct we pass and
     // touches nothing else.

@@ -11,6 +11,7 @@ use crate::config::RunConfig;
 use crate::run::{Plan, Progress, Tally};
 use crate::sys::{self, CpuTime};
 use crate::witness::{self, ProcSample, ServerCost, SyscallCounter};
+use ringecho_common::procfs::CoreTimes;
 
 /// Samples taken at the edges of the measured window: our own CPU, and the server's.
 pub(crate) struct Window {
@@ -22,6 +23,11 @@ pub(crate) struct Window {
     closed: Option<(CpuTime, Option<io::Result<ProcSample>>)>,
     perf: Option<io::Result<SyscallCounter>>,
     syscalls: Option<io::Result<u64>>,
+    /// The server's CPUs, when none of them is ours: their busy time is then the server's
+    /// and whatever else ran there, never the loadgen.
+    cores: Option<Vec<usize>>,
+    /// Their times at the window's edges.
+    cores_at: [Option<CoreTimes>; 2],
 }
 
 impl Window {
@@ -38,6 +44,8 @@ impl Window {
             closed: None,
             perf: None,
             syscalls: None,
+            cores: server_pid.and_then(cores_apart_from_ours),
+            cores_at: [None, None],
         }
     }
 
@@ -52,6 +60,7 @@ impl Window {
 
     fn open(&mut self) {
         if self.opened.is_none() {
+            self.cores_at[0] = self.cores.as_deref().and_then(|c| CoreTimes::read(c).ok());
             self.opened = Some(self.sample());
             if let (Some(pid), true) = (self.server_pid, self.count_syscalls) {
                 match ringecho_common::perf::syscall_counting() {
@@ -66,6 +75,7 @@ impl Window {
         self.open();
         if self.closed.is_none() {
             self.closed = Some(self.sample());
+            self.cores_at[1] = self.cores.as_deref().and_then(|c| CoreTimes::read(c).ok());
             self.syscalls = self.perf.take().map(|p| p.and_then(SyscallCounter::stop));
         }
     }
@@ -101,8 +111,19 @@ impl Window {
                 None
             }
         };
-        Ok(Some(ServerCost::between(pid, &a, &b, messages, syscalls)))
+        let cost = ServerCost::between(pid, &a, &b, messages, syscalls);
+        Ok(Some(match self.cores_at {
+            [Some(a), Some(b)] => cost.with_cores(&a.until(&b), messages),
+            _ => cost,
+        }))
     }
+}
+
+/// The CPUs process `pid` may run on, if none of them is one this process may run on.
+fn cores_apart_from_ours(pid: u32) -> Option<Vec<usize>> {
+    let theirs = ringecho_common::procfs::allowed_cpus_of(pid).ok()?;
+    let ours = ringecho_common::allowed_cores().ok()?;
+    (!theirs.iter().any(|c| ours.contains(c))).then_some(theirs)
 }
 
 impl Window {

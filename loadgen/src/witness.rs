@@ -329,9 +329,40 @@ pub struct ServerCost {
     /// System calls per message (perf's raw_syscalls tracepoint), when counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_per_msg: Option<f64>,
+    /// The server's cores' busy time per message, every mode (softirq included), from
+    /// /proc/stat; measured when the server runs on cores apart from the loadgen's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores_busy_us_per_msg: Option<f64>,
+    /// The part of that busy time not charged to the server's process: interrupts, other
+    /// processes on its cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores_other_us_per_msg: Option<f64>,
+    /// Time the hypervisor took from the server's cores, per message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores_steal_us_per_msg: Option<f64>,
 }
 
 impl ServerCost {
+    /// The cost with the server's cores' times over the same window.
+    pub fn with_cores(mut self, t: &ringecho_common::procfs::CoreTimes, messages: u64) -> Self {
+        if messages > 0 {
+            let per = |s: f64| s * 1e6 / messages as f64;
+            self.cores_busy_us_per_msg = Some(per(t.busy_s));
+            self.cores_other_us_per_msg = Some(per(t.busy_s - self.user_s - self.sys_s).max(0.0));
+            self.cores_steal_us_per_msg = Some(per(t.steal_s));
+        }
+        self
+    }
+
+    /// Whether the cores' busy time per message differs from the process's by more than 5 %:
+    /// then process accounting misses work done for the server (interrupts) or others share
+    /// its cores.
+    pub fn cores_differ(&self) -> bool {
+        self.cores_busy_us_per_msg.is_some_and(|busy| {
+            self.cpu_us_per_msg > 0.0 && (busy / self.cpu_us_per_msg - 1.0).abs() > 0.05
+        })
+    }
+
     /// The cost between two samples, per `messages`.
     pub fn between(
         pid: u32,
@@ -359,6 +390,7 @@ impl ServerCost {
             rss_kb: b.rss_kb,
             peak_rss_kb: b.peak_rss_kb,
             syscalls_per_msg: syscalls.map(|n| per(n as f64) / 1e6),
+            ..ServerCost::default()
         }
     }
 }

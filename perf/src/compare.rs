@@ -22,7 +22,7 @@ use crate::scenario::{self, Scenario};
 use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
 use crate::{list, nonempty, write};
 
-/// compare.sh's flags (the DESIGN.md contract); the environment's SCENARIOS, BACKENDS,
+/// compare.sh's flags (a contract: scripts and tests outside the checkout rely on them); the environment's SCENARIOS, BACKENDS,
 /// ROUNDS, DURATION and WARMUP stand in for missing ones.
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -307,6 +307,8 @@ pub struct Bench {
     cap: Option<Result<Cap, String>>,
     failed: bool,
     interrupt: Interrupt,
+    /// The ringecho-server binary, asked for the kernel's io_uring features.
+    server_exe: PathBuf,
 }
 
 /// One run's identity: its scenario, server and round (`1`, `2`, … or `sc`).
@@ -341,6 +343,7 @@ impl Bench {
             cap: None,
             failed: false,
             interrupt: Interrupt::catch()?,
+            server_exe: bin.join("ringecho-server"),
         })
     }
 
@@ -390,11 +393,25 @@ impl Bench {
             .map_or("", |(_, m)| m.trim());
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
         let s = &self.split;
+        let io_uring = Command::new(&self.server_exe)
+            .arg("--probe")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .replace('\n', "; ")
+            })
+            .unwrap_or_else(|e| format!("io_uring: unknown ({e})"));
         let mut text = format!(
-            "date: {}\nkernel: {}\ncpus: {ncpu} ({model})\nserver: taskset -c {}, {} threads; \
-             loadgen: taskset -c {}, {} threads\nwarmup {}, duration {}, rounds {}\n",
+            "date: {}\nkernel: {}\ncpus: {ncpu} ({model})\ncaches: {}\n{io_uring}\n{}\n\
+             server: taskset -c {}, {} threads; loadgen: taskset -c {}, {} threads\n\
+             warmup {}, duration {}, rounds {}\n\
+             per run (table.txt, summary.json): the server's cores' busy µs per message from \
+             /proc/stat beside its process CPU, and the time stolen from them\n",
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
             kernel(),
+            caches(),
+            ringecho_common::perf::describe(),
             s.server_cpus,
             s.server_threads,
             s.loadgen_cpus,
@@ -954,6 +971,30 @@ fn run_args(server: &Running, scenario: &Scenario, warmup: &str, duration: &str)
     args.extend(["--warmup", warmup, "--duration", duration].map(String::from));
     args.extend(["--server-pid".into(), server.pid().to_string()]);
     args
+}
+
+/// CPU 0's caches from sysfs: `L1d 48K, L1i 32K, L2 2048K, L3 ...`.
+fn caches() -> String {
+    let dir = Path::new("/sys/devices/system/cpu/cpu0/cache");
+    let mut out = Vec::new();
+    for i in 0..8 {
+        let d = dir.join(format!("index{i}"));
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).map(|s| s.trim().to_string());
+        let (Ok(level), Ok(kind), Ok(size)) = (read("level"), read("type"), read("size")) else {
+            continue;
+        };
+        let kind = match kind.as_str() {
+            "Data" => "d",
+            "Instruction" => "i",
+            _ => "",
+        };
+        out.push(format!("L{level}{kind} {size}"));
+    }
+    if out.is_empty() {
+        "unknown (no /sys/devices/system/cpu/cpu0/cache)".into()
+    } else {
+        out.join(", ")
+    }
 }
 
 /// The running kernel's release (`uname -r`).

@@ -44,6 +44,24 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> Result<String, S
         }
     }
     let mut b = String::from("<h1>ringecho compare report</h1>");
+    // What the machine was, first: these figures hold for it alone.
+    let conditions: Vec<String> = read("machine.txt")
+        .lines()
+        .filter(|l| {
+            ["date:", "kernel:", "cpus:", "caches:", "io_uring:", "perf:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(e)
+        .collect();
+    if !conditions.is_empty() {
+        let _ = write!(
+            b,
+            "<p class='conditions'>Measured on this machine alone (a ratio moves by up to 20 \
+             points between machines): {}</p>",
+            conditions.join(" · ")
+        );
+    }
     answer(&mut b, &rows, baseline);
     grid(&mut b, &rows);
     let _ = write!(

@@ -11,6 +11,7 @@ pub mod cap;
 pub mod check;
 pub mod compare;
 pub mod cores;
+pub mod diff;
 pub mod grid;
 pub mod html;
 pub mod loadgen;

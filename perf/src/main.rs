@@ -102,14 +102,23 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Two results directories side by side: which CPU-per-message ratios moved beyond their
+    /// rounds' spread, and which lines of machine.txt differ (a kernel upgrade, a second
+    /// machine). Exits 0 whatever moved; 1 when a directory cannot be read.
+    Diff {
+        /// The earlier results directory.
+        a: PathBuf,
+        /// The later one.
+        b: PathBuf,
+    },
     /// Writes DIR/report.html from what compare.sh left in DIR (summary.json, machine.txt,
     /// the plots, sweeps and profile).
     Report {
         /// The results directory.
         dir: PathBuf,
-        /// The server the ratios are taken against.
-        #[arg(long, default_value = "epoll")]
-        baseline: String,
+        /// The server the ratios are taken against [default: the one summary.json names].
+        #[arg(long)]
+        baseline: Option<String>,
         /// The scenario whose latency percentiles and profile are plotted.
         #[arg(long, default_value = "c1000x64")]
         plot_scenario: String,
@@ -244,11 +253,19 @@ fn run(command: Command) -> Result<bool, String> {
                 .map_err(|e| format!("cannot plot: {e}"))?;
             Ok(true)
         }
+        Command::Diff { a, b } => {
+            print!("{}", ringecho_perf::diff::diff(&a, &b)?);
+            Ok(true)
+        }
         Command::Report {
             dir,
             baseline,
             plot_scenario,
         } => {
+            let baseline = match baseline {
+                Some(b) => b,
+                None => ringecho_perf::summary::baseline_of(&dir)?,
+            };
             let page = ringecho_perf::html::page(&dir, &baseline, &plot_scenario)?;
             let p = dir.join("report.html");
             ringecho_perf::write(&p, &page)?;

@@ -42,6 +42,18 @@ pub struct Row {
     /// Server syscalls per message, from the counting pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_syscalls_per_msg: Option<f64>,
+    /// Median busy time of the server's cores per message (/proc/stat, every mode), where
+    /// the server ran on cores apart from the loadgen's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cores_busy_us_per_msg: Option<f64>,
+    /// Median of that busy time not charged to the server's process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cores_other_us_per_msg: Option<f64>,
+    /// Median time stolen from the server's cores by the hypervisor, per message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cores_steal_us_per_msg: Option<f64>,
+    /// Rounds whose cores' busy time differed from the process's CPU by more than 5 %.
+    pub cores_differ_rounds: usize,
     /// Largest server RSS at the end of a window, MiB.
     pub server_rss_mib: f64,
     /// Median loadgen CPU µs per message.
@@ -100,6 +112,18 @@ pub(crate) fn spread(ratios: &[f64]) -> (f64, f64) {
     let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = ratios.iter().copied().fold(0.0, f64::max);
     (lo, hi)
+}
+
+/// The median of a figure the server's runs may lack; `None` when none has it.
+fn some_median(
+    runs: &[&Report],
+    f: impl Fn(&ringecho_loadgen::witness::ServerCost) -> Option<f64>,
+) -> Option<f64> {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.server.as_ref().and_then(&f))
+        .collect();
+    (!v.is_empty()).then(|| median(v))
 }
 
 fn tag<'a>(r: &'a Report, k: &str) -> &'a str {
@@ -192,6 +216,13 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
                 server_user_us_per_msg: server(&|s| s.user_us_per_msg),
                 server_sys_us_per_msg: server(&|s| s.sys_us_per_msg),
                 server_syscalls_per_msg: (!syscalls.is_empty()).then(|| median(syscalls)),
+                server_cores_busy_us_per_msg: some_median(&runs, |s| s.cores_busy_us_per_msg),
+                server_cores_other_us_per_msg: some_median(&runs, |s| s.cores_other_us_per_msg),
+                server_cores_steal_us_per_msg: some_median(&runs, |s| s.cores_steal_us_per_msg),
+                cores_differ_rounds: runs
+                    .iter()
+                    .filter(|r| r.server.is_some_and(|s| s.cores_differ()))
+                    .count(),
                 server_rss_mib: runs
                     .iter()
                     .filter_map(|r| r.server.map(|s| s.rss_kb as f64 / 1024.0))
@@ -241,6 +272,19 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// The baseline a results directory's summary.json names (its rows' `baseline`; `epoll`
+/// for a summary written before rows named one).
+pub fn baseline_of(dir: &std::path::Path) -> Result<String, String> {
+    let text = crate::read(&dir.join("summary.json"))?;
+    let rows: Vec<Row> =
+        serde_json::from_str(&text).map_err(|e| format!("{}/summary.json: {e}", dir.display()))?;
+    Ok(rows
+        .iter()
+        .map(|r| r.baseline.clone())
+        .find(|b| !b.is_empty())
+        .unwrap_or_else(|| "epoll".into()))
 }
 
 /// The 2×2 section of the table: per scenario, the contrasts its rows carry.
@@ -337,6 +381,11 @@ fn columns(baseline: &str) -> Vec<Column> {
         col("sys", 5, false, |r| {
             format!("{:.2}", r.server_sys_us_per_msg)
         }),
+        col("cores", 6, false, |r| {
+            let flag = if r.cores_differ_rounds > 0 { "!" } else { "" };
+            two(r.server_cores_busy_us_per_msg) + flag
+        }),
+        col("steal", 5, false, |r| two(r.server_cores_steal_us_per_msg)),
         col(&x, 6, false, |r| two(r.cpu_ratio)),
         col("spread", 15, false, |r| {
             r.cpu_ratio_spread
@@ -412,6 +461,14 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
         s,
         "baseline: {baseline} (the × columns divide by its figures in the same round)"
     );
+    if rows.iter().any(|r| r.cores_differ_rounds > 0) {
+        let _ = writeln!(
+            s,
+            "note: cores marked ! were busier (or idler) than the server's own CPU by more than \
+             5 % in some round: interrupts handled there, or other work on the server's cores \
+             (cores: their busy µs per message from /proc/stat; steal: the hypervisor's)"
+        );
+    }
     let limited = rows.iter().filter(|r| r.loadgen_limited_rounds > 0).count();
     if limited > 0 {
         let _ = writeln!(

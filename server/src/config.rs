@@ -99,6 +99,11 @@ pub struct Config {
     #[arg(long, default_value = "30s", value_parser = parse_duration_or_off)]
     pub user_timeout: OrOff<Duration>,
 
+    /// Print the io_uring features this kernel offers the io_uring backends, one per line,
+    /// then exit (compare.sh writes them into machine.txt).
+    #[arg(long)]
+    pub probe: bool,
+
     /// Print a man page or shell completions for this program, then exit.
     #[arg(long, value_enum, value_name = "WHAT")]
     pub generate: Option<ringecho_common::Generate>,

@@ -114,6 +114,14 @@ pub fn run(config: Config) -> ExitCode {
     }
 }
 
+/// The io_uring features this kernel offers, a `name: yes|no` line each (`--probe`).
+pub fn probe() -> String {
+    // On a thread of its own: a ring's teardown queues task work on its creator.
+    std::thread::spawn(backend::multishot::probe)
+        .join()
+        .unwrap_or_else(|_| "io_uring: probe panicked\n".into())
+}
+
 /// Writes `--ready-file`: `listen ADDR` per address, `metrics ADDR`; whole or not at all (a
 /// reader that sees the file sees all of it).
 fn write_ready_file(path: &std::path::Path, server: &RunningServer) -> std::io::Result<()> {

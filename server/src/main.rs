@@ -7,6 +7,10 @@ fn main() -> std::process::ExitCode {
     if let Some(kind) = config.generate {
         return ringecho_common::generate_or_fail(kind, ringecho_server::Config::command());
     }
+    if config.probe {
+        print!("{}", ringecho_server::probe());
+        return std::process::ExitCode::SUCCESS;
+    }
     ringecho_common::init_logging("info");
     ringecho_server::run(config)
 }

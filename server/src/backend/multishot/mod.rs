@@ -226,6 +226,31 @@ pub fn run(
     lp.run()
 }
 
+/// What this kernel offers the multishot backend, a `name: value` line each.
+pub fn probe() -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut ring = match Ring::new(8, 8, 4096) {
+        Ok(r) => r,
+        Err(e) => return format!("io_uring: no ({e})\n"),
+    };
+    let limit = match ring.probe_recv_limit() {
+        Ok(b) => yes(b).to_string(),
+        Err(e) => format!("no ({e})"),
+    };
+    let taskrun = ring.taskrun();
+    format!(
+        "io_uring: yes\nprovided buffer rings: yes\nmultishot receive: {}\n\
+         multishot receive limit: {limit}\nDEFER_TASKRUN: {}\nCOOP_TASKRUN: {}\n",
+        if limit.starts_with("no (") {
+            "no"
+        } else {
+            "yes"
+        },
+        yes(taskrun == TaskRun::Deferred),
+        yes(taskrun != TaskRun::Default),
+    )
+}
+
 struct Loop {
     ring: Ring,
     conns: Slab<Conn>,
