@@ -254,7 +254,8 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
                 .get(&(scenario.clone(), name.to_string()))
                 .into_iter()
                 .flatten()
-                .filter(|r| r.failure.is_none())
+                // A run that lost or altered bytes answers no question about cost.
+                .filter(|r| r.is_clean())
                 .map(|r| Point {
                     round: tag(r, "round"),
                     cpu: r.server.map_or(0.0, |s| s.cpu_us_per_msg),
