@@ -435,6 +435,7 @@ impl Bench {
             self.cap = Some(cap);
         }
         eprint!("{text}");
+        crate::write_json(&p.out.join("machine.json"), &machine_json(&text))?;
         std::fs::write(p.out.join("machine.txt"), text)
             .map_err(|e| format!("cannot write machine.txt: {e}"))
     }
@@ -973,6 +974,33 @@ fn run_args(server: &Running, scenario: &Scenario, warmup: &str, duration: &str)
     args
 }
 
+/// machine.txt as a JSON object: each `key: value` line a member (io_uring's features and
+/// perf's abilities, `;`-separated on their lines, each a member of their own).
+fn machine_json(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(": ") else {
+            continue;
+        };
+        if k.contains(' ') {
+            continue;
+        }
+        if k == "io_uring" || k == "perf" {
+            let mut parts = serde_json::Map::new();
+            for part in v.split("; ") {
+                match part.split_once(": ") {
+                    Some((pk, pv)) => parts.insert(pk.to_string(), pv.into()),
+                    None => parts.insert(k.to_string(), part.into()),
+                };
+            }
+            m.insert(k.to_string(), parts.into());
+        } else {
+            m.insert(k.to_string(), v.into());
+        }
+    }
+    m
+}
+
 /// CPU 0's caches from sysfs: `L1d 48K, L1i 32K, L2 2048K, L3 ...`.
 fn caches() -> String {
     let dir = Path::new("/sys/devices/system/cpu/cpu0/cache");
@@ -1007,4 +1035,23 @@ fn kernel() -> String {
 /// A path as a loadgen argument.
 fn path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_json_has_every_fact_and_the_features_apart() {
+        let text = "date: 2026-12-02T19:00:00Z\nkernel: 6.18\ncpus: 2 (Xeon)\n\
+                    io_uring: yes; multishot receive limit: yes; DEFER_TASKRUN: no\n\
+                    perf: count syscalls: no (root); sample the kernel: yes\n\
+                    warmup 700ms, duration 2s, rounds 3\n";
+        let m = serde_json::Value::Object(machine_json(text));
+        assert_eq!(m["kernel"], "6.18");
+        assert_eq!(m["io_uring"]["io_uring"], "yes");
+        assert_eq!(m["io_uring"]["DEFER_TASKRUN"], "no");
+        assert_eq!(m["perf"]["count syscalls"], "no (root)");
+        assert_eq!(m["perf"]["sample the kernel"], "yes");
+    }
 }

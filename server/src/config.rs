@@ -115,7 +115,7 @@ pub struct Config {
     /// multishot: keep connections in each ring's own file table (direct descriptors): no file
     /// reference taken per operation, and not in the process's descriptor table, so each
     /// thread holds up to RLIMIT_NOFILE connections. Off by default: it measured no CPU gain
-    /// (docs/results.md), and ordinary descriptors show in `ss -p`, lsof and /proc.
+    /// (docs/results.md, "Levers tried on multishot"), and ordinary descriptors show in `ss -p`, lsof and /proc.
     #[arg(long, default_value = "off", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub direct_descriptors: bool,
 

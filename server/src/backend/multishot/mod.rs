@@ -61,7 +61,7 @@ pub struct RingConfig {
 /// Submission queue entries per ring (the completion queue has four times as many). Small,
 /// as liburing's echo example keeps it, so the rings' memory stays in cache: with the
 /// 256-buffer ring it measured the same or less CPU per message than 4,096 entries (256 KiB
-/// of SQEs and as much of CQEs) in the interleaved A/Bs of docs/results.md. A full queue is
+/// of SQEs and as much of CQEs) in interleaved A/Bs (docs/results.md, "Levers tried on multishot"). A full queue is
 /// submitted and refilled; a full completion queue overflows into the kernel's list, which the
 /// next wait flushes, so nothing is lost.
 const SQ_ENTRIES: u32 = 256;
@@ -138,7 +138,7 @@ impl Socket {
 /// it, and a connection that keeps up touches nothing else of its own. Where it was a slab
 /// entry of about 100 bytes plus a heap block for its queue, this measured about 1 MB less
 /// heap at 10,000 connections and less user time per message, at the same CPU per message
-/// (docs/results.md, "One cache line per connection").
+/// (docs/results.md, "Levers tried on multishot").
 #[repr(align(64))]
 struct Conn {
     sock: Socket,
