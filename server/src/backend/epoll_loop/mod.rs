@@ -3,10 +3,10 @@
 //! pair: beside `multishot` it measures what io_uring's interface gives, with no runtime's
 //! cost on either side.
 //!
-//! - **Edge-triggered, registered once.** Each socket is added for reading and writing when
-//!   it is accepted and never modified again: no `epoll_ctl` per message, and EPOLLOUT needs
-//!   no arming, since with edges a writable report comes only after a write found the send
-//!   buffer full.
+//! - **Edge-triggered, EPOLLOUT only when needed.** Each socket is added for reading when it
+//!   is accepted; writability is added after a short write and taken away once the bytes are
+//!   out (Redis's practice), so the ACKs that free send-buffer space wake nobody, and a
+//!   message costs no `epoll_ctl`.
 //! - **A batch per wait.** One `epoll_wait` returns up to [`EVENTS`] events; the loop serves
 //!   them all before waiting again, with no timer armed while there is work.
 //! - **No allocation per message.** Every connection is read into the thread's one receive
@@ -57,6 +57,8 @@ struct Conn {
     spill_len: u32,
     /// When it last moved, on the loop's millisecond clock.
     last_active: u32,
+    /// Registered for writability too: only while unsent bytes wait for room.
+    out_armed: bool,
 }
 
 /// Runs one worker thread's event loop until its connections are drained.
@@ -71,6 +73,12 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
         )?;
         mio_listeners.push(l);
     }
+    let tick = ready.report(tick_timer())?;
+    ready.report(poll.registry().register(
+        &mut mio::unix::SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&tick)),
+        TICK_TOKEN,
+        Interest::READABLE,
+    ))?;
     ready.done();
     let size = worker.limits.buffer_size;
     let mut lp = Loop {
@@ -86,6 +94,7 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
         now: 0,
         warn: RateLimitedWarn::new(),
         worker,
+        tick,
     };
     lp.run()
 }
@@ -93,6 +102,34 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
 /// Listener `i`'s token: counted down from the top, so connections' slots can start at 0.
 fn listener_token(i: usize) -> Token {
     Token(usize::MAX - i)
+}
+
+/// The tick's token, below the listeners'.
+const TICK_TOKEN: Token = Token(usize::MAX / 2);
+
+/// A timerfd that fires every [`TICK`](super::clock::TICK), so the loop looks at the shutdown
+/// phase and idle timers while waiting with no timeout: a timed `epoll_wait` that sleeps arms
+/// and cancels a kernel timer each time, which is what an idle-heavy loop does per message
+/// (liburing's echo example and multishot wait untimed for the same reason).
+fn tick_timer() -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::time::{
+        timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags,
+        TimerfdTimerFlags, Timespec,
+    };
+    let fd = timerfd_create(
+        TimerfdClockId::Monotonic,
+        TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+    )?;
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: super::clock::TICK.as_nanos() as i64,
+    };
+    let spec = Itimerspec {
+        it_interval: tick,
+        it_value: tick,
+    };
+    timerfd_settime(&fd, TimerfdTimerFlags::empty(), &spec)?;
+    Ok(fd)
 }
 
 struct Loop {
@@ -116,6 +153,8 @@ struct Loop {
     now: u32,
     warn: RateLimitedWarn,
     worker: Worker,
+    /// The tick's timerfd (registered under [`TICK_TOKEN`]).
+    tick: std::os::fd::OwnedFd,
 }
 
 impl Loop {
@@ -137,14 +176,12 @@ impl Loop {
             if phase != Phase::Running && self.conns.is_empty() {
                 return Ok(());
             }
+            // Untimed unless work is waiting: the tick's timerfd wakes the loop.
             let timeout = if !self.again.is_empty() {
                 Some(std::time::Duration::ZERO)
             } else {
-                let tick = super::clock::TICK;
-                Some(match self.accept_retry_at {
-                    Some(t) => t.saturating_duration_since(Instant::now()).min(tick),
-                    None => tick,
-                })
+                self.accept_retry_at
+                    .map(|t| t.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -156,7 +193,11 @@ impl Loop {
             std::mem::swap(&mut again, &mut self.again);
             for event in events.iter() {
                 let Token(t) = event.token();
-                if t > usize::MAX - self.listeners.len() {
+                if event.token() == TICK_TOKEN {
+                    // Drain the expiry count; the next expiry gives the next edge.
+                    let mut n = [0u8; 8];
+                    let _ = rustix::io::read(&self.tick, &mut n);
+                } else if t > usize::MAX - self.listeners.len() {
                     self.accept(usize::MAX - t);
                 } else if let Some(c) = self.conns.get_mut(t) {
                     let hup = event.is_read_closed() || event.is_error();
@@ -237,10 +278,12 @@ impl Loop {
         }
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
-        // Added once, for both directions; bytes that came with the handshake give an edge
-        // at once.
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+        // Added for reading alone: bytes that came with the handshake give an edge at once.
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
             self.worker.release(&CloseKind::from_error(&e));
             return;
         }
@@ -251,6 +294,7 @@ impl Loop {
             spill: None,
             spill_len: 0,
             last_active: self.now,
+            out_armed: false,
         });
     }
 
@@ -295,7 +339,33 @@ impl Loop {
                         }
                     }
                 }
-                Next::Park => return,
+                Next::Park => {
+                    // Writability is asked for only while bytes wait for room, as Redis's
+                    // ae_epoll.c asks: registered for it always, every ACK that frees send
+                    // buffer space would wake the loop for nothing. The modification
+                    // reports the socket's state at once, so no edge is lost between the
+                    // short write and it.
+                    let want = c.session.unsent() > 0;
+                    if want != c.out_armed {
+                        let interest = if want {
+                            Interest::READABLE | Interest::WRITABLE
+                        } else {
+                            Interest::READABLE
+                        };
+                        match self
+                            .poll
+                            .registry()
+                            .reregister(&mut c.stream, Token(slot), interest)
+                        {
+                            Ok(()) => c.out_armed = want,
+                            Err(e) => {
+                                c.session.close(CloseKind::from_error(&e));
+                                continue;
+                            }
+                        }
+                    }
+                    return;
+                }
                 Next::Yield => {
                     self.again.push(slot);
                     return;
