@@ -7,8 +7,9 @@
 //!   is accepted; writability is added after a short write and taken away once the bytes are
 //!   out (Redis's practice), so the ACKs that free send-buffer space wake nobody, and a
 //!   message costs no `epoll_ctl`.
-//! - **A batch per wait.** One `epoll_wait` returns up to [`EVENTS`] events; the loop serves
-//!   them all before waiting again, with no timer armed while there is work.
+//! - **A batch per wait, untimed.** One `epoll_wait` returns up to [`EVENTS`] events; the
+//!   loop serves them all before waiting again. The wait has no timeout: a timerfd ticks
+//!   for the shutdown phase and idle timers.
 //! - **No allocation per message.** Every connection is read into the thread's one receive
 //!   buffer and echoed from it at once; only the bytes a short write leaves are copied into a
 //!   buffer of the connection's own, from a pool, and the connection reads nothing more
@@ -40,8 +41,11 @@ use crate::shutdown::Phase;
 use crate::stats::{CloseKind, Counters};
 use conn::{Next, Session};
 
-/// Events taken from one `epoll_wait` at most.
-const EVENTS: usize = 1024;
+/// Events taken from one `epoll_wait` at most. Not more: the wait polls each ready socket
+/// before the loop reads and writes it, and with a longer batch the first sockets' lines
+/// have left the cache by the time they are served (1,024 measured 1.7 % (0.4–4.2 %) more
+/// CPU per message at 10,000 connections side by side, 0.7 % at 1,000).
+const EVENTS: usize = 128;
 /// Connections accepted from one listener per turn before the others' events are served.
 const ACCEPTS_PER_TURN: usize = 64;
 /// Spare spill buffers kept for reuse; more are freed.
