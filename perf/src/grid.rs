@@ -42,8 +42,8 @@ const PAIRS: [(Question, &str, &str, &str); 4] = [
     ),
 ];
 
-/// What a contrast answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a contrast answers, in the order the sections show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Question {
     /// io_uring against epoll, the driver held equal.

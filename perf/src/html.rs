@@ -147,11 +147,12 @@ fn grid(b: &mut String, rows: &[Row]) {
          message, with the rounds' spread; a spread that covers 1.0 is called level.</p>",
     );
     for s in scenario_order(rows) {
-        let mine: Vec<&crate::grid::Contrast> = rows
+        let mut mine: Vec<&crate::grid::Contrast> = rows
             .iter()
             .filter(|r| r.scenario == s)
             .flat_map(|r| &r.contrasts)
             .collect();
+        mine.sort_by_key(|c| c.question);
         if mine.is_empty() {
             continue;
         }

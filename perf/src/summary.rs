@@ -297,6 +297,9 @@ pub fn grid(rows: &[Row]) -> String {
             None => scenarios.push((r.scenario.clone(), r.contrasts.clone())),
         }
     }
+    for (_, cs) in &mut scenarios {
+        cs.sort_by_key(|c| c.question);
+    }
     crate::grid::table(&scenarios, |scenario, name| {
         rows.iter()
             .find(|r| r.scenario == scenario && r.backend == name && r.failure.is_none())
