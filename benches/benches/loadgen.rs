@@ -2,8 +2,8 @@
 //! echoed byte, record the latency.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use ringecho_loadgen::engine::new_histogram;
 use ringecho_loadgen::payload::Payload;
-use ringecho_loadgen::run::new_histogram;
 
 fn per_message(c: &mut Criterion) {
     let mut group = c.benchmark_group("loadgen_per_message");

@@ -50,10 +50,17 @@ fn fin_rst_counts_agree_with_the_server(backend: Backend) {
         ],
     );
     let r = &out.report;
-    assert_eq!((r.closes.fin, r.closes.rst, r.closes.server), (210, 90, 0));
-    assert_eq!(r.messages, 1500);
-    assert_eq!(r.mismatches, 0);
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(
+        (
+            r.counts.closes.fin,
+            r.counts.closes.rst,
+            r.counts.closes.server
+        ),
+        (210, 90, 0)
+    );
+    assert_eq!(r.counts.messages, 1500);
+    assert_eq!(r.counts.mismatches, 0);
+    assert!(r.counts.errors.is_empty(), "{:?}", r.counts.errors);
     let sc = r.server_closes.unwrap();
     assert_eq!((sc.fin, sc.rst, sc.error), (210, 90, 0));
     assert_eq!(r.server_agrees, Some(true));
@@ -83,9 +90,9 @@ fn churn_counts_are_exact(backend: Backend) {
     );
     let r = &out.report;
     // 20 slots × 50 messages, a new connection every 10: 100 connections, 25 of them reset.
-    assert_eq!(r.messages, 1000);
-    assert_eq!(r.connects, 100);
-    assert_eq!((r.closes.fin, r.closes.rst), (75, 25));
+    assert_eq!(r.counts.messages, 1000);
+    assert_eq!(r.counts.connects, 100);
+    assert_eq!((r.counts.closes.fin, r.counts.closes.rst), (75, 25));
     assert_eq!(r.server_agrees, Some(true));
     assert!(r.latency_us.p50 > 0);
     srv.shutdown().unwrap();
@@ -276,8 +283,8 @@ fn source_addrs_spread_connections() {
         "--source-addrs",
         "127.0.0.2-127.0.0.3,127.0.0.7",
     ]);
-    assert_eq!(out.report.messages, 120);
-    assert_eq!(out.report.mismatches, 0);
+    assert_eq!(out.report.counts.messages, 120);
+    assert_eq!(out.report.counts.mismatches, 0);
     let mut ips: Vec<String> = peers
         .lock()
         .unwrap()
@@ -375,11 +382,11 @@ fn pipelined_echo_is_verified_and_counted_exactly(backend: Backend) {
         ],
     );
     let r = &out.report;
-    assert_eq!(r.messages, 12_000);
-    assert_eq!(r.mismatches, 0);
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.counts.messages, 12_000);
+    assert_eq!(r.counts.mismatches, 0);
+    assert!(r.counts.errors.is_empty(), "{:?}", r.counts.errors);
     // 40 slots × 3 connections each.
-    assert_eq!((r.closes.fin, r.closes.rst), (90, 30));
+    assert_eq!((r.counts.closes.fin, r.counts.closes.rst), (90, 30));
     assert_eq!(r.server_agrees, Some(true));
     // Every byte sent came back: the measured messages and one probe per slot.
     let s = srv
@@ -425,10 +432,17 @@ fn unread_bytes_at_close_are_counted_as_the_rst_they_become() {
     ]);
     let r = &out.report;
     assert_eq!(
-        (r.closes.fin, r.closes.rst, r.closes.rst_unread),
+        (
+            r.counts.closes.fin,
+            r.counts.closes.rst,
+            r.counts.closes.rst_unread
+        ),
         (0, 10, 10)
     );
-    assert!(r.mismatches >= 10, "extra bytes are not echoes: {r:?}");
+    assert!(
+        r.counts.mismatches >= 10,
+        "extra bytes are not echoes: {r:?}"
+    );
     assert!(!r.is_clean());
     if let Some(k) = r.kernel {
         assert!(k.out_rsts >= 10, "the kernel sent them as RSTs: {k:?}");
@@ -485,7 +499,7 @@ fn slow_accepts_land_in_the_connect_phase_not_in_latency() {
         r.phases
     );
     // Nothing of that second and more shows in any message's latency.
-    assert!(r.messages > 100, "{r:?}");
+    assert!(r.counts.messages > 100, "{r:?}");
     assert!(
         r.latency_us.max < 200_000,
         "message latency {:?} includes the connect phase",
@@ -536,10 +550,10 @@ fn a_low_rate_open_loop_run_ends_with_its_window() {
         "1s",
     ]);
     let took = t0.elapsed();
-    assert_eq!(out.report.mismatches, 0);
+    assert_eq!(out.report.counts.mismatches, 0);
     // Ending early is not a reason to reconnect: one connect per slot.
-    assert_eq!(out.report.connects, 300);
-    assert_eq!(out.report.closes.fin, 300);
+    assert_eq!(out.report.counts.connects, 300);
+    assert_eq!(out.report.counts.closes.fin, 300);
     assert!(
         took < std::time::Duration::from_secs(15),
         "a 1 s window took {took:?}"
@@ -568,11 +582,11 @@ fn the_default_warm_up_decides_the_window_and_reports_its_timeline() {
     let in_timeline: u64 = r.timeline.iter().map(|i| i.messages).sum();
     assert_eq!(
         in_timeline,
-        r.messages_total - r.connects,
+        r.counts.messages_total - r.counts.connects,
         "probes excluded"
     );
-    assert!(r.messages > 0 && r.messages <= in_timeline);
-    assert!(r.summary().contains("warm-up"), "{}", r.summary());
+    assert!(r.counts.messages > 0 && r.counts.messages <= in_timeline);
+    assert!(r.to_string().contains("warm-up"), "{r}");
 }
 
 /// `merge` checks bytes and closes against the server's counter deltas, not receives: with

@@ -37,9 +37,9 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
     // With `--hist-log -` stdout carries the log (over SSH, say): the summary goes to stderr.
     let log_to_stdout = cfg.hist_log.as_deref() == Some(Path::new("-"));
     if log_to_stdout {
-        eprint!("{}", r.summary());
+        eprint!("{r}");
     } else {
-        print!("{}", r.summary());
+        print!("{r}");
     }
     if let Some(p) = &cfg.json {
         write_json(p, r)?;
@@ -61,14 +61,15 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
             report::write_hist_log(r, &out.latency, &out.connect, w)
         })?;
     }
-    if r.messages == 0 {
-        let closed_early = r.closes.server > 0 && r.closes.server as u32 >= r.connections;
+    if r.counts.messages == 0 {
+        let closed_early =
+            r.counts.closes.server > 0 && r.counts.closes.server as u32 >= r.connections;
         return Err(LoadError(if closed_early && r.phases.measure_s == 0.0 {
             format!(
                 "no message was measured: the server closed all {} connections during the \
                  warm-up ({:.2} s), before the window opened; --warmup 0s measures from the \
                  start",
-                r.closes.server, r.phases.warmup_s
+                r.counts.closes.server, r.phases.warmup_s
             )
         } else {
             format!(
@@ -86,16 +87,16 @@ fn load(cfg: &RunConfig) -> Result<bool, LoadError> {
     }
     if !r.is_clean() {
         let mut why = Vec::new();
-        if r.mismatches > 0 {
+        if r.counts.mismatches > 0 {
             why.push(format!(
                 "{} echoed bytes differed from what was sent",
-                r.mismatches
+                r.counts.mismatches
             ));
         }
-        if !r.errors.is_empty() {
+        if !r.counts.errors.is_empty() {
             why.push(format!(
                 "{} connections failed",
-                r.errors.values().sum::<u64>()
+                r.counts.errors.values().sum::<u64>()
             ));
         }
         if r.server_agrees == Some(false) {
@@ -144,7 +145,7 @@ fn sweep_cmd(s: &config::SweepArgs) -> Result<bool, LoadError> {
 fn merge(m: &config::MergeArgs) -> Result<bool, LoadError> {
     let merged =
         report::merge_logs(&m.files).map_err(|e| LoadError(format!("cannot merge: {e}")))?;
-    print!("{}", merged.summary());
+    print!("{merged}");
     let mut ok = merged.is_clean();
     let hosts = merged.tags.get("hosts").cloned().unwrap_or_default();
     println!("  hosts        {} logs: {hosts}", m.files.len());
@@ -177,22 +178,23 @@ fn merge(m: &config::MergeArgs) -> Result<bool, LoadError> {
         );
         // An echo server has no framing: between it and the loadgens only bytes and closes
         // can be compared (pipelined messages share a receive, a large one spans several).
-        let agrees = closes.fin == merged.closes.fin
-            && closes.rst == merged.closes.rst
-            && bytes == merged.bytes_total;
+        let agrees = closes.fin == merged.counts.closes.fin
+            && closes.rst == merged.counts.closes.rst
+            && bytes == merged.counts.bytes_total;
         println!(
             "  server saw   fin {}  rst {}  bytes {}  (loadgens: fin {} rst {} bytes {}: {}); in {receives} receives for {} messages",
             closes.fin,
             closes.rst,
             bytes,
-            merged.closes.fin,
-            merged.closes.rst,
-            merged.bytes_total,
+            merged.counts.closes.fin,
+            merged.counts.closes.rst,
+            merged.counts.bytes_total,
             if agrees { "agrees" } else { "DISAGREES" },
-            merged.messages_total,
+            merged.counts.messages_total,
         );
         if let (Ok(pb), Ok(pa)) = (witness::parse_process(&b), witness::parse_process(&a)) {
-            let cost = witness::ServerCost::between(0, &pb, &pa, merged.messages_total, None);
+            let cost =
+                witness::ServerCost::between(0, &pb, &pa, merged.counts.messages_total, None);
             println!(
                 "  server cpu   {:.2} µs/msg (user {:.2}, sys {:.2}) over every echo of the run, from its /metrics",
                 cost.cpu_us_per_msg, cost.user_us_per_msg, cost.sys_us_per_msg

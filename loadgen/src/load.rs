@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::config::{RunConfig, Warmup};
-use crate::report::{self, Closes, Cpu, Percentiles, Phases, Report, StartAt};
-use crate::run::{self, Clock, Measured, Plan, Progress, Tally};
+use crate::engine::{self, Clock, Measured, Plan, Progress, Tally};
+use crate::report::{self, Cpu, Percentiles, Phases, Report, StartAt};
 use crate::settle::Board;
 use crate::sys::CpuTime;
 use crate::watch::{watch_until_done, Window};
@@ -214,7 +214,7 @@ fn run_threads(cfg: &RunConfig, plan: &Arc<Plan>) -> Result<Ran, LoadError> {
         let (plan, prog) = (plan.clone(), prog.clone());
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
-            .spawn(move || run::run_thread(t, slots, plan, prog))
+            .spawn(move || engine::run_thread(t, slots, plan, prog))
             .map_err(|e| LoadError(format!("cannot start a thread: {e}")))?;
         handles.push(h);
     }
@@ -256,8 +256,8 @@ fn run_threads(cfg: &RunConfig, plan: &Arc<Plan>) -> Result<Ran, LoadError> {
 /// The clock, if the run got going: an error naming why no connection could be made, or
 /// that the ephemeral ports ran out.
 fn check_connected(cfg: &RunConfig, plan: &Plan, tally: &Tally) -> Result<Clock, LoadError> {
-    let connects = tally.connect.len();
-    if let Some(n) = tally.errors.get("ephemeral_ports_exhausted") {
+    let connects = tally.counts.connects;
+    if let Some(n) = tally.counts.errors.get("ephemeral_ports_exhausted") {
         return Err(LoadError(format!(
             "ran out of ephemeral ports to {} after {connects} connects ({n} failed); spread \
              connections over more source addresses with --source-addrs 127.0.0.2-127.0.0.9",
@@ -268,6 +268,7 @@ fn check_connected(cfg: &RunConfig, plan: &Plan, tally: &Tally) -> Result<Clock,
         (Some(clock), true) => Ok(clock),
         _ => {
             let why = tally
+                .counts
                 .errors
                 .keys()
                 .map(|k| k.replace('_', " "))
@@ -287,8 +288,6 @@ fn check_connected(cfg: &RunConfig, plan: &Plan, tally: &Tally) -> Result<Clock,
 
 /// The report: the tally's figures, the witnesses' second readings beside ours, the CPU
 /// over the window, and whether the loadgen may have limited the run.
-///
-/// Long because most of it is the report's struct literal, one field per line.
 fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outcome, LoadError> {
     let Ran {
         tally,
@@ -298,19 +297,9 @@ fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outc
         cpu,
         mut window,
     } = ran;
-    let (server_closes, server_agrees) = match (&cfg.server_metrics, before.server) {
-        (Some(url), Some(before)) => {
-            let ours = tally.fin + tally.rst + tally.server_closed;
-            let delta = await_server_closes(url, &before, ours).map_err(|e| unreadable(url, e))?;
-            // A shared server's counts include the other loadgens': merge checks the sum.
-            let agrees =
-                (!cfg.server_shared).then_some(delta.fin == tally.fin && delta.rst == tally.rst);
-            (Some(delta), agrees)
-        }
-        _ => (None, None),
-    };
+    let (server_closes, server_agrees) = witness_closes(cfg, before.server, &tally)?;
     let server = window
-        .server_cost(tally.messages)
+        .server_cost(tally.counts.messages)
         .map_err(|e| LoadError(format!("cannot measure the server process: {e}")))?;
     let mut report = Report {
         tags: tags(cfg),
@@ -325,13 +314,9 @@ fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outc
         rst_share: cfg.rst_share,
         rate: cfg.rate,
         churn: cfg.churn,
-        messages: tally.messages,
-        bytes: tally.bytes,
-        messages_total: tally.all_messages,
-        bytes_total: tally.all_bytes,
         elapsed_s: elapsed,
-        msgs_per_s: per_s(tally.messages as f64, elapsed),
-        mib_per_s: per_s(tally.bytes as f64 / (1 << 20) as f64, elapsed),
+        msgs_per_s: per_s(tally.counts.messages as f64, elapsed),
+        mib_per_s: per_s(tally.counts.bytes as f64 / (1 << 20) as f64, elapsed),
         arrivals: cfg.rate.map(|_| cfg.arrivals),
         pipeline: cfg.pipeline,
         connect_rate: cfg.connect_rate,
@@ -339,6 +324,7 @@ fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outc
         service_us: Percentiles::of(&tally.service),
         send_lag_us: Percentiles::of(&tally.send_lag),
         loadgen_late_us: Percentiles::of(&tally.late),
+        connect_latency_us: Percentiles::of(&tally.connect),
         phases: phases(cfg, plan, &clock, &measured, elapsed),
         timeline: plan.board.timeline(),
         start_at: cfg.start_at.map(|at| StartAt {
@@ -349,16 +335,7 @@ fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outc
             late_s: clock.start_late_s,
             assumed_offset_s: 0.0,
         }),
-        connect_latency_us: Percentiles::of(&tally.connect),
-        connects: tally.connect.len(),
-        closes: Closes {
-            fin: tally.fin,
-            rst: tally.rst,
-            server: tally.server_closed,
-            rst_unread: tally.rst_unread,
-        },
-        errors: tally.errors.clone(),
-        mismatches: tally.mismatches,
+        counts: tally.counts.clone(),
         server_closes,
         server_agrees,
         kernel: match (before.kernel, KernelCounters::read()) {
@@ -377,6 +354,24 @@ fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outc
         send_lag: tally.send_lag,
         connect: tally.connect,
     })
+}
+
+/// The server's close counts over the run, once they account for ours, and whether its
+/// FIN and RST counts equal ours (not judged for a shared server, whose counts include the
+/// other loadgens': merge checks the sum).
+fn witness_closes(
+    cfg: &RunConfig,
+    before: Option<ServerCloses>,
+    tally: &Tally,
+) -> Result<(Option<ServerCloses>, Option<bool>), LoadError> {
+    let (Some(url), Some(before)) = (&cfg.server_metrics, before) else {
+        return Ok((None, None));
+    };
+    let ours = &tally.counts.closes;
+    let delta = await_server_closes(url, &before, ours.fin + ours.rst + ours.server)
+        .map_err(|e| unreadable(url, e))?;
+    let agrees = (!cfg.server_shared).then_some(delta.fin == ours.fin && delta.rst == ours.rst);
+    Ok((Some(delta), agrees))
 }
 
 /// `--tag`s, with this host's name unless one was given.
@@ -412,10 +407,10 @@ fn loadgen_cpu(cfg: &RunConfig, tally: &Tally, cpu: CpuTime, thread_s: f64) -> C
     Cpu {
         user_s: cpu.user,
         sys_s: cpu.sys,
-        us_per_msg: per_s(cpu_s * 1e6, tally.messages as f64),
+        us_per_msg: per_s(cpu_s * 1e6, tally.counts.messages as f64),
         utilisation: per_s(work_s, thread_s),
         pacer_spin_s: tally.spin_s,
-        us_per_msg_outside_pacer: per_s(work_s * 1e6, tally.messages as f64),
+        us_per_msg_outside_pacer: per_s(work_s * 1e6, tally.counts.messages as f64),
         pacer: cfg.rate.map(|_| cfg.pacer),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
-use crate::run::{Plan, Progress, Tally};
+use crate::engine::{Plan, Progress, Tally};
 use crate::sys::{self, CpuTime};
 use crate::witness::{self, ProcSample, ServerCost, SyscallCounter};
 use ringecho_common::procfs::CoreTimes;

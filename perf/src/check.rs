@@ -159,9 +159,9 @@ pub fn targets(r: &BTreeMap<String, Report>) -> Vec<Target> {
     }
     let (p1, p16) = (&r["pipe1"], &r["pipe16"]);
     let gain = p16.msgs_per_s / p1.msgs_per_s.max(1.0);
-    let clean = [p1, p16]
-        .iter()
-        .all(|x| x.mismatches == 0 && x.errors.is_empty() && x.server_agrees == Some(true));
+    let clean = [p1, p16].iter().all(|x| {
+        x.counts.mismatches == 0 && x.counts.errors.is_empty() && x.server_agrees == Some(true)
+    });
     out.push(target(
         "--pipeline 16 vs 1, 100 conns closed loop: >= 3x msgs/s, verified, server agrees",
         format!(
