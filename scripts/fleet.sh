@@ -10,32 +10,19 @@
 # --host NAME[=FLAGS]   a load host, with flags of its own (repeatable)
 # --ssh CMD             how to run a command on a host: CMD HOST COMMAND... (default: ssh)
 # --start-in DUR        the common start is now + DUR (each host connects first): 10s;
-#                       DUR is seconds, or a number with ms, s or m (500ms, 10s, 1m)
+#                       DUR as every ringecho program reads it (500ms, 10s, 1m)
 # --scrape-prefix CMD   prefix for fetching the server's metrics from here (e.g. to reach it
 #                       through a jump host): none
 # Clocks are taken as synchronised (NTP/PTP); each log states how late its host started.
 # Each host writes its interval log to stdout (--hist-log -), so nothing is copied back.
 set -euo pipefail
-seconds() { # DUR -> seconds, or exit 2 with the reason
-  case "$1" in
-    *ms) n=${1%ms} div=1000 ;;
-    *s) n=${1%s} div=1 ;;
-    *m) n=${1%m} div=0.016666666666666666 ;;
-    *) n=$1 div=1 ;;
-  esac
-  if [[ ! "$n" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
-    echo "fleet.sh: --start-in '$1' is not a duration (e.g. 500ms, 10s, 1m)" >&2
-    exit 2
-  fi
-  python3 -c "print($n / $div)"
-}
-hosts=() ssh=ssh start_in=10 loadgen=ringecho-loadgen metrics="" prefix="" out=""
+hosts=() ssh=ssh start_in=10s loadgen=ringecho-loadgen metrics="" prefix="" out=""
 here=$(cd "$(dirname "$0")/.." && pwd)
 while [ $# -gt 0 ]; do
   case "$1" in
     --host) hosts+=("$2"); shift 2 ;;
     --ssh) ssh=$2; shift 2 ;;
-    --start-in) start_in=$(seconds "$2"); shift 2 ;;
+    --start-in) start_in=$2; shift 2 ;;
     --loadgen) loadgen=$2; shift 2 ;;
     --server-metrics) metrics=$2; shift 2 ;;
     --scrape-prefix) prefix=$2; shift 2 ;;
@@ -57,7 +44,13 @@ scrape() { # FILE
     "$metrics" >"$1"
 }
 
-start_at=$(python3 -c "import time; print(f'{time.time() + $start_in:.3f}')")
+# The loadgen reads the duration, by the rule every ringecho program follows.
+if ! start_at=$("$local_loadgen" start-in "$start_in" 2>/dev/null); then
+  [ -x "$local_loadgen" ] || command -v "$local_loadgen" >/dev/null ||
+    { echo "fleet.sh: no $loadgen here to merge with (cargo build --release)" >&2; exit 2; }
+  echo "fleet.sh: --start-in '$start_in' is not a duration (e.g. 500ms, 10s, 1m)" >&2
+  exit 2
+fi
 scrape "$out/server-before.prom"
 pids=()
 for h in "${hosts[@]}"; do

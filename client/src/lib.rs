@@ -14,7 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ringecho_common::HostPort;
+use ringecho_common::{parse_duration, parse_duration_or_zero, HostPort};
 
 /// `ringecho-client`: send a message, print the echo, close with FIN or RST.
 #[derive(Debug, Parser)]
@@ -61,11 +61,11 @@ pub struct Session {
     /// How many times to send it.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub count: u32,
-    /// Pause between sends.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    /// Pause between sends (0s: none).
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
     pub interval: Duration,
-    /// Wait this long after the last echo before closing.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    /// Wait this long after the last echo before closing (0s: close at once).
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
     pub close_after: Duration,
     /// Close with SO_LINGER=0: the kernel sends one RST instead of the FIN handshake.
     #[arg(long)]
@@ -75,9 +75,6 @@ pub struct Session {
     pub timeout: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 1s)"))
-}
 
 /// Connects to the first of `target`'s addresses that accepts, as a client should when a
 /// name resolves to several (IPv6 and IPv4, say).

@@ -82,14 +82,22 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Parses a human duration such as `500ms`, `5s` or `2m`; zero is refused.
+/// How every ringecho program and script reads a duration: a number with a unit, as
+/// humantime reads it (`500ms`, `5s`, `2m`, `1h 30m`). Zero is refused: a timeout, an
+/// interval or a measured window of zero is a mistake. Settings where zero means "none" (a
+/// `0s` warm-up, no pause between sends) take [`parse_duration_or_zero`] and say so.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d =
-        humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 5s, 2m)"))?;
+    let d = parse_duration_or_zero(s)?;
     if d.is_zero() {
-        return Err("must be greater than zero".into());
+        return Err(format!("'{s}' is zero; give a duration greater than zero"));
     }
     Ok(d)
+}
+
+/// Reads a duration as [`parse_duration`] does, zero included.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration: {e} (e.g. 500ms, 5s, 2m)"))
 }
 
 /// A stable snake_case label for an error kind (`TimedOut` → `timed_out`).
@@ -298,5 +306,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration_or_zero("3").unwrap_err().contains("'3' is not a duration"));
     }
 }

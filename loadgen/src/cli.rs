@@ -18,6 +18,12 @@ pub fn main_with(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Merge(m)) => merge(&m),
         Some(Command::Sweep(s)) => sweep_cmd(&s),
+        Some(Command::StartIn(a)) => {
+            let at = std::time::SystemTime::now() + a.after;
+            let unix = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            println!("{:.3}", unix.as_secs_f64());
+            Ok(true)
+        }
         None => load(&cli.run),
     };
     match result {

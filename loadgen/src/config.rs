@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ringecho_common::parse_duration;
+use ringecho_common::{parse_duration, parse_duration_or_zero};
 
 /// `ringecho-loadgen`: thousands of verified echo connections with FIN/RST closes and
 /// HdrHistogram latency.
@@ -39,6 +39,17 @@ pub enum Command {
     /// The latency–load curve: open-loop runs at rising rates (the run flags apply to each
     /// step) until the server or the loadgen saturates; a table, --json and --svg.
     Sweep(Box<SweepArgs>),
+    /// Prints the wall-clock time DUR from now as Unix seconds, for --start-at: how
+    /// fleet.sh gives every load host one start, read by the loadgens' own duration rule.
+    StartIn(StartInArgs),
+}
+
+/// `start-in`'s input.
+#[derive(Debug, Clone, Args)]
+pub struct StartInArgs {
+    /// How long from now (0s: now).
+    #[arg(value_name = "DUR", value_parser = parse_duration_or_zero)]
+    pub after: Duration,
 }
 
 /// `merge`'s inputs.
@@ -295,9 +306,6 @@ fn parse_warmup(s: &str) -> Result<Warmup, String> {
     }
 }
 
-fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 10s, 2m)"))
-}
 
 fn parse_share(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
