@@ -75,7 +75,6 @@ pub struct Session {
     pub timeout: Duration,
 }
 
-
 /// Connects to the first of `target`'s addresses that accepts, as a client should when a
 /// name resolves to several (IPv6 and IPv4, say).
 fn connect(target: &HostPort, timeout: Duration) -> Result<TcpStream, ClientError> {

@@ -308,6 +308,8 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration_or_zero("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration_or_zero("3").unwrap_err().contains("'3' is not a duration"));
+        assert!(parse_duration_or_zero("3")
+            .unwrap_err()
+            .contains("'3' is not a duration"));
     }
 }

@@ -1,36 +1,140 @@
-//! The server's metric names, defined once: the server registers them, the loadgen's witness
-//! and the tests read them (the interface contract names them too: docs/usage.md lists them).
+//! The server's metrics, defined once: name, type, label and help text. The server registers
+//! them from this table, the loadgen's witness and the tests read them by it, and a test
+//! checks docs/usage.md's list against it.
 //!
 //! Counters are registered under their base name; the Prometheus text format shows them with
-//! `_total` appended, which is the name readers look for ([`total`]).
+//! `_total` appended, which is the name readers look for ([`Metric::exposed`]).
 
-/// Connections accepted (including those rejected by `--max-conns`). Counter.
-pub const CONNECTIONS_ACCEPTED: &str = "ringecho_connections_accepted";
-/// Connections closed at once because `--max-conns` were open. Counter.
-pub const CONNECTIONS_REJECTED: &str = "ringecho_connections_rejected";
-/// Connections open now. Gauge.
-pub const CONNECTIONS_ACTIVE: &str = "ringecho_connections_active";
-/// Bytes sent back to peers. Counter.
-pub const BYTES_ECHOED: &str = "ringecho_bytes_echoed";
+/// Whether a metric only grows or moves both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows; shown as `NAME_total`.
+    Counter,
+    /// Moves both ways.
+    Gauge,
+}
+
+/// One metric the server exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The name it is registered under.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Its label, if it has one.
+    pub label: Option<&'static str>,
+    /// Its help text (`# HELP`).
+    pub help: &'static str,
+}
+
+impl Metric {
+    /// The name its samples carry in the text format: counters end in `_total`.
+    pub fn exposed(&self) -> String {
+        match self.kind {
+            Kind::Counter if !self.name.ends_with("_total") => total(self.name),
+            _ => self.name.to_string(),
+        }
+    }
+}
+
+const fn counter(name: &'static str, label: Option<&'static str>, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Counter,
+        label,
+        help,
+    }
+}
+
+const fn gauge(name: &'static str, label: Option<&'static str>, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Gauge,
+        label,
+        help,
+    }
+}
+
+/// Connections accepted (including those rejected by `--max-conns`).
+pub const CONNECTIONS_ACCEPTED: Metric = counter(
+    "ringecho_connections_accepted",
+    None,
+    "Connections accepted (including those rejected by --max-conns)",
+);
+/// Connections closed at once because `--max-conns` were open.
+pub const CONNECTIONS_REJECTED: Metric = counter(
+    "ringecho_connections_rejected",
+    None,
+    "Connections closed at once because --max-conns were open",
+);
+/// Connections open now.
+pub const CONNECTIONS_ACTIVE: Metric =
+    gauge("ringecho_connections_active", None, "Connections open now");
+/// Bytes sent back to peers.
+pub const BYTES_ECHOED: Metric = counter("ringecho_bytes_echoed", None, "Bytes sent back to peers");
 /// Receives whose bytes were sent back in full (not messages: an echo server has no
-/// framing). Counter.
-pub const RECEIVES_ECHOED: &str = "ringecho_receives_echoed";
+/// framing).
+pub const RECEIVES_ECHOED: Metric = counter(
+    "ringecho_receives_echoed",
+    None,
+    "Receives whose bytes were sent back in full; an echo server has no framing, so a \
+     receive may hold part of a message or several",
+);
 /// The same count as [`RECEIVES_ECHOED`], under its first name, kept for existing readers.
-/// Counter.
-pub const MESSAGES_ECHOED: &str = "ringecho_messages_echoed";
-/// Accept calls that failed. Counter.
-pub const ACCEPT_ERRORS: &str = "ringecho_accept_errors";
-/// Connection closes by how they ended, label [`HOW`]. Counter.
-pub const CLOSES: &str = "ringecho_closes";
-/// Connections that ended in an error, label `kind`. Counter.
-pub const CONNECTION_ERRORS: &str = "ringecho_connection_errors";
-/// Buffers held with bytes not yet echoed (multishot), label `kind` (`ring`, `spill`). Gauge.
-pub const BUFFERS_HELD: &str = "ringecho_buffers_held";
-/// The server process's CPU seconds, label `mode` (`user`, `system`). Counter, written
-/// under this full name.
-pub const PROCESS_CPU_SECONDS_TOTAL: &str = "ringecho_process_cpu_seconds_total";
+pub const MESSAGES_ECHOED: Metric = counter(
+    "ringecho_messages_echoed",
+    None,
+    "The same count as ringecho_receives_echoed_total (receives, not messages), kept \
+     under its first name for existing readers",
+);
+/// Accept calls that failed.
+pub const ACCEPT_ERRORS: Metric = counter(
+    "ringecho_accept_errors",
+    None,
+    "Accept calls that failed (EMFILE and the like)",
+);
+/// Connection closes by how they ended, label [`HOW`].
+pub const CLOSES: Metric = counter(
+    "ringecho_closes",
+    Some(HOW),
+    "Connection closes by how they ended: peer fin, peer rst, error, or by the server",
+);
+/// Connections that ended in an error, by error kind.
+pub const CONNECTION_ERRORS: Metric = counter(
+    "ringecho_connection_errors",
+    Some("kind"),
+    "Connections that ended in an error, by error kind",
+);
+/// Buffers held with bytes not yet echoed (multishot), label `kind` (`ring`, `spill`).
+pub const BUFFERS_HELD: Metric = gauge(
+    "ringecho_buffers_held",
+    Some("kind"),
+    "Buffers connections hold with bytes not yet echoed (multishot): from the ring, or copied out",
+);
+/// The server process's CPU seconds, label `mode` (`user`, `system`), written under this
+/// full name beside the Prometheus client libraries' `process_*` metrics.
+pub const PROCESS_CPU_SECONDS_TOTAL: Metric = counter(
+    "ringecho_process_cpu_seconds_total",
+    Some("mode"),
+    "CPU time spent in seconds, by mode.",
+);
 /// The label of [`CLOSES`]: `fin`, `rst`, `error`, `server`.
 pub const HOW: &str = "how";
+
+/// Every metric the server exports under the `ringecho_` prefix, in the order it writes them.
+pub const ALL: &[Metric] = &[
+    CONNECTIONS_ACCEPTED,
+    CONNECTIONS_REJECTED,
+    CONNECTIONS_ACTIVE,
+    BYTES_ECHOED,
+    RECEIVES_ECHOED,
+    MESSAGES_ECHOED,
+    ACCEPT_ERRORS,
+    CLOSES,
+    CONNECTION_ERRORS,
+    BUFFERS_HELD,
+    PROCESS_CPU_SECONDS_TOTAL,
+];
 
 /// The name a counter's samples carry in the text format: `NAME_total`.
 pub fn total(counter: &str) -> String {
@@ -43,7 +147,21 @@ mod tests {
 
     #[test]
     fn counters_are_read_with_total_appended() {
-        assert_eq!(total(CLOSES), "ringecho_closes_total");
-        assert_eq!(total(RECEIVES_ECHOED), "ringecho_receives_echoed_total");
+        assert_eq!(CLOSES.exposed(), "ringecho_closes_total");
+        assert_eq!(RECEIVES_ECHOED.exposed(), "ringecho_receives_echoed_total");
+        assert_eq!(
+            PROCESS_CPU_SECONDS_TOTAL.exposed(),
+            "ringecho_process_cpu_seconds_total"
+        );
+        assert_eq!(CONNECTIONS_ACTIVE.exposed(), "ringecho_connections_active");
+    }
+
+    #[test]
+    fn names_are_unique_and_prefixed() {
+        let mut names: Vec<&str> = ALL.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        assert!(ALL.iter().all(|m| m.name.starts_with("ringecho_")));
     }
 }

@@ -195,3 +195,34 @@ fn docs_shell_blocks_run_as_written() {
     assert!(ran >= 1, "no shell block ran");
     std::fs::remove_dir_all(&work).unwrap();
 }
+
+/// The docs list exactly the metrics the server exports: every name in the table
+/// (`ringecho_common::metric::ALL`) appears in backticks, and every backticked `ringecho_…`
+/// name is in the table.
+#[test]
+fn the_docs_list_the_servers_metrics() {
+    use std::collections::BTreeSet;
+    let table: BTreeSet<String> = ringecho_common::metric::ALL
+        .iter()
+        .map(|m| m.exposed())
+        .collect();
+    let mut docs = BTreeSet::new();
+    for file in [repo().join("README.md"), repo().join("docs/usage.md")] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for piece in text.split('`').skip(1).step_by(2) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if name.starts_with("ringecho_") {
+                docs.insert(name);
+            }
+        }
+    }
+    let missing: Vec<_> = table.difference(&docs).collect();
+    let unknown: Vec<_> = docs.difference(&table).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "docs/usage.md lacks {missing:?}; it names {unknown:?}, which the server does not export"
+    );
+}

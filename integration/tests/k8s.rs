@@ -70,12 +70,12 @@ fn scrape(ns: &str) -> String {
 }
 
 fn active(metrics: &str) -> u64 {
-    use ringecho_common::metric::CONNECTIONS_ACTIVE;
+    let name = ringecho_common::metric::CONNECTIONS_ACTIVE.name;
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix(CONNECTIONS_ACTIVE)?.strip_prefix(' '))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect(CONNECTIONS_ACTIVE)
+        .expect(name)
 }
 
 /// `/etc/netns/NS/hosts`, which `ip netns exec NS` mounts over /etc/hosts: the cluster DNS

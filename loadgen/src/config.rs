@@ -306,7 +306,6 @@ fn parse_warmup(s: &str) -> Result<Warmup, String> {
     }
 }
 
-
 fn parse_share(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if !(0.0..=1.0).contains(&v) {

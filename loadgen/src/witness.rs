@@ -72,7 +72,7 @@ fn value_of(s: &prometheus_parse::Sample) -> Option<f64> {
 
 /// Reads the close counters out of a Prometheus text exposition.
 pub fn parse_closes(text: &str) -> io::Result<ServerCloses> {
-    let name = metric::total(metric::CLOSES);
+    let name = metric::CLOSES.exposed();
     let mut c = ServerCloses::default();
     let mut seen = false;
     for s in samples(text)?.iter().filter(|s| s.metric == name) {
@@ -111,11 +111,11 @@ pub struct ServerTotals {
 
 /// Reads the echo totals out of a Prometheus text exposition.
 pub fn parse_totals(text: &str) -> io::Result<ServerTotals> {
-    let receives = metric_value(text, &metric::total(metric::RECEIVES_ECHOED), None)
-        .or_else(|_| metric_value(text, &metric::total(metric::MESSAGES_ECHOED), None))?;
+    let receives = metric_value(text, &metric::RECEIVES_ECHOED.exposed(), None)
+        .or_else(|_| metric_value(text, &metric::MESSAGES_ECHOED.exposed(), None))?;
     Ok(ServerTotals {
         receives: receives as u64,
-        bytes: metric_value(text, &metric::total(metric::BYTES_ECHOED), None)? as u64,
+        bytes: metric_value(text, &metric::BYTES_ECHOED.exposed(), None)? as u64,
     })
 }
 
@@ -142,7 +142,7 @@ pub fn scrape_closes(url: &str) -> io::Result<ServerCloses> {
 /// Scrapes how many connections a ringecho server has open.
 pub fn scrape_active(url: &str) -> io::Result<u64> {
     let text = http_get(url, Duration::from_secs(5))?;
-    Ok(metric_value(&text, metric::CONNECTIONS_ACTIVE, None)? as u64)
+    Ok(metric_value(&text, metric::CONNECTIONS_ACTIVE.name, None)? as u64)
 }
 
 /// The kernel's TCP counters that witness resets, read from /proc (system-wide, so exact only
@@ -285,7 +285,7 @@ pub fn parse_process(text: &str) -> io::Result<ProcSample> {
     let cpu = |mode: &str| {
         metric_value(
             text,
-            metric::PROCESS_CPU_SECONDS_TOTAL,
+            metric::PROCESS_CPU_SECONDS_TOTAL.name,
             Some(("mode", mode)),
         )
     };

@@ -19,8 +19,8 @@ use crate::stats::{Snapshot, Stats};
 /// Renders a snapshot in the Prometheus text format.
 ///
 /// The registry is built per scrape from a snapshot: the echo threads keep plain per-thread
-/// counters and never touch Prometheus types. Long because it registers every metric, one
-/// after the other, with its help text.
+/// counters and never touch Prometheus types. Names, help texts and labels come from
+/// [`metric`]'s table; this pairs each with its figure.
 pub fn render(s: &Snapshot) -> String {
     let mut reg = Registry::default();
     let counter = |v: u64| {
@@ -29,38 +29,40 @@ pub fn render(s: &Snapshot) -> String {
         c
     };
     reg.register(
-        metric::CONNECTIONS_ACCEPTED,
-        "Connections accepted (including those rejected by --max-conns)",
+        metric::CONNECTIONS_ACCEPTED.name,
+        metric::CONNECTIONS_ACCEPTED.help,
         counter(s.accepted),
     );
     reg.register(
-        metric::CONNECTIONS_REJECTED,
-        "Connections closed at once because --max-conns were open",
+        metric::CONNECTIONS_REJECTED.name,
+        metric::CONNECTIONS_REJECTED.help,
         counter(s.rejected),
     );
     let active: Gauge = Gauge::default();
     active.set(s.active() as i64);
-    reg.register(metric::CONNECTIONS_ACTIVE, "Connections open now", active);
     reg.register(
-        metric::BYTES_ECHOED,
-        "Bytes sent back to peers",
+        metric::CONNECTIONS_ACTIVE.name,
+        metric::CONNECTIONS_ACTIVE.help,
+        active,
+    );
+    reg.register(
+        metric::BYTES_ECHOED.name,
+        metric::BYTES_ECHOED.help,
         counter(s.bytes_echoed),
     );
     reg.register(
-        metric::RECEIVES_ECHOED,
-        "Receives whose bytes were sent back in full; an echo server has no framing, so a \
-         receive may hold part of a message or several",
+        metric::RECEIVES_ECHOED.name,
+        metric::RECEIVES_ECHOED.help,
         counter(s.recvs),
     );
     reg.register(
-        metric::MESSAGES_ECHOED,
-        "The same count as ringecho_receives_echoed_total (receives, not messages), kept \
-         under its first name for existing readers",
+        metric::MESSAGES_ECHOED.name,
+        metric::MESSAGES_ECHOED.help,
         counter(s.recvs),
     );
     reg.register(
-        metric::ACCEPT_ERRORS,
-        "Accept calls that failed (EMFILE and the like)",
+        metric::ACCEPT_ERRORS.name,
+        metric::ACCEPT_ERRORS.help,
         counter(s.accept_errors),
     );
     let closes = Family::<Vec<(String, String)>, Counter>::default();
@@ -74,20 +76,16 @@ pub fn render(s: &Snapshot) -> String {
             .get_or_create(&vec![(metric::HOW.into(), how.into())])
             .inc_by(v);
     }
-    reg.register(
-        metric::CLOSES,
-        "Connection closes by how they ended: peer fin, peer rst, error, or by the server",
-        closes,
-    );
+    reg.register(metric::CLOSES.name, metric::CLOSES.help, closes);
     let errors = Family::<Vec<(String, String)>, Counter>::default();
     for (kind, v) in &s.errors_by_kind {
         errors
-            .get_or_create(&vec![("kind".into(), kind.clone())])
+            .get_or_create(&vec![(label(&metric::CONNECTION_ERRORS), kind.clone())])
             .inc_by(*v);
     }
     reg.register(
-        metric::CONNECTION_ERRORS,
-        "Connections that ended in an error, by error kind",
+        metric::CONNECTION_ERRORS.name,
+        metric::CONNECTION_ERRORS.help,
         errors,
     );
     let held = Family::<Vec<(String, String)>, Gauge>::default();
@@ -95,17 +93,18 @@ pub fn render(s: &Snapshot) -> String {
         ("ring", s.ring_buffers_held),
         ("spill", s.spill_buffers_held),
     ] {
-        held.get_or_create(&vec![("kind".into(), kind.into())])
+        held.get_or_create(&vec![(label(&metric::BUFFERS_HELD), kind.into())])
             .set(v as i64);
     }
-    reg.register(
-        metric::BUFFERS_HELD,
-        "Buffers connections hold with bytes not yet echoed (multishot): from the ring, or copied out",
-        held,
-    );
+    reg.register(metric::BUFFERS_HELD.name, metric::BUFFERS_HELD.help, held);
     let mut out = String::new();
     encode(&mut out, &reg).expect("formatting into a String cannot fail");
     out
+}
+
+/// The label name of a labelled metric in the table.
+fn label(m: &metric::Metric) -> String {
+    m.label.expect("a labelled metric").to_string()
 }
 
 /// The process's own cost, in the names Prometheus's client libraries use, so a loadgen on
@@ -128,9 +127,9 @@ pub fn render_process() -> String {
             &[(String::new(), p.user_s + p.sys_s)],
         );
         put(
-            metric::PROCESS_CPU_SECONDS_TOTAL,
+            metric::PROCESS_CPU_SECONDS_TOTAL.name,
             "counter",
-            "CPU time spent in seconds, by mode.",
+            metric::PROCESS_CPU_SECONDS_TOTAL.help,
             &[
                 ("{mode=\"user\"}".into(), p.user_s),
                 ("{mode=\"system\"}".into(), p.sys_s),
@@ -261,6 +260,30 @@ mod tests {
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
+        }
+    }
+
+    /// Every metric in the table is written with its type and help text, and nothing else
+    /// under the `ringecho_` prefix is.
+    #[test]
+    fn renders_the_table_and_only_the_table() {
+        let text = render(&Snapshot::default()) + &render_process();
+        for m in metric::ALL {
+            let kind = match m.kind {
+                metric::Kind::Counter => "counter",
+                metric::Kind::Gauge => "gauge",
+            };
+            let typed = text
+                .lines()
+                .any(|l| l == format!("# TYPE {} {kind}", m.name));
+            let helped = text
+                .lines()
+                .any(|l| l.starts_with(&format!("# HELP {} {}", m.name, m.help)));
+            assert!(typed && helped, "{} in\n{text}", m.name);
+        }
+        for l in text.lines().filter(|l| l.starts_with("# TYPE ringecho_")) {
+            let name = l.split(' ').nth(2).unwrap();
+            assert!(metric::ALL.iter().any(|m| m.name == name), "{name}");
         }
     }
 }
