@@ -16,6 +16,7 @@ mod ready;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
+pub(crate) mod worker;
 
 pub use config::{Backend, Config};
 pub use server::{start, RunningServer, StartError};

@@ -12,12 +12,12 @@ use tokio::sync::watch;
 
 use crate::backend;
 use crate::config::{Backend, Config};
-use crate::echo::{Limits, Worker};
 use crate::listener::bind_group;
 use crate::metrics::MetricsServer;
 use crate::ready::Ready;
 use crate::shutdown::Phase;
 use crate::stats::{Snapshot, Stats};
+use crate::worker::{Limits, Worker};
 
 /// Why the server could not start; each names what to change.
 #[derive(Debug)]

@@ -6,8 +6,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
+use crate::echo::{run_accept_loop, Acceptor, EchoStream};
 use crate::ready::Ready;
+use crate::worker::Worker;
 
 struct EpollStream(TcpStream);
 

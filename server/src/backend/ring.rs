@@ -396,21 +396,21 @@ impl Ring {
         for _ in 0..50 {
             self.submit_and_wait(Some(Duration::from_millis(20)))?;
             self.drain_completions(&mut cqes);
-            for (user_data, res, flags) in cqes.drain(..) {
-                if user_data != PROBE {
+            for c in cqes.drain(..) {
+                if c.user_data != PROBE {
                     continue;
                 }
-                if let Some(bid) = buffer_id(flags) {
+                if let Some(bid) = c.buffer {
                     self.recycle_ring(bid);
                 }
                 if verdict.is_none() {
-                    verdict = Some(res > 0 && !more(flags));
-                    if more(flags) {
+                    verdict = Some(matches!(c.result, Ok(n) if n > 0) && !c.more);
+                    if c.more {
                         // Still armed: the limit was ignored. Cancel it and wait for its end.
                         self.cancel(PROBE, PROBE - 1)?;
                     }
                 }
-                if !more(flags) {
+                if !c.more {
                     return Ok(verdict.unwrap_or(false));
                 }
             }
@@ -511,13 +511,17 @@ impl Ring {
         }
     }
 
-    /// Moves every available completion into `out` as (user_data, result, flags).
-    pub fn drain_completions(&mut self, out: &mut Vec<(u64, i32, u32)>) {
-        out.extend(
-            self.uring
-                .completion()
-                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
-        );
+    /// Moves every available completion into `out`, decoded.
+    pub fn drain_completions(&mut self, out: &mut Vec<Completion>) {
+        out.extend(self.uring.completion().map(|c: cqueue::Entry| Completion {
+            user_data: c.user_data(),
+            result: match c.result() {
+                res if res >= 0 => Ok(res as u32),
+                res => Err(-res),
+            },
+            more: cqueue::more(c.flags()),
+            buffer: cqueue::buffer_select(c.flags()),
+        }));
     }
 }
 
@@ -542,22 +546,26 @@ fn set_optlen(sqe: &mut squeue::Entry, optlen: u32) {
     }
 }
 
+/// One completion, decoded once: whose it is, what the operation returned, whether a
+/// multishot operation stays armed, and the ring buffer a receive filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Completion {
+    /// The tag its submission carried.
+    pub user_data: u64,
+    /// A count (bytes, or an accepted descriptor), or the errno it failed with.
+    pub result: Result<u32, i32>,
+    /// The multishot operation stays armed after this completion.
+    pub more: bool,
+    /// The ring buffer a receive filled, if it used one.
+    pub buffer: Option<u16>,
+}
+
 /// Takes ownership of the descriptor an accept completion returned.
-pub(crate) fn accepted_fd(res: i32) -> OwnedFd {
-    assert!(res >= 0, "not a descriptor: {res}");
-    // SAFETY: a non-negative accept result is a new descriptor the kernel opened for this
+pub(crate) fn accepted_fd(fd: u32) -> OwnedFd {
+    let fd = i32::try_from(fd).expect("a descriptor fits an i32");
+    // SAFETY: a successful accept's result is a new descriptor the kernel opened for this
     // process and that nothing else refers to, so owning (and later closing) it is sound.
-    unsafe { OwnedFd::from_raw_fd(res) }
-}
-
-/// The buffer id a receive completion used, if it used one.
-pub(crate) fn buffer_id(flags: u32) -> Option<u16> {
-    cqueue::buffer_select(flags)
-}
-
-/// Whether a multishot operation stays armed after this completion.
-pub(crate) fn more(flags: u32) -> bool {
-    cqueue::more(flags)
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 #[cfg(test)]
@@ -598,11 +606,11 @@ mod tests {
         }
         let filled = got
             .iter()
-            .filter(|(ud, res, _)| *ud == 7 && *res > 0)
+            .filter(|c| c.user_data == 7 && matches!(c.result, Ok(n) if n > 0))
             .count();
         assert!(filled >= 1, "{got:?}");
         assert!(
-            got.iter().all(|(_, res, _)| *res != -libc::ENOBUFS),
+            got.iter().all(|c| c.result != Err(libc::ENOBUFS)),
             "a buffer was lost: {got:?}"
         );
     }

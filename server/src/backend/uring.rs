@@ -7,8 +7,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream};
 
-use crate::echo::{run_accept_loop, Acceptor, EchoStream, Worker};
+use crate::echo::{run_accept_loop, Acceptor, EchoStream};
 use crate::ready::Ready;
+use crate::worker::Worker;
 
 /// Submission queue entries per ring: enough that a burst of completions and re-submissions
 /// from thousands of connections rarely forces an early submit.

@@ -34,11 +34,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::clock::Clock;
-use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use crate::listener::is_resource_exhaustion;
 use crate::ready::Ready;
 use crate::shutdown::Phase;
 use crate::stats::{CloseKind, Counters};
+use crate::worker::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use conn::{Next, Session};
 
 /// Events taken from one `epoll_wait` at most. Not more: the wait polls each ready socket

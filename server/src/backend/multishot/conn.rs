@@ -83,8 +83,8 @@ pub(crate) enum Event {
     RecvCancelled { more: bool },
     /// The receive failed with this errno (ECONNRESET and the like).
     RecvFailed { errno: i32, more: bool },
-    /// The send in flight completed: bytes sent, or a negative errno.
-    Sent { res: i32 },
+    /// The send in flight completed: bytes sent, or the errno it failed with.
+    Sent(Result<u32, i32>),
     /// Ring buffers came back since this connection ran dry ([`Action::Starved`]).
     BuffersBack,
     /// The thread closes the connection (idle timeout, shutdown).
@@ -283,7 +283,7 @@ impl Session {
                 self.recv_ended_unless(more);
                 self.begin_close(CloseKind::from_errno(errno), &mut out);
             }
-            Event::Sent { res } => self.sent(res, &mut out),
+            Event::Sent(res) => self.sent(res, &mut out),
             Event::BuffersBack => {
                 self.flags.remove(Flags::STARVED);
                 self.rearm(&mut out);
@@ -412,23 +412,26 @@ impl Session {
         }
     }
 
-    fn sent<S: Spills>(&mut self, res: i32, out: &mut Out<'_, S>) {
+    fn sent<S: Spills>(&mut self, res: Result<u32, i32>, out: &mut Out<'_, S>) {
         assert!(
             self.flags.contains(Flags::SENDING),
             "a send completed with none in flight"
         );
         self.flags.remove(Flags::SENDING);
-        if res < 0 {
-            self.begin_close(CloseKind::from_errno(-res), out);
-            // Already closing (a cancelled send): its buffers go back now the send is over.
-            self.release_queue(out);
-            return;
-        }
+        let n = match res {
+            Ok(n) => n,
+            Err(errno) => {
+                self.begin_close(CloseKind::from_errno(errno), out);
+                // Already closing (a cancelled send): its buffers go back now the send is
+                // over.
+                self.release_queue(out);
+                return;
+            }
+        };
         let front = self
             .queue
             .front_mut()
             .expect("a send completed with nothing queued");
-        let n = res as u32;
         assert!(front.sent + n <= front.len, "sent more than was queued");
         front.sent += n;
         self.unsent -= n;

@@ -41,12 +41,12 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::clock::{Clock, TICK};
-use super::ring::{accepted_fd, buffer_id, more, Buf, Ring, Sock, TaskRun};
-use crate::echo::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
+use super::ring::{accepted_fd, Buf, Completion, Ring, Sock, TaskRun};
 use crate::listener::is_resource_exhaustion;
 use crate::ready::Ready;
 use crate::shutdown::Phase;
 use crate::stats::CloseKind;
+use crate::worker::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
 use conn::{Action, Event, Session, Shared, Spills};
 
 /// The buffer ring's shape, from `--ring-buffers` and `--buffer-size`.
@@ -342,14 +342,14 @@ impl Loop {
             // are seconds, the batch takes microseconds.
             self.now = self.clock.stamp(Instant::now());
             self.ring.drain_completions(&mut cqes);
-            for (user_data, res, flags) in cqes.drain(..) {
-                let (op, slot, gen) = untag(user_data);
+            for c in cqes.drain(..) {
+                let (op, slot, gen) = untag(c.user_data);
                 match op {
-                    Some(Op::Accept) => self.on_accept(slot, res, flags)?,
-                    Some(Op::Recv) if self.is_live(slot, gen) => self.on_recv(slot, res, flags)?,
-                    Some(Op::Send) if self.is_live(slot, gen) => self.on_send(slot, res)?,
-                    Some(Op::Close) => self.on_close(res)?,
-                    Some(Op::Tick) => self.on_tick(res, flags)?,
+                    Some(Op::Accept) => self.on_accept(slot, c)?,
+                    Some(Op::Recv) if self.is_live(slot, gen) => self.on_recv(slot, c)?,
+                    Some(Op::Send) if self.is_live(slot, gen) => self.on_send(slot, c)?,
+                    Some(Op::Close) => self.on_close(c)?,
+                    Some(Op::Tick) => self.on_tick(c)?,
                     // Cancellations report only whether they found their target; the target's
                     // own completion carries what matters.
                     _ => {}
@@ -440,40 +440,39 @@ impl Loop {
             && *self.worker.phase.borrow() == Phase::Running
     }
 
-    fn on_accept(&mut self, listener: usize, res: i32, flags: u32) -> io::Result<()> {
+    fn on_accept(&mut self, listener: usize, c: Completion) -> io::Result<()> {
         // A multishot accept ends with its last completion, a one-shot one with its only one.
-        if !more(flags) {
+        if !c.more {
             self.armed[listener] -= 1;
             self.accepts -= 1;
             if self.accepts == 0 {
                 self.accept_cancelling = false;
             }
         }
-        if res < 0 {
-            let err = io::Error::from_raw_os_error(-res);
-            match -res {
-                libc::ECANCELED | libc::ECONNABORTED => {}
-                _ => {
-                    self.worker.counters.accept_errors.add(1);
-                    self.warn.warn("accept failed", &err);
-                    if is_resource_exhaustion(&err) {
-                        // Pause accepting: an armed accept would complete with the same
-                        // error for every connection waiting in the backlog.
-                        self.cancel_accepts()?;
-                        self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
-                        return Ok(());
-                    }
+        match c.result {
+            Err(libc::ECANCELED | libc::ECONNABORTED) => {}
+            Err(errno) => {
+                let err = io::Error::from_raw_os_error(errno);
+                self.worker.counters.accept_errors.add(1);
+                self.warn.warn("accept failed", &err);
+                if is_resource_exhaustion(&err) {
+                    // Pause accepting: an armed accept would complete with the same error
+                    // for every connection waiting in the backlog.
+                    self.cancel_accepts()?;
+                    self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return Ok(());
                 }
             }
-        } else {
-            let sock = match &mut self.table {
-                Some(t) => {
-                    t.used += 1;
-                    Socket::Direct(res as u32)
-                }
-                None => Socket::Fd(accepted_fd(res)),
-            };
-            self.admit(sock)?;
+            Ok(n) => {
+                let sock = match &mut self.table {
+                    Some(t) => {
+                        t.used += 1;
+                        Socket::Direct(n)
+                    }
+                    None => Socket::Fd(accepted_fd(n)),
+                };
+                self.admit(sock)?;
+            }
         }
         if self.may_accept() {
             self.arm_accept()?;
@@ -483,20 +482,20 @@ impl Loop {
 
     /// The tick's completion: re-armed if it ended; a kernel without multishot timeouts
     /// (EINVAL) puts a timeout on every wait instead.
-    fn on_tick(&mut self, res: i32, flags: u32) -> io::Result<()> {
-        if res == -libc::EINVAL {
+    fn on_tick(&mut self, c: Completion) -> io::Result<()> {
+        if c.result == Err(libc::EINVAL) {
             tracing::info!("kernel has no multishot timeouts; every wait carries one");
             self.tick = TickBy::Timeout;
-        } else if !more(flags) && self.tick == TickBy::Completion {
+        } else if !c.more && self.tick == TickBy::Completion {
             self.ring.tick_every(TICK, tag(Op::Tick, 0, 0))?;
         }
         Ok(())
     }
 
     /// A direct descriptor's close completed: its slot is free for the next accept.
-    fn on_close(&mut self, res: i32) -> io::Result<()> {
-        if res < 0 {
-            let err = io::Error::from_raw_os_error(-res);
+    fn on_close(&mut self, c: Completion) -> io::Result<()> {
+        if let Err(errno) = c.result {
+            let err = io::Error::from_raw_os_error(errno);
             self.warn.warn("closing a direct descriptor failed", &err);
         }
         if let Some(t) = &mut self.table {
@@ -537,40 +536,35 @@ impl Loop {
     }
 
     /// A receive completion, as the connection's event.
-    fn on_recv(&mut self, slot: usize, res: i32, flags: u32) -> io::Result<()> {
-        let more = more(flags);
-        let event = if res > 0 {
-            let bid =
-                buffer_id(flags).ok_or_else(|| io::Error::other("receive without a buffer"))?;
-            let c = &mut self.conns[slot];
-            tracing::debug!(sock = ?c.sock, n = res, "read");
-            if !c.session.is_closing() {
-                c.last_active = self.now;
+    fn on_recv(&mut self, slot: usize, c: Completion) -> io::Result<()> {
+        let more = c.more;
+        let event = match c.result {
+            Ok(0) => Event::PeerClosed { more },
+            Ok(len) => {
+                let bid = c
+                    .buffer
+                    .ok_or_else(|| io::Error::other("receive without a buffer"))?;
+                let conn = &mut self.conns[slot];
+                tracing::debug!(sock = ?conn.sock, n = len, "read");
+                if !conn.session.is_closing() {
+                    conn.last_active = self.now;
+                }
+                Event::Received { bid, len, more }
             }
-            Event::Received {
-                bid,
-                len: res as u32,
-                more,
-            }
-        } else if res == 0 {
-            Event::PeerClosed { more }
-        } else {
-            match -res {
-                libc::ENOBUFS => Event::NoBuffers { more },
-                libc::ECANCELED => Event::RecvCancelled { more },
-                errno => Event::RecvFailed { errno, more },
-            }
+            Err(libc::ENOBUFS) => Event::NoBuffers { more },
+            Err(libc::ECANCELED) => Event::RecvCancelled { more },
+            Err(errno) => Event::RecvFailed { errno, more },
         };
         self.feed(slot, event)
     }
 
     /// A send completion, as the connection's event.
-    fn on_send(&mut self, slot: usize, res: i32) -> io::Result<()> {
-        let c = &mut self.conns[slot];
-        if res >= 0 && !c.session.is_closing() {
-            c.last_active = self.now;
+    fn on_send(&mut self, slot: usize, c: Completion) -> io::Result<()> {
+        let conn = &mut self.conns[slot];
+        if c.result.is_ok() && !conn.session.is_closing() {
+            conn.last_active = self.now;
         }
-        self.feed(slot, Event::Sent { res })
+        self.feed(slot, Event::Sent(c.result))
     }
 
     /// Hands one event to a connection's rules and carries out what they ask, in order.

@@ -360,7 +360,7 @@ impl Model {
         };
         p.echoed
             .extend_from_slice(&bytes[s.offset as usize..(s.offset + n) as usize]);
-        self.feed(conn, Event::Sent { res: n as i32 });
+        self.feed(conn, Event::Sent(Ok(n)));
     }
 
     fn cancel_lands(&mut self, conn: usize) {
@@ -370,12 +370,7 @@ impl Model {
             self.feed(conn, Event::RecvCancelled { more: false });
         } else if p.send.is_some_and(|s| s.cancel_requested) {
             p.send = None;
-            self.feed(
-                conn,
-                Event::Sent {
-                    res: -libc::ECANCELED,
-                },
-            );
+            self.feed(conn, Event::Sent(Err(libc::ECANCELED)));
         }
     }
 
