@@ -1,6 +1,6 @@
 //! Starting the worker threads, and stopping them: the part of the server every backend shares.
 
-use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -20,9 +20,11 @@ use crate::stats::{Snapshot, Stats};
 use crate::worker::{Limits, Worker};
 
 /// Why the server could not start; each names what to change.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
 pub struct StartError {
     what: String,
+    #[source]
     source: io::Error,
 }
 
@@ -35,15 +37,50 @@ impl StartError {
     }
 }
 
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.what, self.source)
+/// Why a running server ended other than by its shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A worker thread exited while the server should have been running; the others were
+    /// drained, and these are the final counters.
+    #[error("a worker thread stopped unexpectedly")]
+    WorkerFailed(Snapshot),
+    /// A worker failed while draining.
+    #[error("{0}")]
+    Drain(#[from] io::Error),
+}
+
+/// The listening sockets, one group per worker thread (each group one socket per address,
+/// SO_REUSEPORT across groups): what [`bind`] opens and [`start_on`] serves.
+pub struct Listeners {
+    groups: Vec<Vec<std::net::TcpListener>>,
+}
+
+impl Listeners {
+    /// The addresses they are bound to (the real port when asked for port 0).
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.groups[0].iter().map(|l| l.local_addr()).collect()
     }
 }
 
-impl std::error::Error for StartError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+/// Serves until `shutdown` completes (a signal, a test's trigger) or a worker thread dies,
+/// then drains and returns the final counters: the server's life after [`start`], as
+/// mini-redis's `server::run` is.
+pub async fn run(
+    server: RunningServer,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Snapshot, RunError> {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tokio::pin!(shutdown);
+    let failed = loop {
+        tokio::select! {
+            _ = &mut shutdown => break false,
+            _ = tick.tick() => if server.worker_failed() { break true },
+        }
+    };
+    let summary = server.shutdown()?;
+    match failed {
+        true => Err(RunError::WorkerFailed(summary)),
+        false => Ok(summary),
     }
 }
 
@@ -130,21 +167,31 @@ fn probe_io_uring() -> Result<(), StartError> {
     })
 }
 
-/// Binds the listeners and starts the worker threads.
-///
-/// Long because start-up is one sequence whose failures each need their own message and
-/// clean-up (bind, metrics, one thread per worker, waiting for every ring to be ready).
+/// Binds the listeners and starts the worker threads: [`bind`], then [`start_on`].
 pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     if matches!(config.backend, Backend::Uring | Backend::Multishot) {
         probe_io_uring()?;
     }
-    let n = config.thread_count();
-    let listeners = bind_group(&config.listen.addrs, config.backlog, n, config.dead_peer())
-        .map_err(|e| StartError::new(format!("cannot listen on {}", config.listen), e))?;
-    let local_addrs = listeners[0]
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<io::Result<Vec<_>>>()
+    start_on(config, bind(config)?)
+}
+
+/// Opens one listener per address for each worker thread.
+pub fn bind(config: &Config) -> Result<Listeners, StartError> {
+    let groups = bind_group(
+        &config.listen.addrs,
+        config.backlog,
+        config.thread_count(),
+        config.dead_peer(),
+    )
+    .map_err(|e| StartError::new(format!("cannot listen on {}", config.listen), e))?;
+    Ok(Listeners { groups })
+}
+
+/// Starts the worker threads on `listeners` and returns once every one serves, so callers
+/// see set-up failures as errors and measurements start from a settled process.
+pub fn start_on(config: &Config, listeners: Listeners) -> Result<RunningServer, StartError> {
+    let local_addrs = listeners
+        .local_addrs()
         .map_err(|e| StartError::new("cannot read the listener's address", e))?;
     let stats = Stats::default();
     let metrics = match config.metrics {
@@ -155,6 +202,43 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
         None => None,
     };
     let (phase, phase_rx) = watch::channel(Phase::Running);
+    let threads = spawn_workers(config, listeners.groups, &stats, phase_rx)?;
+    if let Err(e) = await_ready(config, &threads.1) {
+        let _ = phase.send(Phase::Closing);
+        for t in threads.0 {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
+    tracing::info!(
+        backend = config.backend.name(),
+        threads = config.thread_count(),
+        addrs = ?local_addrs,
+        "listening"
+    );
+    Ok(RunningServer {
+        local_addrs,
+        stats,
+        phase,
+        threads: threads.0,
+        drain_timeout: config.drain_timeout,
+        metrics,
+    })
+}
+
+/// The worker threads, and where each reports that it serves.
+type Workers = (
+    Vec<JoinHandle<io::Result<()>>>,
+    std::sync::mpsc::Receiver<io::Result<()>>,
+);
+
+/// Starts one worker thread per listener group, each pinned when `--pin` asks.
+fn spawn_workers(
+    config: &Config,
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    stats: &Stats,
+    phase_rx: watch::Receiver<Phase>,
+) -> Result<Workers, StartError> {
     let limits = Limits {
         buffer_size: config.buffer_size as usize,
         idle_timeout: config.idle_timeout,
@@ -162,7 +246,7 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     };
     let open = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let mut threads = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(listeners.len());
     // Read only for --pin: an unpinned server does not depend on its affinity mask.
     let cores = config
         .pin
@@ -201,36 +285,26 @@ pub fn start(config: &Config) -> Result<RunningServer, StartError> {
             .map_err(|e| StartError::new("cannot start a worker thread", e))?;
         threads.push(spawned);
     }
+    // Only the workers hold senders now: if every one exits, the wait for them ends.
     drop(ready_tx);
-    // Return only once every worker serves, so callers see set-up failures as errors and
-    // measurements start from a settled process.
-    for _ in 0..n {
-        let failure = match ready_rx.recv() {
+    Ok((threads, ready_rx))
+}
+
+/// Waits for every worker to report that it serves; the first failure, named.
+fn await_ready(
+    config: &Config,
+    ready: &std::sync::mpsc::Receiver<io::Result<()>>,
+) -> Result<(), StartError> {
+    for _ in 0..config.thread_count() {
+        let failure = match ready.recv() {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
             Err(_) => io::Error::other("a worker thread exited during start-up"),
         };
-        let _ = phase.send(Phase::Closing);
-        for t in threads {
-            let _ = t.join();
-        }
         return Err(StartError::new(
             format!("cannot start the {} backend", config.backend.name()),
             failure,
         ));
     }
-    tracing::info!(
-        backend = config.backend.name(),
-        threads = n,
-        addrs = ?local_addrs,
-        "listening"
-    );
-    Ok(RunningServer {
-        local_addrs,
-        stats,
-        phase,
-        threads,
-        drain_timeout: config.drain_timeout,
-        metrics,
-    })
+    Ok(())
 }

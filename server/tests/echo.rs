@@ -340,3 +340,46 @@ per_backend!(
     multishot => Setup(Backend::Multishot, false),
     multishot_direct => Setup(Backend::Multishot, true)
 );
+
+/// `run` serves until its shutdown future completes, then drains: a connection still open
+/// is closed by the server once the drain times out, and the counts come back.
+#[test]
+fn run_serves_until_its_shutdown_future_then_drains() {
+    let srv = server(Setup(Backend::EpollLoop, false), |c| {
+        c.drain_timeout = Duration::from_millis(300)
+    });
+    let mut s = connect(srv.local_addr());
+    s.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    let done = connect(srv.local_addr());
+    drop(done);
+    wait_for(&srv, "one fin", |s| s.fin == 1);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let trigger = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(()).unwrap();
+    });
+    let snap = rt
+        .block_on(ringecho_server::run(srv, async {
+            let _ = rx.await;
+        }))
+        .expect("a clean drain");
+    trigger.join().unwrap();
+    assert_eq!(
+        (snap.fin, snap.server, snap.accepted),
+        (1, 1, 2),
+        "{snap:?}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap_or(0),
+        0,
+        "closed by the server"
+    );
+}
