@@ -32,7 +32,7 @@ impl Cap {
     /// The cgroup under which each server gets `fraction` of a core for each of its
     /// `threads`, named for this process; a first server cgroup is made and removed to prove
     /// it can be. The error says why none could be made (no root, no CPU controller).
-    pub fn create(fraction: f64, threads: usize) -> Result<Cap, String> {
+    pub fn create(fraction: f64, threads: usize) -> crate::Result<Cap> {
         let quota_us = ((fraction * (PERIOD_US * threads as u64) as f64) as u64).max(MIN_QUOTA_US);
         let name = format!("ringecho-cap-{}", std::process::id());
         let root = Path::new("/sys/fs/cgroup");
@@ -63,7 +63,7 @@ impl Cap {
     }
 
     /// A cgroup of its own for the server run called `name`, with the quota.
-    pub fn server(&self, name: &str) -> Result<Held, String> {
+    pub fn server(&self, name: &str) -> crate::Result<Held> {
         let dir = self.dir.join(name);
         let settings = if self.v2 {
             vec![("cpu.max", format!("{} {PERIOD_US}", self.quota_us))]
@@ -76,17 +76,18 @@ impl Cap {
         make(&dir, &settings)
             .map(|dir| Held { dir })
             .ok_or_else(|| format!("could not make the cgroup {}", dir.display()))
+            .map_err(crate::Error::from)
     }
 }
 
 impl Held {
     /// Moves process `pid` (every thread, and any it starts later) into the cgroup.
-    pub fn hold(&self, pid: u32) -> Result<(), String> {
+    pub fn hold(&self, pid: u32) -> crate::Result<()> {
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).map_err(|e| {
-            format!(
+            crate::Error::Failed(format!(
                 "could not cap the server's CPU in {}: {e}",
                 self.dir.display()
-            )
+            ))
         })
     }
 }

@@ -46,7 +46,7 @@ pub const RUNS: [(&str, &str); 8] = [
 /// runs): an epoll server on the server's cores, one loadgen thread on the loadgen's, every
 /// run's JSON under `results/loadgen-check-<time>/`; then judges them. `quick` shortens
 /// every window (a smoke test; the figures are noisier). The error names a run that failed.
-pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
+pub fn run(bin: &Path, quick: bool) -> crate::Result<()> {
     let (win, warm) = if quick { ("1s", "300ms") } else { ("3s", "1s") };
     let split = Split::here();
     let out = PathBuf::from("results").join(format!("loadgen-check-{}", crate::stamp()));
@@ -80,7 +80,7 @@ pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
         loadgen.run(&args, file, err, &interrupt)?;
         if !crate::nonempty(&json) {
             let said = std::fs::read_to_string(&txt).unwrap_or_default();
-            return Err(format!("run {name} failed:\n{said}"));
+            return Err(format!("run {name} failed:\n{said}").into());
         }
     }
     let _ = server.stop();
@@ -88,7 +88,7 @@ pub fn run(bin: &Path, quick: bool) -> Result<(), String> {
 }
 
 /// Judges the runs in `dir`: prints the targets and writes `dir/summary.json`.
-pub fn judge(dir: &Path) -> Result<(), String> {
+pub fn judge(dir: &Path) -> crate::Result<()> {
     let mut runs = BTreeMap::new();
     for (name, _) in RUNS {
         runs.insert(

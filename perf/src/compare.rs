@@ -130,7 +130,11 @@ pub struct Plan {
 impl Plan {
     /// The plan for `opts`; the error is a usage error (exit 2). Fetches and builds the
     /// peers when asked.
-    pub fn new(opts: Options) -> Result<Plan, String> {
+    pub fn new(opts: Options) -> crate::Result<Plan> {
+        Plan::from_options(opts).map_err(crate::Error::Usage)
+    }
+
+    fn from_options(opts: Options) -> Result<Plan, String> {
         let list = opts
             .scenarios
             .filter(|s| !s.is_empty())
@@ -201,7 +205,11 @@ impl Plan {
     /// Asks the ringecho-server in `bin` whether it knows each backend named, so that a
     /// misspelt one is a usage error now rather than a FAILED row in every scenario: its own
     /// flag parser answers (`--backend NAME --generate man` parses and prints, or refuses).
-    pub fn check_backends(&self, bin: &Path) -> Result<(), String> {
+    pub fn check_backends(&self, bin: &Path) -> crate::Result<()> {
+        self.backends_run(bin).map_err(crate::Error::Usage)
+    }
+
+    fn backends_run(&self, bin: &Path) -> Result<(), String> {
         let exe = bin.join("ringecho-server");
         for s in &self.servers {
             let Spec::Backend(name) = s else { continue };
@@ -309,7 +317,7 @@ pub struct Bench {
     launcher: Launcher,
     loadgen: Loadgen,
     /// The capped scenarios' cgroup, or why there is none (made only if one is planned).
-    cap: Option<Result<Cap, String>>,
+    cap: Option<crate::Result<Cap>>,
     failed: bool,
     interrupt: Interrupt,
     /// The ringecho-server binary, asked for the kernel's io_uring features.
@@ -338,7 +346,7 @@ impl RunId<'_> {
 impl Bench {
     /// A comparison of `plan`, with ringecho-server and ringecho-loadgen from `bin`; SIGINT
     /// and SIGTERM end it between runs, servers stopped and the cgroup removed.
-    pub fn new(plan: Plan, bin: &Path) -> Result<Bench, String> {
+    pub fn new(plan: Plan, bin: &Path) -> crate::Result<Bench> {
         let split = Split::here();
         Ok(Bench {
             launcher: Launcher::new(bin, &split),
@@ -353,7 +361,7 @@ impl Bench {
     }
 
     /// Runs the comparison; true if every server and run succeeded.
-    pub fn run(mut self) -> Result<bool, String> {
+    pub fn run(mut self) -> crate::Result<bool> {
         std::fs::create_dir_all(&self.plan.out)
             .map_err(|e| format!("cannot create {}: {e}", self.plan.out.display()))?;
         self.describe_machine()?;
@@ -388,7 +396,7 @@ impl Bench {
     }
 
     /// machine.txt: when, which kernel and CPU, the split, the windows, and the cap.
-    fn describe_machine(&mut self) -> Result<(), String> {
+    fn describe_machine(&mut self) -> crate::Result<()> {
         let p = &self.plan;
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let model = cpuinfo
@@ -441,12 +449,11 @@ impl Bench {
         }
         eprint!("{text}");
         crate::write_json(&p.out.join("machine.json"), &machine_json(&text))?;
-        std::fs::write(p.out.join("machine.txt"), text)
-            .map_err(|e| format!("cannot write machine.txt: {e}"))
+        write(&p.out.join("machine.txt"), &text)
     }
 
     /// One scenario: its rounds, servers interleaved, then the syscall pass; or the sweep.
-    fn scenario(&mut self, scenario: &'static Scenario) -> Result<(), String> {
+    fn scenario(&mut self, scenario: &'static Scenario) -> crate::Result<()> {
         let servers = self.plan.servers.clone();
         if scenario.name == "sweep" {
             for server in &servers {
@@ -495,7 +502,7 @@ impl Bench {
         warmup: &str,
         duration: &str,
         extra: &[&str],
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         let log = id.log(&self.plan.out);
         let server = match self.launcher.start(id.server, &log) {
             Ok(s) => s,
@@ -509,7 +516,7 @@ impl Bench {
                     .and_then(|h| h.hold(server.pid()).map(|()| h))
                 {
                     Ok(held) => Some(held),
-                    Err(why) => return self.failed_row(id, &log, &why),
+                    Err(why) => return self.failed_row(id, &log, &why.to_string()),
                 }
             }
             _ => None,
@@ -541,7 +548,7 @@ impl Bench {
         log: &Path,
         loadgen: ExitStatus,
         mut server: Running,
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         if !server.is_alive() {
             let _ = server.stop();
             return self.failed_row(id, log, "the server died during the run");
@@ -591,7 +598,7 @@ impl Bench {
     }
 
     /// The latency–load curve of one server.
-    fn sweep(&mut self, scenario: &Scenario, server: &Spec) -> Result<(), String> {
+    fn sweep(&mut self, scenario: &Scenario, server: &Spec) -> crate::Result<()> {
         let log = self.plan.out.join(format!("sweep-{}", server.name()));
         let mut running = match self.launcher.start(server, &log) {
             Ok(s) => s,
@@ -632,12 +639,7 @@ impl Bench {
 
     /// Runs the loadgen (`sub`command, if any) pinned to the loadgen cores with the split's
     /// threads and the source addresses, then `args`; its output in `LOG.txt` and `LOG.err`.
-    fn loadgen(
-        &self,
-        sub: Option<&str>,
-        args: &[String],
-        log: &Path,
-    ) -> Result<ExitStatus, String> {
+    fn loadgen(&self, sub: Option<&str>, args: &[String], log: &Path) -> crate::Result<ExitStatus> {
         let (all, out, err) = self.loadgen_run(sub, args, log)?;
         self.loadgen.run(&all, out, err, &self.interrupt)
     }
@@ -648,7 +650,7 @@ impl Bench {
         sub: Option<&str>,
         args: &[String],
         log: &Path,
-    ) -> Result<(Vec<String>, File, File), String> {
+    ) -> crate::Result<(Vec<String>, File, File)> {
         let mut all: Vec<String> = sub.into_iter().map(String::from).collect();
         all.extend(["--threads".into(), self.split.loadgen_threads.to_string()]);
         all.extend(["--source-addrs", SOURCE_ADDRS].map(String::from));
@@ -659,7 +661,7 @@ impl Bench {
     }
 
     /// Writes the run's JSON as a FAILED row saying why, and marks the comparison failed.
-    fn failed_row(&mut self, id: &RunId, log: &Path, why: &str) -> Result<(), String> {
+    fn failed_row(&mut self, id: &RunId, log: &Path, why: &str) -> crate::Result<()> {
         self.failed = true;
         let report = Report {
             failure: Some(why.to_string()),
@@ -685,7 +687,7 @@ impl Bench {
 
     /// table.txt and summary.json from every run's JSON; a run that was not clean fails the
     /// comparison.
-    fn summarise(&mut self) -> Result<(), String> {
+    fn summarise(&mut self) -> crate::Result<()> {
         let mut files = Vec::new();
         for s in self.plan.scenarios.iter().filter(|s| s.name != "sweep") {
             let prefix = format!("{}-", s.name);
@@ -714,7 +716,7 @@ impl Bench {
 
     /// `--paired`: each server beside the baseline, round by round, in every scenario with
     /// messages and no cap ([`crate::paired`] says why); paired.txt and paired.json.
-    fn paired(&mut self) -> Result<(), String> {
+    fn paired(&mut self) -> crate::Result<()> {
         let dir = self.plan.out.join("paired");
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -779,7 +781,7 @@ impl Bench {
         other: &Spec,
         round: u32,
         dir: &Path,
-    ) -> Result<crate::paired::Pair, String> {
+    ) -> crate::Result<crate::paired::Pair> {
         let name = |s: &Spec| format!("{}-{}-{round}", scenario.name, s.name());
         let logs = [
             dir.join(format!("{}-beside-{}", name(base), other.name())),
@@ -809,13 +811,13 @@ impl Bench {
             .zip(statuses);
         for (((spec, mut server), log), status) in sides {
             if !server.is_alive() {
-                return Err(format!("{} died during the run", spec.name()));
+                return Err(format!("{} died during the run", spec.name()).into());
             }
             let _ = server.stop();
             let json = with_suffix(log, ".json");
             if !status.success() || !nonempty(&json) {
                 let why = tail(&with_suffix(log, ".err"), 1);
-                return Err(format!("the loadgen against {} failed: {why}", spec.name()));
+                return Err(format!("the loadgen against {} failed: {why}", spec.name()).into());
             }
             let report = crate::read_report(&json)?;
             let c = report
@@ -835,7 +837,7 @@ impl Bench {
 
     /// `--profile`: one more run of the plot scenario per server under perf record, its CPU
     /// per message split by category; skipped with the reason where perf is missing.
-    fn profile(&mut self) -> Result<(), String> {
+    fn profile(&mut self) -> crate::Result<()> {
         let out = self.plan.out.clone();
         if let Err(why) = ringecho_common::perf::kernel_profiling() {
             let why = format!("--profile skipped: {why}");
@@ -871,7 +873,7 @@ impl Bench {
         scenario: &Scenario,
         server: &Spec,
         log: &Path,
-    ) -> Result<crate::profile::Profile, String> {
+    ) -> crate::Result<crate::profile::Profile> {
         let data = with_suffix(log, ".data");
         let perf_err = with_suffix(log, ".perf.err");
         let running = self
@@ -906,13 +908,17 @@ impl Bench {
         let _ = std::fs::remove_file(&data);
         let script = script?;
         if !script.status.success() {
-            return Err(String::from_utf8_lossy(&script.stderr).trim().to_string());
+            return Err(String::from_utf8_lossy(&script.stderr)
+                .trim()
+                .to_string()
+                .into());
         }
         if !nonempty(&json) {
             return Err(format!(
                 "the loadgen could not run: {}",
                 tail(&with_suffix(log, ".err"), 1)
-            ));
+            )
+            .into());
         }
         let cpu = crate::read_report(&json)?
             .server
@@ -923,7 +929,7 @@ impl Bench {
     }
 
     /// The latency percentiles of the plot scenario's first round, and the sweeps' curves.
-    fn plot(&self) -> Result<(), String> {
+    fn plot(&self) -> crate::Result<()> {
         let out = &self.plan.out;
         let k = kernel();
         let curves: Vec<(String, PathBuf)> = self
@@ -962,7 +968,7 @@ impl Bench {
     }
 
     /// report.html.
-    fn report(&self) -> Result<(), String> {
+    fn report(&self) -> crate::Result<()> {
         let p = &self.plan;
         let page = crate::html::page(&p.out, &p.baseline, &p.plot_scenario)?;
         write(&p.out.join("report.html"), &page)

@@ -10,10 +10,12 @@ use std::path::Path;
 use crate::summary::Row;
 
 /// The diff of results directories `a` and `b` as text.
-pub fn diff(a: &Path, b: &Path) -> Result<String, String> {
-    let rows = |d: &Path| -> Result<Vec<Row>, String> {
+pub fn diff(a: &Path, b: &Path) -> crate::Result<String> {
+    let rows = |d: &Path| -> crate::Result<Vec<Row>> {
         let text = crate::read(&d.join("summary.json"))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}/summary.json: {e}", d.display()))
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{}/summary.json: {e}", d.display()))
+            .map_err(crate::Error::from)
     };
     let (ra, rb) = (rows(a)?, rows(b)?);
     let machine = |d: &Path| std::fs::read_to_string(d.join("machine.txt")).unwrap_or_default();

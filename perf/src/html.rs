@@ -25,7 +25,7 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// The page for results directory `dir`.
-pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> Result<String, String> {
+pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> crate::Result<String> {
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let rows: Vec<Row> = match read("summary.json").trim() {
         "" => Vec::new(),

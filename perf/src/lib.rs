@@ -12,6 +12,7 @@ pub mod check;
 pub mod compare;
 pub mod cores;
 pub mod diff;
+pub mod error;
 pub mod grid;
 pub mod html;
 pub mod loadgen;
@@ -25,31 +26,52 @@ use std::path::Path;
 
 use ringecho_loadgen::report::Report;
 
+pub use error::{Error, Result};
+
 /// Reads loadgen JSON reports, naming the file that cannot be read or is not one.
-pub fn read_reports(files: &[std::path::PathBuf]) -> Result<Vec<Report>, String> {
+pub fn read_reports(files: &[std::path::PathBuf]) -> crate::Result<Vec<Report>> {
     files.iter().map(|f| read_report(f)).collect()
 }
 
 /// Reads one loadgen JSON report, naming the file that cannot be read or is not one.
-pub fn read_report(path: &Path) -> Result<Report, String> {
-    serde_json::from_str(&read(path)?)
-        .map_err(|e| format!("{} is not a loadgen report: {e}", path.display()))
+pub fn read_report(path: &Path) -> crate::Result<Report> {
+    parse(path, "a loadgen report", &read(path)?)
+}
+
+/// `text`, read from `path`, as JSON of type `T`; an error naming the file and `what` it
+/// should have been.
+pub fn parse<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+    text: &str,
+) -> crate::Result<T> {
+    serde_json::from_str(text).map_err(|source| Error::Parse {
+        path: path.to_owned(),
+        what,
+        source,
+    })
 }
 
 /// A file's text, or an error naming it.
-pub fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+pub fn read(path: &Path) -> crate::Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Writes `value` as pretty JSON, or an error naming the file.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> crate::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Failed(e.to_string()))?;
     write(path, &(text + "\n"))
 }
 
 /// Writes text to a file, or an error naming it.
-pub fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+pub fn write(path: &Path, text: &str) -> crate::Result<()> {
+    std::fs::write(path, text).map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The file exists and is not empty (a run's report, a plot's input).
@@ -65,9 +87,12 @@ pub fn stamp() -> String {
 }
 
 /// The file names in `dir`, or an error naming it.
-pub fn list(dir: &Path) -> Result<Vec<String>, String> {
+pub fn list(dir: &Path) -> crate::Result<Vec<String>> {
     Ok(std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .map_err(|source| Error::Read {
+            path: dir.to_owned(),
+            source,
+        })?
         .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
         .collect())
 }

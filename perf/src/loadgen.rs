@@ -18,7 +18,7 @@ pub struct Interrupt(Arc<AtomicBool>);
 impl Interrupt {
     /// Catches SIGINT and SIGTERM from now on (instead of dying by them, which would leave a
     /// server running and a cgroup behind).
-    pub fn catch() -> Result<Interrupt, String> {
+    pub fn catch() -> crate::Result<Interrupt> {
         let flag = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, Arc::clone(&flag))
@@ -27,18 +27,15 @@ impl Interrupt {
         Ok(Interrupt(flag))
     }
 
-    /// `Err("interrupted")` once a signal came.
-    pub fn check(&self) -> Result<(), String> {
+    /// [`crate::Error::Interrupted`] once a signal came.
+    pub fn check(&self) -> crate::Result<()> {
         if self.0.load(Ordering::Relaxed) {
-            Err(INTERRUPTED.into())
+            Err(crate::Error::Interrupted)
         } else {
             Ok(())
         }
     }
 }
-
-/// The error of an interrupted comparison (exit status 130, as a shell gives).
-pub const INTERRUPTED: &str = "interrupted";
 
 /// Connections come from these source addresses: TIME_WAIT sockets left by earlier runs would
 /// otherwise slow every connect's search for a free port (tens of thousands pile up).
@@ -70,7 +67,7 @@ impl Loadgen {
         stdout: File,
         stderr: File,
         interrupt: &Interrupt,
-    ) -> Result<ExitStatus, String> {
+    ) -> crate::Result<ExitStatus> {
         let mut all = self.run_all(vec![(args.to_vec(), stdout, stderr)], interrupt)?;
         Ok(all.remove(0))
     }
@@ -81,7 +78,7 @@ impl Loadgen {
         &self,
         runs: Vec<(Vec<String>, File, File)>,
         interrupt: &Interrupt,
-    ) -> Result<Vec<ExitStatus>, String> {
+    ) -> crate::Result<Vec<ExitStatus>> {
         let mut children = Vec::new();
         for (args, stdout, stderr) in runs {
             let child = Command::new("taskset")
@@ -97,7 +94,7 @@ impl Loadgen {
                 Ok(c) => children.push(c),
                 Err(e) => {
                     kill_all(&mut children);
-                    return Err(format!("cannot start the loadgen (taskset): {e}"));
+                    return Err(format!("cannot start the loadgen (taskset): {e}").into());
                 }
             }
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ringecho_perf::{Error, Result};
 
 /// The comparison of echo servers: runs it, summarises it and writes its report.
 #[derive(Debug, Parser)]
@@ -131,46 +132,44 @@ fn main() -> ExitCode {
         use clap::CommandFactory;
         return ringecho_common::generate_or_fail(kind, Cli::command());
     }
-    let Some(command) = cli.command else {
-        eprintln!("ringecho-perf: error: name a subcommand (try --help)");
-        return ExitCode::from(2);
-    };
-    match run(command) {
+    match try_main(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
-        Err(e) if e == ringecho_perf::loadgen::INTERRUPTED => {
+        Err(Error::Interrupted) => {
             eprintln!("ringecho-perf: interrupted");
             ExitCode::from(130)
         }
         Err(e) => {
             eprintln!("ringecho-perf: error: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Runs the command line: Ok(false) when it ran but something it checked failed (exit 1).
+fn try_main(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Some(command) => run(command),
+        None => Err(Error::Usage("name a subcommand (try --help)".into())),
     }
 }
 
 /// The directory of this binary, where ringecho-server and ringecho-loadgen of the same build
 /// are.
-fn bin_dir() -> Result<PathBuf, String> {
+fn bin_dir() -> Result<PathBuf> {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(PathBuf::from))
-        .ok_or_else(|| "cannot tell where ringecho-perf is".to_string())
+        .ok_or_else(|| "cannot tell where ringecho-perf is".into())
 }
 
-/// Runs one subcommand: Ok(false) when it ran but something it checked failed (exit 1). One
-/// short arm per subcommand, each handing over to the library; its length is the number of
-/// subcommands.
-fn run(command: Command) -> Result<bool, String> {
+/// Runs one subcommand: one short arm per subcommand, each handing over to the library.
+fn run(command: Command) -> Result<bool> {
     match command {
         Command::Compare(opts) => {
             let bin = bin_dir()?;
-            let plan = ringecho_perf::compare::Plan::new(opts)
-                .and_then(|plan| plan.check_backends(&bin).map(|()| plan))
-                .unwrap_or_else(|e| {
-                    eprintln!("ringecho-perf compare: {e}");
-                    std::process::exit(2)
-                });
+            let plan = ringecho_perf::compare::Plan::new(opts)?;
+            plan.check_backends(&bin)?;
             ringecho_perf::compare::Bench::new(plan, &bin)?.run()
         }
         Command::LoadgenCheck { quick } => {
@@ -200,11 +199,10 @@ fn run(command: Command) -> Result<bool, String> {
                     .iter()
                     .map(|s| s.name)
                     .collect();
-                eprintln!(
-                    "ringecho-perf: error: unknown scenario '{name}' (known: {})",
+                Err(Error::Usage(format!(
+                    "unknown scenario '{name}' (known: {})",
                     known.join(" ")
-                );
-                std::process::exit(2);
+                )))
             }
         },
         Command::Check { dir } => {
@@ -220,10 +218,10 @@ fn run(command: Command) -> Result<bool, String> {
             for (name, report, run) in &inputs {
                 let r = ringecho_perf::read_report(run)?;
                 let cpu = r.server.map(|s| s.cpu_us_per_msg).ok_or_else(|| {
-                    format!(
+                    Error::Failed(format!(
                         "{} has no server CPU: run the loadgen with --server-pid",
                         run.display()
-                    )
+                    ))
                 })?;
                 let script = ringecho_perf::read(report)?;
                 profiles.push(ringecho_perf::profile::profile(name, &script, cpu));
@@ -236,21 +234,17 @@ fn run(command: Command) -> Result<bool, String> {
         }
         Command::Plot { out, title, hgrm } => {
             ringecho_loadgen::plot::plot_hgrm(&out, &title, &hgrm)
-                .map_err(|e| format!("cannot plot: {e}"))?;
+                .map_err(|e| Error::Failed(format!("cannot plot: {e}")))?;
             Ok(true)
         }
         Command::PlotSweep { out, title, files } => {
             let mut sweeps = Vec::with_capacity(files.len());
             for f in &files {
-                sweeps.push(
-                    serde_json::from_str::<ringecho_loadgen::sweep::Sweep>(&ringecho_perf::read(
-                        f,
-                    )?)
-                    .map_err(|e| format!("{} is not a sweep: {e}", f.display()))?,
-                );
+                let text = ringecho_perf::read(f)?;
+                sweeps.push(ringecho_perf::parse(f, "a sweep", &text)?);
             }
             ringecho_loadgen::sweep::plot(&out, &title, &sweeps)
-                .map_err(|e| format!("cannot plot: {e}"))?;
+                .map_err(|e| Error::Failed(format!("cannot plot: {e}")))?;
             Ok(true)
         }
         Command::Diff { a, b } => {

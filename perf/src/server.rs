@@ -38,7 +38,7 @@ pub enum Spec {
 
 impl Spec {
     /// Parses `--server NAME='COMMAND'`.
-    pub fn external(arg: &str) -> Result<Spec, String> {
+    pub fn external(arg: &str) -> crate::Result<Spec> {
         let (name, command) = arg
             .split_once('=')
             .ok_or_else(|| format!("--server takes NAME='COMMAND', not '{arg}'"))?;
@@ -47,9 +47,7 @@ impl Spec {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         {
-            return Err(format!(
-                "server name '{name}' must be letters, digits, . _ -"
-            ));
+            return Err(format!("server name '{name}' must be letters, digits, . _ -").into());
         }
         Ok(Spec::External {
             name: name.to_string(),
@@ -104,7 +102,7 @@ impl Launcher {
 
     /// Starts `spec`, its output in `LOG.server.out` and `LOG.server.err`, and waits until it
     /// listens. The error says why it never did.
-    pub fn start(&self, spec: &Spec, log: &Path) -> Result<Running, String> {
+    pub fn start(&self, spec: &Spec, log: &Path) -> crate::Result<Running> {
         let out = create(&with_suffix(log, ".server.out"))?;
         let err_path = with_suffix(log, ".server.err");
         let err = create(&err_path)?;
@@ -168,13 +166,15 @@ impl Launcher {
                     "exited ({}) before listening: {}",
                     describe(status),
                     tail(&err_path, 2)
-                ));
+                )
+                .into());
             }
             if Instant::now() >= deadline {
                 return Err(match port {
                     None => format!("did not write its ready file in {}", secs(within)),
                     Some(p) => format!("never listened on 127.0.0.1:{p} ({})", secs(within)),
-                });
+                }
+                .into());
             }
             std::thread::sleep(POLL);
         }
@@ -194,7 +194,7 @@ impl Running {
 
     /// Sends SIGTERM, waits for the exit and returns its status; one that outlives the
     /// signal by 10 s is killed, and that is the error.
-    pub fn stop(mut self) -> Result<ExitStatus, String> {
+    pub fn stop(mut self) -> crate::Result<ExitStatus> {
         let signal = Signal::SIGTERM;
         let pid = Pid::from_raw(self.child.id() as i32);
         // An exited, unreaped server still has its pid: the signal cannot reach another.
@@ -210,7 +210,8 @@ impl Running {
                     return Err(format!(
                         "did not exit within {} of {signal}: killed",
                         secs(EXIT_WITHIN)
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -240,11 +241,12 @@ fn read_ready(path: &Path) -> Option<(SocketAddr, Option<String>)> {
 }
 
 /// A free TCP port on 127.0.0.1, for a server started with `{port}`.
-pub fn free_port() -> Result<u16, String> {
+pub fn free_port() -> crate::Result<u16> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("cannot find a free port: {e}"))
+        .map_err(crate::Error::from)
 }
 
 /// An exit status in words: `status 3` or `signal 9`.
@@ -272,8 +274,10 @@ pub fn with_suffix(log: &Path, suffix: &str) -> PathBuf {
 }
 
 /// A file created for a child's output, or an error naming it.
-pub fn create(path: &Path) -> Result<File, String> {
-    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+pub fn create(path: &Path) -> crate::Result<File> {
+    File::create(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+        .map_err(crate::Error::from)
 }
 
 fn secs(d: Duration) -> String {
@@ -290,7 +294,10 @@ mod tests {
         assert_eq!(s.name(), "py");
         assert!(s.is_external());
         assert!(Spec::external("no command").is_err());
-        assert!(Spec::external("a b=cmd").unwrap_err().contains("letters"));
+        assert!(Spec::external("a b=cmd")
+            .unwrap_err()
+            .to_string()
+            .contains("letters"));
         assert!(Spec::external("=cmd").is_err());
         assert!(!Spec::Backend("epoll".into()).is_external());
     }
@@ -322,7 +329,10 @@ mod tests {
             threads: 1,
         };
         let spec = Spec::external("dies=sh -c 'echo cannot bind >&2; exit 3'").unwrap();
-        let err = launcher.start(&spec, &dir.join("log")).unwrap_err();
+        let err = launcher
+            .start(&spec, &dir.join("log"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("status 3") && err.contains("cannot bind"),
             "{err}"

@@ -277,7 +277,7 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
 
 /// The baseline a results directory's summary.json names (its rows' `baseline`; `epoll`
 /// for a summary written before rows named one).
-pub fn baseline_of(dir: &std::path::Path) -> Result<String, String> {
+pub fn baseline_of(dir: &std::path::Path) -> crate::Result<String> {
     let text = crate::read(&dir.join("summary.json"))?;
     let rows: Vec<Row> =
         serde_json::from_str(&text).map_err(|e| format!("{}/summary.json: {e}", dir.display()))?;
