@@ -7,19 +7,15 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::results::{Contents, Results};
 use crate::summary::Row;
 
 /// The diff of results directories `a` and `b` as text.
 pub fn diff(a: &Path, b: &Path) -> crate::Result<String> {
-    let rows = |d: &Path| -> crate::Result<Vec<Row>> {
-        let text = crate::read(&d.join("summary.json"))?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{}/summary.json: {e}", d.display()))
-            .map_err(crate::Error::from)
-    };
-    let (ra, rb) = (rows(a)?, rows(b)?);
-    let machine = |d: &Path| std::fs::read_to_string(d.join("machine.txt")).unwrap_or_default();
-    Ok(text(&ra, &rb, &machine(a), &machine(b), a, b))
+    let read = |d: &Path| Results::new(d).load("");
+    let (ca, cb) = (read(a)?, read(b)?);
+    let machine = |c: &Contents| c.machine.clone().unwrap_or_default();
+    Ok(text(&ca.rows, &cb.rows, &machine(&ca), &machine(&cb), a, b))
 }
 
 fn text(ra: &[Row], rb: &[Row], ma: &str, mb: &str, a: &Path, b: &Path) -> String {

@@ -4,9 +4,9 @@
 //! trust, where the time goes, and the latency plots.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use crate::profile::{Category, Profile};
+use crate::results::{Contents, Part};
 use ringecho_loadgen::sweep::Sweep;
 
 use crate::summary::{verdict, Row};
@@ -24,28 +24,13 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("—".into(), |x| format!("{x:.2}"))
 }
 
-/// The page for results directory `dir`.
-pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> crate::Result<String> {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-    let rows: Vec<Row> = match read("summary.json").trim() {
-        "" => Vec::new(),
-        text => serde_json::from_str(text).map_err(|err| format!("summary.json: {err}"))?,
-    };
-    let profiles: Vec<Profile> = serde_json::from_str(&read("profile.json")).unwrap_or_default();
-    let mut sweeps: Vec<Sweep> = Vec::new();
-    let mut names: Vec<_> = crate::list(dir)?
-        .into_iter()
-        .filter(|n| n.starts_with("sweep-") && n.ends_with(".json"))
-        .collect();
-    names.sort();
-    for n in names {
-        if let Ok(s) = serde_json::from_str(&read(&n)) {
-            sweeps.push(s);
-        }
-    }
+/// The page for a comparison's results.
+pub fn page(c: &Contents, baseline: &str, plot_scenario: &str) -> String {
+    let rows = &c.rows;
+    let machine = c.machine.as_deref().unwrap_or("");
     let mut b = String::from("<h1>ringecho compare report</h1>");
     // What the machine was, first: these figures hold for it alone.
-    let conditions: Vec<String> = read("machine.txt")
+    let conditions: Vec<String> = machine
         .lines()
         .filter(|l| {
             ["date:", "kernel:", "cpus:", "caches:", "io_uring:", "perf:"]
@@ -62,25 +47,23 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> crate::Result<St
             conditions.join(" · ")
         );
     }
-    answer(&mut b, &rows, baseline);
-    grid(&mut b, &rows);
-    let _ = write!(
-        b,
-        "<h2>Machine and flags</h2><pre>{}</pre>",
-        e(&read("machine.txt"))
-    );
-    table(&mut b, &rows, baseline);
+    answer(&mut b, rows, baseline);
+    grid(&mut b, rows);
+    let _ = write!(b, "<h2>Machine and flags</h2><pre>{}</pre>", e(machine));
+    table(&mut b, rows, baseline);
     b.push_str(TRUST);
-    if !profiles.is_empty() {
-        profile(&mut b, &profiles, plot_scenario);
-    } else if read("profile.txt").starts_with("--profile skipped") {
-        let _ = write!(
-            b,
-            "<h2>Where the time goes</h2><p>{}</p>",
-            e(&read("profile.txt"))
-        );
+    match &c.profile {
+        Part::Ran(profiles) if !profiles.is_empty() => profile(&mut b, profiles, plot_scenario),
+        Part::Skipped(why) => {
+            let _ = write!(
+                b,
+                "<h2>Where the time goes</h2><p>--profile skipped: {}</p>",
+                e(why)
+            );
+        }
+        _ => {}
     }
-    if !read("paired.txt").is_empty() {
+    if let Some(paired) = &c.paired {
         let _ = write!(
             b,
             "<h2>Side by side (--paired)</h2><p>Each server run at the same time as the \
@@ -88,7 +71,7 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> crate::Result<St
              ratio of their CPU per message, free of the drift between runs that the \
              interleaved rounds above still carry. Each side sees half the load of a run \
              alone.</p><pre>{}</pre>",
-            e(&read("paired.txt"))
+            e(paired)
         );
     }
     let _ = write!(
@@ -96,16 +79,17 @@ pub fn page(dir: &Path, baseline: &str, plot_scenario: &str) -> crate::Result<St
         "<h2>Latency percentiles ({}, round 1)</h2><p>Latency in ms at each percentile (the \
          x axis), one line per server.</p>{}",
         e(plot_scenario),
-        svg(&read(&format!("latency-{plot_scenario}.svg")))
+        svg(c.latency_svg.as_deref())
     );
-    if !sweeps.is_empty() {
-        sweep_tables(&mut b, &sweeps, &read("latency-load.svg"));
+    if !c.sweeps.is_empty() {
+        sweep_tables(&mut b, &c.sweeps, c.load_svg.as_deref());
     }
-    Ok(format!("{HEAD}{b}\n</body></html>\n"))
+    format!("{HEAD}{b}\n</body></html>\n")
 }
 
 /// The inline part of an SVG file written beside the page.
-fn svg(text: &str) -> String {
+fn svg(text: Option<&str>) -> String {
+    let text = text.unwrap_or("");
     match text.find("<svg") {
         Some(i) => text[i..].to_string(),
         None => "<p>(no plot)</p>".into(),
@@ -554,7 +538,7 @@ fn profile(b: &mut String, profiles: &[Profile], plot_scenario: &str) {
 }
 
 /// The latency–load plot and each sweep's steps.
-fn sweep_tables(b: &mut String, sweeps: &[Sweep], plot: &str) {
+fn sweep_tables(b: &mut String, sweeps: &[Sweep], plot: Option<&str>) {
     let _ = write!(
         b,
         "<h2>Latency against offered load</h2><p>p50 and p99 latency in µs against the \

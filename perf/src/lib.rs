@@ -18,6 +18,7 @@ pub mod html;
 pub mod loadgen;
 pub mod paired;
 pub mod profile;
+pub mod results;
 pub mod scenario;
 pub mod server;
 pub mod summary;

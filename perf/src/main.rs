@@ -256,13 +256,14 @@ fn run(command: Command) -> Result<bool> {
             baseline,
             plot_scenario,
         } => {
-            let baseline = match baseline {
-                Some(b) => b,
-                None => ringecho_perf::summary::baseline_of(&dir)?,
-            };
-            let page = ringecho_perf::html::page(&dir, &baseline, &plot_scenario)?;
-            let p = dir.join("report.html");
-            ringecho_perf::write(&p, &page)?;
+            let results = ringecho_perf::results::Results::new(dir);
+            let contents = results.load(&plot_scenario)?;
+            let baseline = baseline.unwrap_or_else(|| contents.baseline());
+            results.write_report(&ringecho_perf::html::page(
+                &contents,
+                &baseline,
+                &plot_scenario,
+            ))?;
             Ok(true)
         }
     }

@@ -275,19 +275,6 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
     rows
 }
 
-/// The baseline a results directory's summary.json names (its rows' `baseline`; `epoll`
-/// for a summary written before rows named one).
-pub fn baseline_of(dir: &std::path::Path) -> crate::Result<String> {
-    let text = crate::read(&dir.join("summary.json"))?;
-    let rows: Vec<Row> =
-        serde_json::from_str(&text).map_err(|e| format!("{}/summary.json: {e}", dir.display()))?;
-    Ok(rows
-        .iter()
-        .map(|r| r.baseline.clone())
-        .find(|b| !b.is_empty())
-        .unwrap_or_else(|| "epoll".into()))
-}
-
 /// The 2×2 section of the table: per scenario, the contrasts its rows carry.
 pub fn grid(rows: &[Row]) -> String {
     let mut scenarios: Vec<(String, Vec<Contrast>)> = Vec::new();

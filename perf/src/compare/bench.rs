@@ -1,0 +1,428 @@
+//! A comparison in progress, step by step: each scenario's rounds with the servers
+//! interleaved, a FAILED row where a run goes wrong, then the summary, the plots and the
+//! report.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+use ringecho_loadgen::report::Report;
+
+use super::machine::kernel;
+use super::plan::Plan;
+use crate::cap::Cap;
+use crate::cores::Split;
+use crate::loadgen::{Interrupt, Loadgen, SOURCE_ADDRS};
+use crate::nonempty;
+use crate::results::{read_optional, Contents, Results};
+use crate::scenario::Scenario;
+use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
+
+/// A comparison in progress: the plan, the machine's split, how servers and the loadgen are
+/// started, the cap, where its results go and what they hold so far, and whether anything
+/// failed.
+pub struct Bench {
+    pub(super) plan: Plan,
+    pub(super) split: Split,
+    pub(super) launcher: Launcher,
+    pub(super) loadgen: Loadgen,
+    /// The capped scenarios' cgroup, or why there is none (made only if one is planned).
+    pub(super) cap: Option<crate::Result<Cap>>,
+    pub(super) failed: bool,
+    pub(super) interrupt: Interrupt,
+    /// The ringecho-server binary, asked for the kernel's io_uring features.
+    pub(super) server_exe: PathBuf,
+    /// Where each file goes.
+    pub(super) results: Results,
+    /// What the report is made from, filled as each part is written.
+    pub(super) contents: Contents,
+}
+
+/// One run's identity: its scenario, server and round (`1`, `2`, … or `sc`).
+struct RunId<'a> {
+    scenario: &'a Scenario,
+    server: &'a Spec,
+    round: String,
+}
+
+impl Bench {
+    /// A comparison of `plan`, with ringecho-server and ringecho-loadgen from `bin`; SIGINT
+    /// and SIGTERM end it between runs, servers stopped and the cgroup removed.
+    pub fn new(plan: Plan, bin: &Path) -> crate::Result<Bench> {
+        let split = Split::here();
+        Ok(Bench {
+            launcher: Launcher::new(bin, &split),
+            loadgen: Loadgen::new(bin, &split),
+            split,
+            results: Results::new(plan.out.clone()),
+            contents: Contents::default(),
+            plan,
+            cap: None,
+            failed: false,
+            interrupt: Interrupt::catch()?,
+            server_exe: bin.join("ringecho-server"),
+        })
+    }
+
+    /// Runs the comparison; true if every server and run succeeded.
+    pub fn run(mut self) -> crate::Result<bool> {
+        self.results.create(self.plan.paired)?;
+        self.describe_machine()?;
+        if self.plan.syscalls {
+            if let Err(why) = ringecho_common::perf::syscall_counting() {
+                eprintln!("compare: the syscall pass skipped: {why}");
+                self.plan.syscalls = false;
+            }
+        }
+        for scenario in self.plan.scenarios.clone() {
+            eprintln!("scenario {}: {}", scenario.name, scenario.flags);
+            self.scenario(scenario)?;
+        }
+        eprintln!();
+        self.summarise()?;
+        if self.plan.paired {
+            self.paired()?;
+        }
+        if self.plan.profile {
+            self.profile()?;
+        }
+        self.plot()?;
+        self.report()?;
+        eprintln!(
+            "compare: results in {} (report.html, table.txt, summary.json, plots, one JSON per run)",
+            self.plan.out.display()
+        );
+        if self.failed {
+            eprintln!("compare: FAILED: at least one server or run failed (see the table)");
+        }
+        Ok(!self.failed)
+    }
+
+    /// One scenario: its rounds, servers interleaved, then the syscall pass; or the sweep.
+    fn scenario(&mut self, scenario: &'static Scenario) -> crate::Result<()> {
+        let servers = self.plan.servers.clone();
+        if scenario.name == "sweep" {
+            for server in &servers {
+                self.sweep(scenario, server)?;
+            }
+            return Ok(());
+        }
+        if scenario.capped() {
+            if let Some(Err(why)) = &self.cap {
+                eprintln!("compare: {} skipped: {why}", scenario.name);
+                return Ok(());
+            }
+        }
+        let (warmup, duration) = (self.plan.warmup.clone(), self.plan.duration.clone());
+        for round in 1..=self.plan.rounds {
+            for server in &servers {
+                let id = RunId {
+                    scenario,
+                    server,
+                    round: round.to_string(),
+                };
+                self.measure(&id, &warmup, &duration, &[])?;
+            }
+        }
+        if self.plan.syscalls && scenario.name != "idle10k" {
+            // Counting syscalls costs the server a little per call: a short pass of its own,
+            // whose other figures are not used.
+            for server in &servers {
+                let id = RunId {
+                    scenario,
+                    server,
+                    round: "sc".into(),
+                };
+                let extra = ["--count-syscalls", "--tag", "pass=syscalls"];
+                self.measure(&id, "300ms", "1s", &extra)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One measured run: the server started (and capped), the loadgen run against it, the
+    /// server stopped; a FAILED row where any of it went wrong.
+    fn measure(
+        &mut self,
+        id: &RunId,
+        warmup: &str,
+        duration: &str,
+        extra: &[&str],
+    ) -> crate::Result<()> {
+        let log = self
+            .results
+            .run(id.scenario.name, id.server.name(), &id.round);
+        let server = match self.launcher.start(id.server, &log) {
+            Ok(s) => s,
+            Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
+        };
+        let _held = match (&self.cap, id.scenario.capped()) {
+            (Some(Ok(cap)), true) => {
+                let name = format!("{}-{}", id.server.name(), id.round);
+                match cap
+                    .server(&name)
+                    .and_then(|h| h.hold(server.pid()).map(|()| h))
+                {
+                    Ok(held) => Some(held),
+                    Err(why) => return self.failed_row(id, &log, &why.to_string()),
+                }
+            }
+            _ => None,
+        };
+        let mut args = run_args(&server, id.scenario, warmup, duration);
+        if let Some(url) = &server.metrics_url {
+            args.extend(["--server-metrics".to_string(), url.clone()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for tag in [
+            format!("scenario={}", id.scenario.name),
+            format!("backend={}", id.server.name()),
+            format!("round={}", id.round),
+        ] {
+            args.extend(["--tag".to_string(), tag]);
+        }
+        let json = path(&with_suffix(&log, ".json"));
+        let hgrm = path(&with_suffix(&log, ".hgrm"));
+        args.extend(["--json".into(), json, "--hgrm".into(), hgrm]);
+        let loadgen = self.loadgen(None, &args, &log)?;
+        self.judge(id, &log, loadgen, server)
+    }
+
+    /// After a run: the server stopped, and a FAILED row if it died, exited badly or the
+    /// loadgen left no report; otherwise the run's throughput on stderr.
+    fn judge(
+        &mut self,
+        id: &RunId,
+        log: &Path,
+        loadgen: ExitStatus,
+        mut server: Running,
+    ) -> crate::Result<()> {
+        if !server.is_alive() {
+            let _ = server.stop();
+            return self.failed_row(id, log, "the server died during the run");
+        }
+        let stopped = server.stop();
+        let err = with_suffix(log, ".err");
+        if !nonempty(&with_suffix(log, ".json")) {
+            let why = format!("the loadgen could not run: {}", tail(&err, 1));
+            return self.failed_row(id, log, &why);
+        }
+        if !loadgen.success() {
+            self.failed = true;
+            let err = std::fs::read_to_string(err).unwrap_or_default();
+            let last = err.lines().rfind(|l| l.contains("error"));
+            let said = last.unwrap_or("the loadgen failed");
+            eprintln!(
+                "compare: {} in {} round {}: {said}",
+                id.server.name(),
+                id.scenario.name,
+                id.round
+            );
+        }
+        // Built-in servers drain and exit 0 on SIGTERM; external ones may die by the signal.
+        match stopped {
+            Err(why) => return self.failed_row(id, log, &format!("the server {why}")),
+            Ok(status) if !status.success() && !id.server.is_external() => {
+                let why = format!(
+                    "the server exited with {}: {}",
+                    describe(status),
+                    tail(&with_suffix(log, ".server.err"), 1)
+                );
+                return self.failed_row(id, log, &why);
+            }
+            Ok(_) => {}
+        }
+        let text = std::fs::read_to_string(with_suffix(log, ".txt")).unwrap_or_default();
+        let throughput = text
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("throughput "))
+            .unwrap_or("")
+            .trim();
+        let name = log
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        eprintln!("  {name:<28} {throughput}");
+        Ok(())
+    }
+
+    /// The latency–load curve of one server.
+    fn sweep(&mut self, scenario: &Scenario, server: &Spec) -> crate::Result<()> {
+        let log = self.results.sweep(server.name());
+        let mut running = match self.launcher.start(server, &log) {
+            Ok(s) => s,
+            Err(why) => {
+                self.failed = true;
+                eprintln!(
+                    "compare: sweep of {} skipped: the server {why}",
+                    server.name()
+                );
+                return Ok(());
+            }
+        };
+        let (duration, warmup) = if self.plan.quick {
+            ("500ms", "200ms")
+        } else {
+            ("1s", "300ms")
+        };
+        let mut args = run_args(&running, scenario, warmup, duration);
+        args.extend(self.plan.sweep_range.iter().cloned());
+        args.extend(["--tag".into(), format!("backend={}", server.name())]);
+        args.extend(["--json".into(), path(&with_suffix(&log, ".json"))]);
+        if !self.loadgen(Some("sweep"), &args, &log)?.success() {
+            self.failed = true;
+            let why = tail(&with_suffix(&log, ".err"), 1);
+            eprintln!("compare: sweep of {}: {why}", server.name());
+        }
+        if !running.is_alive() {
+            self.failed = true;
+            eprintln!("compare: {} died during its sweep", server.name());
+        }
+        let _ = running.stop();
+        eprint!(
+            "{}",
+            std::fs::read_to_string(with_suffix(&log, ".txt")).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// Runs the loadgen (`sub`command, if any) pinned to the loadgen cores with the split's
+    /// threads and the source addresses, then `args`; its output in `LOG.txt` and `LOG.err`.
+    pub(super) fn loadgen(
+        &self,
+        sub: Option<&str>,
+        args: &[String],
+        log: &Path,
+    ) -> crate::Result<ExitStatus> {
+        let (all, out, err) = self.loadgen_run(sub, args, log)?;
+        self.loadgen.run(&all, out, err, &self.interrupt)
+    }
+
+    /// A loadgen run's full arguments and output files, as [`Bench::loadgen`] describes.
+    pub(super) fn loadgen_run(
+        &self,
+        sub: Option<&str>,
+        args: &[String],
+        log: &Path,
+    ) -> crate::Result<(Vec<String>, File, File)> {
+        let mut all: Vec<String> = sub.into_iter().map(String::from).collect();
+        all.extend(["--threads".into(), self.split.loadgen_threads.to_string()]);
+        all.extend(["--source-addrs", SOURCE_ADDRS].map(String::from));
+        all.extend(args.iter().cloned());
+        let out = create(&with_suffix(log, ".txt"))?;
+        let err = create(&with_suffix(log, ".err"))?;
+        Ok((all, out, err))
+    }
+
+    /// Writes the run's JSON as a FAILED row saying why, and marks the comparison failed.
+    fn failed_row(&mut self, id: &RunId, log: &Path, why: &str) -> crate::Result<()> {
+        self.failed = true;
+        let report = Report {
+            failure: Some(why.to_string()),
+            tags: [
+                ("scenario", id.scenario.name.to_string()),
+                ("backend", id.server.name().to_string()),
+                ("round", id.round.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            ..Default::default()
+        };
+        self.results.write_failed_run(log, &report)?;
+        eprintln!(
+            "compare: {} in {} round {} FAILED: {why}",
+            id.server.name(),
+            id.scenario.name,
+            id.round
+        );
+        self.interrupt.check()
+    }
+
+    /// table.txt and summary.json from every run's JSON; a run that was not clean fails the
+    /// comparison.
+    fn summarise(&mut self) -> crate::Result<()> {
+        let mut files = Vec::new();
+        for s in self.plan.scenarios.iter().filter(|s| s.name != "sweep") {
+            files.extend(self.results.run_reports(s.name)?);
+        }
+        if files.is_empty() {
+            return Ok(());
+        }
+        let reports = crate::read_reports(&files)?;
+        let rows = crate::summary::summarise(&reports, &self.plan.baseline);
+        let table = crate::summary::table(&rows, &self.plan.baseline);
+        print!("{table}");
+        self.results.write_summary(&table, &rows)?;
+        if !reports.iter().all(Report::is_clean) {
+            self.failed = true;
+        }
+        self.contents.rows = rows;
+        Ok(())
+    }
+
+    /// The latency percentiles of the plot scenario's first round, and the sweeps' curves.
+    fn plot(&mut self) -> crate::Result<()> {
+        let k = kernel();
+        let curves: Vec<(String, PathBuf)> = self
+            .plan
+            .servers
+            .iter()
+            .map(|s| {
+                let run = self.results.run(&self.plan.plot_scenario, s.name(), "1");
+                let f = with_suffix(&run, ".hgrm");
+                (s.name().to_string(), f)
+            })
+            .filter(|(_, f)| nonempty(f))
+            .collect();
+        if !curves.is_empty() {
+            let title = format!("echo latency, {} ({k})", self.plan.plot_scenario);
+            let svg = self.results.latency_svg(&self.plan.plot_scenario);
+            ringecho_loadgen::plot::plot_hgrm(&svg, &title, &curves)
+                .map_err(|e| format!("cannot plot: {e}"))?;
+            self.contents.latency_svg = read_optional(&svg)?;
+        }
+        let mut sweeps = Vec::new();
+        for s in &self.plan.servers {
+            let f = with_suffix(&self.results.sweep(s.name()), ".json");
+            if nonempty(&f) {
+                sweeps.push(crate::parse(&f, "a sweep", &crate::read(&f)?)?);
+            }
+        }
+        if !sweeps.is_empty() {
+            let title = format!("latency against offered load ({k})");
+            let svg = self.results.load_svg();
+            ringecho_loadgen::sweep::plot(&svg, &title, &sweeps)
+                .map_err(|e| format!("cannot plot: {e}"))?;
+            self.contents.load_svg = read_optional(&svg)?;
+        }
+        self.contents.sweeps = sweeps;
+        Ok(())
+    }
+
+    /// report.html.
+    fn report(&self) -> crate::Result<()> {
+        let p = &self.plan;
+        let page = crate::html::page(&self.contents, &p.baseline, &p.plot_scenario);
+        self.results.write_report(&page)
+    }
+}
+
+/// The loadgen flags every run against a server shares: where it listens, the scenario's
+/// flags, the windows, and its process id for the server's CPU figures.
+pub(super) fn run_args(
+    server: &Running,
+    scenario: &Scenario,
+    warmup: &str,
+    duration: &str,
+) -> Vec<String> {
+    let mut args = vec!["--addr".to_string(), server.addr.to_string()];
+    args.extend(scenario.flags.split_whitespace().map(String::from));
+    args.extend(["--warmup", warmup, "--duration", duration].map(String::from));
+    args.extend(["--server-pid".into(), server.pid().to_string()]);
+    args
+}
+
+/// A path as a loadgen argument.
+pub(super) fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}

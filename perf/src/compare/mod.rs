@@ -1,0 +1,19 @@
+//! The comparison, end to end (`ringecho-perf compare`, which scripts/compare.sh runs): every
+//! server under the same load, interleaved round by round (A B C A B C), server and loadgen
+//! pinned to different cores, capped scenarios in a cgroup; then the summary, the table, the
+//! plots, the profile and report.html. A server that never listens, dies or corrupts an echo
+//! gets a FAILED row and the run goes on; the comparison then exits 1.
+//!
+//! The settings are derived once, in [`Plan::new`] ([`plan`]); the state of a comparison in
+//! progress is one [`Bench`] ([`bench`]), whose [`Bench::run`] reads as the comparison's
+//! steps. Its optional passes are apart: [`paired`] (`--paired`) and [`profile`]
+//! (`--profile`); [`machine`] describes the machine the figures hold for.
+
+mod bench;
+mod machine;
+mod paired;
+mod plan;
+mod profile;
+
+pub use bench::Bench;
+pub use plan::{Options, Plan};

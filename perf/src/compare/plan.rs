@@ -1,0 +1,295 @@
+//! What a comparison will do, derived once from the flags: scenarios, servers, windows,
+//! rounds and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::scenario::{self, Scenario};
+use crate::server::Spec;
+
+/// compare.sh's flags (a contract: scripts and tests outside the checkout rely on them); the environment's SCENARIOS, BACKENDS,
+/// ROUNDS, DURATION and WARMUP stand in for missing ones.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Short windows (1 s, 300 ms warm-up), no syscall pass, and the quick scenarios
+    /// (c100x64, churn, sweep) unless --scenarios names others.
+    #[arg(long)]
+    pub quick: bool,
+    /// Scenarios to run, comma-separated (`ringecho-perf scenarios` lists a default run's).
+    #[arg(long, env = "SCENARIOS")]
+    pub scenarios: Option<String>,
+    /// Built-in backends to run, comma-separated; '' compares --server rows alone.
+    #[arg(
+        long,
+        env = "BACKENDS",
+        default_value = "epoll-loop,multishot,epoll,uring"
+    )]
+    pub backends: String,
+    /// The server the × columns divide by [default: epoll-loop, the hand-written epoll
+    /// loop, when it runs; else epoll; else the first server].
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Any echo server as NAME='COMMAND', {addr} (127.0.0.1:PORT) and {port} substituted;
+    /// pinned like the built-in ones, measured from outside (/proc, the kernel). Repeatable.
+    #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = Spec::external)]
+    pub servers: Vec<Spec>,
+    /// Rounds per scenario (servers interleaved within each).
+    #[arg(long, env = "ROUNDS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Each run's measured window [default: 2s; 1s with --quick].
+    #[arg(long, env = "DURATION", value_parser = duration)]
+    pub duration: Option<String>,
+    /// Each run's warm-up [default: 700ms; 300ms with --quick].
+    #[arg(long, env = "WARMUP", value_parser = duration_or_zero)]
+    pub warmup: Option<String>,
+    /// The results directory [default: results/<UTC time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No syscall-counting pass (it needs perf and costs a short run per server).
+    #[arg(long)]
+    pub no_syscalls: bool,
+    /// The sweep's offered rates, comma-separated (default: 10,000 to 640,000 doubling).
+    #[arg(long)]
+    pub sweep_rates: Option<String>,
+    /// The capped scenarios' CPU, in cores per server thread (a cgroup quota; needs root).
+    #[arg(long, default_value_t = 0.3, value_parser = fraction)]
+    pub cap: f64,
+    /// The reference peers as --server rows (liburing, c-epoll, tokio, monoio; =NAME,NAME
+    /// for some), fetched and built by scripts/peers.sh.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "all", value_name = "NAMES")]
+    pub peers: Option<String>,
+    /// Where scripts/peers.sh builds the peers [default: ~/.cache/ringecho-peers].
+    #[arg(long)]
+    pub peers_cache: Option<PathBuf>,
+    /// One more short run of the plot scenario per server under `perf record -e cpu-clock
+    /// -g`: its CPU per message by category (profile.txt, profile.json, report.html).
+    #[arg(long)]
+    pub profile: bool,
+    /// Then each server once more per round at the same time as the baseline, the two
+    /// sharing the cores, so both see the same machine: their CPU per message ratio without
+    /// the drift between runs (paired.txt, paired.json, report.html).
+    #[arg(long)]
+    pub paired: bool,
+}
+
+/// A duration checked by the one rule every program reads durations by, handed on to the
+/// loadgen as written.
+fn duration(s: &str) -> Result<String, String> {
+    ringecho_common::parse_duration(s).map(|_| s.to_string())
+}
+
+/// As [`duration`], zero allowed (a `0s` warm-up).
+fn duration_or_zero(s: &str) -> Result<String, String> {
+    ringecho_common::parse_duration_or_zero(s).map(|_| s.to_string())
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f.is_finite() => Ok(f),
+        _ => Err(format!("'{s}' is not a positive fraction of a core (0.3)")),
+    }
+}
+
+/// The scenario whose latency percentiles are plotted and profiled, when it runs.
+const PLOT_SCENARIO: &str = "c1000x64";
+
+/// A comparison's settings, derived from the flags in one place.
+#[derive(Debug)]
+pub struct Plan {
+    pub(super) scenarios: Vec<&'static Scenario>,
+    pub(super) servers: Vec<Spec>,
+    pub(super) rounds: u32,
+    pub(super) duration: String,
+    pub(super) warmup: String,
+    pub(super) quick: bool,
+    pub(super) syscalls: bool,
+    pub(super) out: PathBuf,
+    pub(super) sweep_range: Vec<String>,
+    pub(super) cap: f64,
+    pub(super) profile: bool,
+    pub(super) paired: bool,
+    pub(super) baseline: String,
+    pub(super) plot_scenario: String,
+}
+
+impl Plan {
+    /// The plan for `opts`; the error is a usage error (exit 2). Fetches and builds the
+    /// peers when asked.
+    pub fn new(opts: Options) -> crate::Result<Plan> {
+        Plan::from_options(opts).map_err(crate::Error::Usage)
+    }
+
+    fn from_options(opts: Options) -> Result<Plan, String> {
+        let list = opts
+            .scenarios
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| scenario::defaults(opts.quick));
+        let scenarios = scenarios(&list)?;
+        let servers = servers(&opts.backends, opts.servers, &opts.peers, &opts.peers_cache)?;
+        let names: Vec<&str> = servers.iter().map(Spec::name).collect();
+        if opts.paired && names.len() < 2 {
+            return Err("--paired needs at least two servers".into());
+        }
+        let baseline = match &opts.baseline {
+            Some(b) if names.contains(&b.as_str()) => b.clone(),
+            Some(b) => {
+                return Err(format!(
+                    "--baseline {b}: not among the servers compared ({})",
+                    names.join(", ")
+                ))
+            }
+            None => ["epoll-loop", "epoll"]
+                .into_iter()
+                .find(|b| names.contains(b))
+                .unwrap_or(names[0])
+                .to_string(),
+        };
+        let plot_scenario = if scenarios.iter().any(|s| s.name == PLOT_SCENARIO) {
+            PLOT_SCENARIO
+        } else {
+            scenarios[0].name
+        };
+        let (steps, from, to) = if opts.quick {
+            ("3", "5000", "20000")
+        } else {
+            ("7", "10000", "640000")
+        };
+        let sweep_range = match opts.sweep_rates {
+            Some(r) => vec!["--rates".into(), r],
+            None => ["--from", from, "--to", to, "--steps", steps]
+                .map(String::from)
+                .to_vec(),
+        };
+        let (duration, warmup) = if opts.quick {
+            ("1s", "300ms")
+        } else {
+            ("2s", "700ms")
+        };
+        Ok(Plan {
+            baseline,
+            plot_scenario: plot_scenario.to_string(),
+            scenarios,
+            servers,
+            rounds: opts.rounds,
+            duration: opts.duration.unwrap_or_else(|| duration.into()),
+            warmup: opts.warmup.unwrap_or_else(|| warmup.into()),
+            quick: opts.quick,
+            syscalls: !opts.quick && !opts.no_syscalls,
+            out: opts
+                .out
+                .unwrap_or_else(|| PathBuf::from("results").join(crate::stamp())),
+            sweep_range,
+            cap: opts.cap,
+            profile: opts.profile,
+            paired: opts.paired,
+        })
+    }
+}
+
+impl Plan {
+    /// Asks the ringecho-server in `bin` whether it knows each backend named, so that a
+    /// misspelt one is a usage error now rather than a FAILED row in every scenario: its own
+    /// flag parser answers (`--backend NAME --generate man` parses and prints, or refuses).
+    pub fn check_backends(&self, bin: &Path) -> crate::Result<()> {
+        self.backends_run(bin).map_err(crate::Error::Usage)
+    }
+
+    fn backends_run(&self, bin: &Path) -> Result<(), String> {
+        let exe = bin.join("ringecho-server");
+        for s in &self.servers {
+            let Spec::Backend(name) = s else { continue };
+            let out = Command::new(&exe)
+                .args(["--backend", name, "--generate", "man"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let line = err
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("refused");
+                return Err(format!("--backends {name}: ringecho-server says: {line}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The scenarios a comma-separated list names.
+fn scenarios(list: &str) -> Result<Vec<&'static Scenario>, String> {
+    list.split(',')
+        .map(|name| {
+            scenario::find(name).ok_or_else(|| {
+                let known: Vec<&str> = scenario::ALL.iter().map(|s| s.name).collect();
+                format!("unknown scenario '{name}' (known: {})", known.join(" "))
+            })
+        })
+        .collect()
+}
+
+/// The servers in run order: built-in backends, then --server rows, then the peers; at least
+/// one, each name once.
+fn servers(
+    backends: &str,
+    external: Vec<Spec>,
+    peers_wanted: &Option<String>,
+    cache: &Option<PathBuf>,
+) -> Result<Vec<Spec>, String> {
+    let mut servers: Vec<Spec> = backends
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(|b| Spec::Backend(b.to_string()))
+        .collect();
+    servers.extend(external);
+    if let Some(only) = peers_wanted {
+        servers.extend(peers(only, cache.as_deref()));
+    }
+    if servers.is_empty() {
+        return Err("nothing to compare (no --backends, no --server)".into());
+    }
+    for (i, s) in servers.iter().enumerate() {
+        if servers[..i].iter().any(|t| t.name() == s.name()) {
+            return Err(format!("two servers are called '{}'", s.name()));
+        }
+    }
+    Ok(servers)
+}
+
+/// The reference peers' --server rows from scripts/peers.sh (`NAME=COMMAND` lines); one it
+/// cannot fetch or build is named on stderr by the script, and the run goes on without it.
+fn peers(only: &str, cache: Option<&Path>) -> Vec<Spec> {
+    eprintln!("compare: fetching and building the reference peers (scripts/peers.sh)");
+    if !Path::new("scripts/peers.sh").is_file() {
+        eprintln!(
+            "compare: no peers: scripts/peers.sh is not in this directory (run from the \
+             checkout, as scripts/compare.sh does)"
+        );
+        return Vec::new();
+    }
+    let mut cmd = Command::new("bash");
+    cmd.arg("scripts/peers.sh");
+    if let Some(c) = cache {
+        cmd.arg("--cache").arg(c);
+    }
+    if only != "all" {
+        cmd.args(["--only", only]);
+    }
+    let out = match cmd.stderr(Stdio::inherit()).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("compare: no peers: cannot run scripts/peers.sh: {e}");
+            return Vec::new();
+        }
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            Spec::external(l)
+                .map_err(|e| eprintln!("compare: peers.sh gave a bad row: {e}"))
+                .ok()
+        })
+        .collect()
+}

@@ -1,0 +1,285 @@
+//! A results directory as one type. [`Results`] names every file a comparison writes, in
+//! this one place; [`Contents`] is what the report is made from, held in memory: compare
+//! fills it as it writes each part and hands it to the report, and `ringecho-perf report`
+//! reads it back once. A part that is missing is a value saying so ([`Part`]), never an
+//! empty default.
+
+use std::path::{Path, PathBuf};
+
+use ringecho_loadgen::report::Report;
+use ringecho_loadgen::sweep::Sweep;
+
+use crate::profile::Profile;
+use crate::server::with_suffix;
+use crate::summary::Row;
+
+const MACHINE_TXT: &str = "machine.txt";
+const MACHINE_JSON: &str = "machine.json";
+const TABLE_TXT: &str = "table.txt";
+const SUMMARY_JSON: &str = "summary.json";
+const PAIRED_TXT: &str = "paired.txt";
+const PAIRED_JSON: &str = "paired.json";
+const PAIRED_DIR: &str = "paired";
+const PROFILE_TXT: &str = "profile.txt";
+const PROFILE_JSON: &str = "profile.json";
+const REPORT_HTML: &str = "report.html";
+const LOAD_SVG: &str = "latency-load.svg";
+/// How profile.txt begins when the profile was skipped; the reason follows.
+const PROFILE_SKIPPED: &str = "--profile skipped: ";
+
+/// A part of the results that may not be there, and why.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Part<T> {
+    /// It ran: here it is.
+    Ran(T),
+    /// It was asked for and could not run, for this reason.
+    Skipped(String),
+    /// It was not asked for.
+    #[default]
+    NotAsked,
+}
+
+/// What the report is made from.
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    /// machine.txt: the machine, the split and the windows.
+    pub machine: Option<String>,
+    /// The summary's rows (empty when no run was made).
+    pub rows: Vec<Row>,
+    /// `--paired`'s table.
+    pub paired: Option<String>,
+    /// `--profile`'s figures.
+    pub profile: Part<Vec<Profile>>,
+    /// The sweeps' curves, by server.
+    pub sweeps: Vec<Sweep>,
+    /// The plot scenario's latency percentiles (SVG), if drawn.
+    pub latency_svg: Option<String>,
+    /// The sweeps' latency against load (SVG), if drawn.
+    pub load_svg: Option<String>,
+}
+
+impl Contents {
+    /// The baseline the summary's rows name (`epoll` for rows written before they named
+    /// one).
+    pub fn baseline(&self) -> String {
+        self.rows
+            .iter()
+            .map(|r| r.baseline.clone())
+            .find(|b| !b.is_empty())
+            .unwrap_or_else(|| "epoll".into())
+    }
+}
+
+/// A results directory: where each file of a comparison goes.
+#[derive(Debug, Clone)]
+pub struct Results {
+    dir: PathBuf,
+}
+
+impl Results {
+    /// The results in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Results {
+        Results { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory (and the paired runs' one, with `paired`).
+    pub fn create(&self, paired: bool) -> crate::Result<()> {
+        let mut dirs = vec![self.dir.clone()];
+        if paired {
+            dirs.push(self.paired_dir());
+        }
+        for d in dirs {
+            std::fs::create_dir_all(&d)
+                .map_err(|source| crate::Error::Write { path: d, source })?;
+        }
+        Ok(())
+    }
+
+    /// The prefix of one run's files: `SCENARIO-SERVER-ROUND` (`.json`, `.txt`, `.err`,
+    /// `.hgrm`, `.server.err`).
+    pub fn run(&self, scenario: &str, server: &str, round: &str) -> PathBuf {
+        self.dir.join(format!("{scenario}-{server}-{round}"))
+    }
+
+    /// The prefix of a server's sweep: `sweep-SERVER`.
+    pub fn sweep(&self, server: &str) -> PathBuf {
+        self.dir.join(format!("sweep-{server}"))
+    }
+
+    /// The prefix of a server's profiled run: `profile-SERVER`.
+    pub fn profile_run(&self, server: &str) -> PathBuf {
+        self.dir.join(format!("profile-{server}"))
+    }
+
+    /// Where the paired runs' files go.
+    pub fn paired_dir(&self) -> PathBuf {
+        self.dir.join(PAIRED_DIR)
+    }
+
+    /// The plot of `scenario`'s latency percentiles.
+    pub fn latency_svg(&self, scenario: &str) -> PathBuf {
+        self.dir.join(format!("latency-{scenario}.svg"))
+    }
+
+    /// The plot of the sweeps.
+    pub fn load_svg(&self) -> PathBuf {
+        self.dir.join(LOAD_SVG)
+    }
+
+    /// report.html.
+    pub fn report_html(&self) -> PathBuf {
+        self.dir.join(REPORT_HTML)
+    }
+
+    /// Every run's report of `scenario`, in name order.
+    pub fn run_reports(&self, scenario: &str) -> crate::Result<Vec<PathBuf>> {
+        let prefix = format!("{scenario}-");
+        let mut files: Vec<PathBuf> = crate::list(&self.dir)?
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+            .map(|n| self.dir.join(n))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// machine.txt, and machine.json with its `key: value` lines as members.
+    pub fn write_machine(
+        &self,
+        text: &str,
+        json: &serde_json::Map<String, serde_json::Value>,
+    ) -> crate::Result<()> {
+        crate::write_json(&self.dir.join(MACHINE_JSON), json)?;
+        crate::write(&self.dir.join(MACHINE_TXT), text)
+    }
+
+    /// table.txt and summary.json.
+    pub fn write_summary(&self, table: &str, rows: &[Row]) -> crate::Result<()> {
+        crate::write(&self.dir.join(TABLE_TXT), table)?;
+        crate::write_json(&self.dir.join(SUMMARY_JSON), &rows)
+    }
+
+    /// paired.txt and paired.json.
+    pub fn write_paired(&self, table: &str, rows: &impl serde::Serialize) -> crate::Result<()> {
+        crate::write(&self.dir.join(PAIRED_TXT), table)?;
+        crate::write_json(&self.dir.join(PAIRED_JSON), rows)
+    }
+
+    /// profile.txt and profile.json; profile.txt alone saying why when it was skipped.
+    pub fn write_profile(&self, profile: &Part<Vec<Profile>>) -> crate::Result<()> {
+        match profile {
+            Part::Ran(p) if !p.is_empty() => {
+                crate::write(&self.dir.join(PROFILE_TXT), &crate::profile::table(p))?;
+                crate::write_json(&self.dir.join(PROFILE_JSON), p)
+            }
+            Part::Skipped(why) => crate::write(
+                &self.dir.join(PROFILE_TXT),
+                &format!("{PROFILE_SKIPPED}{why}\n"),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// report.html.
+    pub fn write_report(&self, page: &str) -> crate::Result<()> {
+        crate::write(&self.report_html(), page)
+    }
+
+    /// A run's report whose run could not be made: its JSON says why.
+    pub fn write_failed_run(&self, prefix: &Path, report: &Report) -> crate::Result<()> {
+        crate::write_json(&with_suffix(prefix, ".json"), report)
+    }
+
+    /// What the report needs, read back from the directory (`plot_scenario`: whose latency
+    /// plot). A missing part is left out; a part that is there but unreadable is an error.
+    pub fn load(&self, plot_scenario: &str) -> crate::Result<Contents> {
+        let rows = match self.optional(SUMMARY_JSON)? {
+            Some(text) if !text.trim().is_empty() => {
+                crate::parse(&self.dir.join(SUMMARY_JSON), "a summary", &text)?
+            }
+            _ => Vec::new(),
+        };
+        let profile = match (self.optional(PROFILE_JSON)?, self.optional(PROFILE_TXT)?) {
+            (Some(json), _) => Part::Ran(crate::parse(
+                &self.dir.join(PROFILE_JSON),
+                "a profile",
+                &json,
+            )?),
+            (None, Some(txt)) => match txt.strip_prefix(PROFILE_SKIPPED) {
+                Some(why) => Part::Skipped(why.trim().to_string()),
+                None => Part::NotAsked,
+            },
+            (None, None) => Part::NotAsked,
+        };
+        let mut sweeps = Vec::new();
+        let mut names: Vec<String> = crate::list(&self.dir)?
+            .into_iter()
+            .filter(|n| n.starts_with("sweep-") && n.ends_with(".json"))
+            .collect();
+        names.sort();
+        for n in names {
+            let path = self.dir.join(&n);
+            sweeps.push(crate::parse(&path, "a sweep", &crate::read(&path)?)?);
+        }
+        Ok(Contents {
+            machine: self.optional(MACHINE_TXT)?,
+            rows,
+            paired: self.optional(PAIRED_TXT)?,
+            profile,
+            sweeps,
+            latency_svg: read_optional(&self.latency_svg(plot_scenario))?,
+            load_svg: read_optional(&self.load_svg())?,
+        })
+    }
+
+    fn optional(&self, name: &str) -> crate::Result<Option<String>> {
+        read_optional(&self.dir.join(name))
+    }
+}
+
+/// A file's text; None when it does not exist.
+pub fn read_optional(path: &Path) -> crate::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(crate::Error::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What compare writes, `load` reads back: a skipped profile stays skipped with its
+    /// reason, absent parts stay absent, and a corrupt summary is an error naming the file.
+    #[test]
+    fn what_is_written_is_read_back() {
+        let dir = std::env::temp_dir().join(format!("ringecho-results-{}", std::process::id()));
+        let r = Results::new(&dir);
+        r.create(false).unwrap();
+        let empty = r.load("c100x64").unwrap();
+        assert!(empty.rows.is_empty() && empty.machine.is_none() && empty.paired.is_none());
+        assert_eq!(empty.profile, Part::NotAsked);
+        assert_eq!(empty.baseline(), "epoll");
+        r.write_machine("kernel: x\n", &Default::default()).unwrap();
+        r.write_profile(&Part::Skipped("perf is not installed".into()))
+            .unwrap();
+        r.write_paired("table\n", &Vec::<u8>::new()).unwrap();
+        let back = r.load("c100x64").unwrap();
+        assert_eq!(back.machine.as_deref(), Some("kernel: x\n"));
+        assert_eq!(back.profile, Part::Skipped("perf is not installed".into()));
+        assert_eq!(back.paired.as_deref(), Some("table\n"));
+        std::fs::write(dir.join(SUMMARY_JSON), "not json").unwrap();
+        let err = r.load("c100x64").unwrap_err().to_string();
+        assert!(err.contains("summary.json is not a summary"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
