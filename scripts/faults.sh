@@ -7,12 +7,4 @@ report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 RINGECHO_FAULTS_REPORT="$report" cargo nextest run -p ringecho-integration --test faults \
   --test-threads 1 --no-fail-fast
-python3 - "$report" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| scenario | backend | figures |")
-print("| --- | --- | --- |")
-for r in rows:
-    f = ", ".join(f"{k} {v}" for k, v in r["figures"].items())
-    print(f"| {r['scenario']} | {r['backend']} | {f} |")
-PY
+cargo run --quiet -p ringecho-integration --bin faults-table -- "$report"

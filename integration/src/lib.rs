@@ -1,4 +1,4 @@
-//! Helpers for the tests across programs.
+//! Helpers for the tests across programs, and the fault suite's table ([`faults_table`]).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -160,5 +160,68 @@ impl Drop for Hosts {
         for n in &self.names {
             let _ = Command::new("ip").args(["netns", "del", n]).output();
         }
+    }
+}
+
+/// The fault suite's figures (`RINGECHO_FAULTS_REPORT`: one JSON line per scenario and
+/// backend, `{"scenario", "backend", "figures": {name: value}}`) as the Markdown table
+/// docs/reliability.md shows; an error names the line that is not one.
+pub fn faults_table(jsonl: &str) -> Result<String, String> {
+    let mut out = String::from("| scenario | backend | figures |\n| --- | --- | --- |\n");
+    for (i, line) in jsonl
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |what: &str| format!("line {}: {what}: {line}", i + 1);
+        let row: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+        let text = |key: &str| -> Result<String, String> {
+            Ok(match &row[key] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => return Err(bad(&format!("no {key}"))),
+                v => v.to_string(),
+            })
+        };
+        let figures = row["figures"]
+            .as_object()
+            .ok_or_else(|| bad("no figures"))?
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k} {s}"),
+                v => format!("{k} {v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "| {} | {} | {figures} |\n",
+            text("scenario")?,
+            text("backend")?
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_faults_table_has_a_row_per_line_and_names_a_bad_one() {
+        let jsonl = concat!(
+            r#"{"scenario":"rst storm","backend":"epoll-loop","figures":{"rst":1000,"healthy p99 ms":1.5}}"#,
+            "\n\n",
+            r#"{"scenario":"vanished","backend":"multishot","figures":{"verdict":"ok"}}"#,
+            "\n"
+        );
+        let t = faults_table(jsonl).unwrap();
+        assert_eq!(
+            t,
+            "| scenario | backend | figures |\n| --- | --- | --- |\n\
+             | rst storm | epoll-loop | healthy p99 ms 1.5, rst 1000 |\n\
+             | vanished | multishot | verdict ok |\n"
+        );
+        let err = faults_table("{}\nnot json\n").unwrap_err();
+        assert!(err.starts_with("line 1: no figures"), "{err}");
+        assert!(faults_table("x").unwrap_err().starts_with("line 1:"));
     }
 }

@@ -130,149 +130,184 @@ fn tag<'a>(r: &'a Report, k: &str) -> &'a str {
     r.tags.get(k).map(String::as_str).unwrap_or("")
 }
 
-/// Summarises `reports` per scenario and backend, with ratios to `baseline`.
-///
-/// Long because a row is many medians of the same rounds, each a line, and the ratios must
-/// pair each round with the baseline's same round.
-pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
-    let mut groups: BTreeMap<(String, String), Vec<&Report>> = BTreeMap::new();
-    let mut syscall_runs: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut failures: BTreeMap<(String, String), String> = BTreeMap::new();
+/// The reports of a comparison, grouped per scenario and server.
+struct Groups<'a> {
+    /// Measured runs (failed ones too), by scenario and server.
+    runs: BTreeMap<(String, String), Vec<&'a Report>>,
+    /// The syscall pass's syscalls per message, by scenario and server.
+    syscalls: BTreeMap<(String, String), Vec<f64>>,
+    /// Scenarios in the order first seen.
+    order: Vec<String>,
+    /// Why a server's run failed, the first reason per scenario and server.
+    failures: BTreeMap<(String, String), String>,
+}
+
+fn group(reports: &[Report]) -> Groups<'_> {
+    let mut g = Groups {
+        runs: BTreeMap::new(),
+        syscalls: BTreeMap::new(),
+        order: Vec::new(),
+        failures: BTreeMap::new(),
+    };
     for r in reports {
+        let key = (
+            tag(r, "scenario").to_string(),
+            tag(r, "backend").to_string(),
+        );
         // Runs that counted syscalls paid for the counting: they give syscalls/msg only.
         if tag(r, "pass") == "syscalls" {
             if let Some(n) = r.server.and_then(|s| s.syscalls_per_msg) {
-                let key = (
-                    tag(r, "scenario").to_string(),
-                    tag(r, "backend").to_string(),
-                );
-                syscall_runs.entry(key).or_default().push(n);
+                g.syscalls.entry(key).or_default().push(n);
             }
             continue;
         }
-        let scenario = tag(r, "scenario").to_string();
         if let Some(why) = &r.failure {
-            failures
-                .entry((scenario.clone(), tag(r, "backend").to_string()))
-                .or_insert_with(|| why.clone());
+            g.failures.entry(key.clone()).or_insert_with(|| why.clone());
         }
-        if !order.contains(&scenario) {
-            order.push(scenario.clone());
+        if !g.order.contains(&key.0) {
+            g.order.push(key.0.clone());
         }
-        groups
-            .entry((scenario, tag(r, "backend").to_string()))
-            .or_default()
-            .push(r);
+        g.runs.entry(key).or_default().push(r);
     }
+    g
+}
+
+/// Summarises `reports` per scenario and backend, with ratios to `baseline`, each round
+/// paired with the baseline's same round; then the scenario's contrasts on its rows.
+pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
+    let g = group(reports);
     let mut rows = Vec::new();
-    for scenario in &order {
-        let base: BTreeMap<&str, &Report> = groups
+    for scenario in &g.order {
+        let base: BTreeMap<&str, &Report> = g
+            .runs
             .get(&(scenario.clone(), baseline.to_string()))
             .map(|v| v.iter().map(|r| (tag(r, "round"), *r)).collect())
             .unwrap_or_default();
-        for ((s, backend), all) in groups.iter().filter(|((s, _), _)| s == scenario) {
-            let failure = failures.get(&(s.clone(), backend.clone())).cloned();
-            let runs: Vec<&Report> = all
-                .iter()
-                .copied()
-                .filter(|r| r.failure.is_none())
-                .collect();
-            let col = |f: &dyn Fn(&Report) -> f64| median(runs.iter().map(|r| f(r)).collect());
-            let server = |f: &dyn Fn(&ringecho_loadgen::witness::ServerCost) -> f64| {
-                median(
-                    runs.iter()
-                        .filter_map(|r| r.server.as_ref().map(f))
-                        .collect(),
-                )
-            };
-            let paired = |f: &dyn Fn(&Report) -> f64| -> Vec<f64> {
-                runs.iter()
-                    .filter_map(|r| {
-                        let b = base.get(tag(r, "round"))?;
-                        let (x, y) = (f(r), f(b));
-                        (y > 0.0).then_some(x / y)
-                    })
-                    .collect()
-            };
-            let cpu = |r: &Report| r.server.map_or(0.0, |s| s.cpu_us_per_msg);
-            let cpu_ratios = paired(&cpu);
-            let msg_ratios = paired(&|r: &Report| r.msgs_per_s);
-            let syscalls = syscall_runs
-                .get(&(s.clone(), backend.clone()))
-                .cloned()
-                .unwrap_or_default();
-            rows.push(Row {
-                scenario: s.clone(),
-                backend: backend.clone(),
-                rounds: runs.len(),
-                msgs_per_s: col(&|r| r.msgs_per_s),
-                mib_per_s: col(&|r| r.mib_per_s),
-                p50_us: col(&|r| r.latency_us.p50 as f64),
-                p99_us: col(&|r| r.latency_us.p99 as f64),
-                p999_us: col(&|r| r.latency_us.p999 as f64),
-                max_us: col(&|r| r.latency_us.max as f64),
-                server_cpu_us_per_msg: server(&|s| s.cpu_us_per_msg),
-                server_user_us_per_msg: server(&|s| s.user_us_per_msg),
-                server_sys_us_per_msg: server(&|s| s.sys_us_per_msg),
-                server_syscalls_per_msg: (!syscalls.is_empty()).then(|| median(syscalls)),
-                server_cores_busy_us_per_msg: some_median(&runs, |s| s.cores_busy_us_per_msg),
-                server_cores_other_us_per_msg: some_median(&runs, |s| s.cores_other_us_per_msg),
-                server_cores_steal_us_per_msg: some_median(&runs, |s| s.cores_steal_us_per_msg),
-                cores_differ_rounds: runs
-                    .iter()
-                    .filter(|r| r.server.is_some_and(|s| s.cores_differ()))
-                    .count(),
-                server_rss_mib: runs
-                    .iter()
-                    .filter_map(|r| r.server.map(|s| s.rss_kb as f64 / 1024.0))
-                    .fold(0.0, f64::max),
-                loadgen_us_per_msg: col(&|r| r.loadgen_cpu.us_per_msg),
-                loadgen_utilisation: col(&|r| r.loadgen_cpu.utilisation),
-                fin: runs.iter().map(|r| r.counts.closes.fin).sum(),
-                rst: runs.iter().map(|r| r.counts.closes.rst).sum(),
-                server_agrees: runs.iter().all(|r| r.server_agrees != Some(false)),
-                mismatches: runs.iter().map(|r| r.counts.mismatches).sum(),
-                errors: runs.iter().map(|r| r.counts.failed()).sum(),
-                msgs_ratio: (!msg_ratios.is_empty()).then(|| median(msg_ratios)),
-                cpu_ratio: (!cpu_ratios.is_empty()).then(|| median(cpu_ratios.clone())),
-                cpu_ratio_spread: (!cpu_ratios.is_empty()).then(|| spread(&cpu_ratios)),
-                loadgen_limited_rounds: runs.iter().filter(|r| r.loadgen_limited).count(),
-                witnessed: runs.iter().all(|r| r.server_closes.is_some()),
-                failure,
-                baseline: baseline.to_string(),
-                contrasts: Vec::new(),
-            });
+        for ((s, backend), all) in g.runs.iter().filter(|((s, _), _)| s == scenario) {
+            rows.push(row(s, backend, all, &base, &g, baseline));
         }
-        let servers: Vec<&str> = groups
-            .keys()
-            .filter(|(s, _)| s == scenario)
-            .map(|(_, b)| b.as_str())
-            .collect();
-        let points = |name: &str| -> Vec<Point> {
-            groups
-                .get(&(scenario.clone(), name.to_string()))
-                .into_iter()
-                .flatten()
-                // A run that lost or altered bytes answers no question about cost.
-                .filter(|r| r.is_clean())
-                .map(|r| Point {
-                    round: tag(r, "round"),
-                    cpu: r.server.map_or(0.0, |s| s.cpu_us_per_msg),
-                    msgs: r.msgs_per_s,
-                })
-                .collect()
-        };
-        for c in crate::grid::contrasts(&servers, points) {
-            if let Some(row) = rows
-                .iter_mut()
-                .find(|r| &r.scenario == scenario && r.backend == c.server)
-            {
-                row.contrasts.push(c);
-            }
-        }
+        contrasts(&mut rows, scenario, &g);
     }
     rows
+}
+
+/// One server's row in one scenario: medians over its clean rounds, ratios to the
+/// baseline's same rounds.
+fn row(
+    s: &str,
+    backend: &str,
+    all: &[&Report],
+    base: &BTreeMap<&str, &Report>,
+    g: &Groups,
+    baseline: &str,
+) -> Row {
+    let failure = g
+        .failures
+        .get(&(s.to_string(), backend.to_string()))
+        .cloned();
+    let runs: Vec<&Report> = all
+        .iter()
+        .copied()
+        .filter(|r| r.failure.is_none())
+        .collect();
+    let col = |f: &dyn Fn(&Report) -> f64| median(runs.iter().map(|r| f(r)).collect());
+    let server = |f: &dyn Fn(&ringecho_loadgen::witness::ServerCost) -> f64| {
+        median(
+            runs.iter()
+                .filter_map(|r| r.server.as_ref().map(f))
+                .collect(),
+        )
+    };
+    let paired = |f: &dyn Fn(&Report) -> f64| -> Vec<f64> {
+        runs.iter()
+            .filter_map(|r| {
+                let b = base.get(tag(r, "round"))?;
+                let (x, y) = (f(r), f(b));
+                (y > 0.0).then_some(x / y)
+            })
+            .collect()
+    };
+    let cpu = |r: &Report| r.server.map_or(0.0, |s| s.cpu_us_per_msg);
+    let cpu_ratios = paired(&cpu);
+    let msg_ratios = paired(&|r: &Report| r.msgs_per_s);
+    let syscalls = g
+        .syscalls
+        .get(&(s.to_string(), backend.to_string()))
+        .cloned()
+        .unwrap_or_default();
+    Row {
+        scenario: s.to_string(),
+        backend: backend.to_string(),
+        rounds: runs.len(),
+        msgs_per_s: col(&|r| r.msgs_per_s),
+        mib_per_s: col(&|r| r.mib_per_s),
+        p50_us: col(&|r| r.latency_us.p50 as f64),
+        p99_us: col(&|r| r.latency_us.p99 as f64),
+        p999_us: col(&|r| r.latency_us.p999 as f64),
+        max_us: col(&|r| r.latency_us.max as f64),
+        server_cpu_us_per_msg: server(&|s| s.cpu_us_per_msg),
+        server_user_us_per_msg: server(&|s| s.user_us_per_msg),
+        server_sys_us_per_msg: server(&|s| s.sys_us_per_msg),
+        server_syscalls_per_msg: (!syscalls.is_empty()).then(|| median(syscalls)),
+        server_cores_busy_us_per_msg: some_median(&runs, |s| s.cores_busy_us_per_msg),
+        server_cores_other_us_per_msg: some_median(&runs, |s| s.cores_other_us_per_msg),
+        server_cores_steal_us_per_msg: some_median(&runs, |s| s.cores_steal_us_per_msg),
+        cores_differ_rounds: runs
+            .iter()
+            .filter(|r| r.server.is_some_and(|s| s.cores_differ()))
+            .count(),
+        server_rss_mib: runs
+            .iter()
+            .filter_map(|r| r.server.map(|s| s.rss_kb as f64 / 1024.0))
+            .fold(0.0, f64::max),
+        loadgen_us_per_msg: col(&|r| r.loadgen_cpu.us_per_msg),
+        loadgen_utilisation: col(&|r| r.loadgen_cpu.utilisation),
+        fin: runs.iter().map(|r| r.counts.closes.fin).sum(),
+        rst: runs.iter().map(|r| r.counts.closes.rst).sum(),
+        server_agrees: runs.iter().all(|r| r.server_agrees != Some(false)),
+        mismatches: runs.iter().map(|r| r.counts.mismatches).sum(),
+        errors: runs.iter().map(|r| r.counts.failed()).sum(),
+        msgs_ratio: (!msg_ratios.is_empty()).then(|| median(msg_ratios)),
+        cpu_ratio: (!cpu_ratios.is_empty()).then(|| median(cpu_ratios.clone())),
+        cpu_ratio_spread: (!cpu_ratios.is_empty()).then(|| spread(&cpu_ratios)),
+        loadgen_limited_rounds: runs.iter().filter(|r| r.loadgen_limited).count(),
+        witnessed: runs.iter().all(|r| r.server_closes.is_some()),
+        failure,
+        baseline: baseline.to_string(),
+        contrasts: Vec::new(),
+    }
+}
+
+/// Attaches the 2×2's contrasts to `scenario`'s rows.
+fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups) {
+    let servers: Vec<&str> = g
+        .runs
+        .keys()
+        .filter(|(s, _)| s == scenario)
+        .map(|(_, b)| b.as_str())
+        .collect();
+    let points = |name: &str| -> Vec<Point> {
+        g.runs
+            .get(&(scenario.to_string(), name.to_string()))
+            .into_iter()
+            .flatten()
+            // A run that lost or altered bytes answers no question about cost.
+            .filter(|r| r.is_clean())
+            .map(|r| Point {
+                round: tag(r, "round"),
+                cpu: r.server.map_or(0.0, |s| s.cpu_us_per_msg),
+                msgs: r.msgs_per_s,
+            })
+            .collect()
+    };
+    for c in crate::grid::contrasts(&servers, points) {
+        if let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.scenario == scenario && r.backend == c.server)
+        {
+            row.contrasts.push(c);
+        }
+    }
 }
 
 /// The 2×2 section of the table: per scenario, the contrasts its rows carry.

@@ -202,8 +202,8 @@ impl Model {
         self.check();
     }
 
-    /// Carries out one action; true if a ring buffer went back. Long because it is the
-    /// model kernel's rule for every action, each with its own checks.
+    /// Carries out one action, checking it is one the kernel may be asked for now; true if a
+    /// ring buffer went back.
     fn execute(&mut self, conn: usize, action: Action, event: &Event) -> bool {
         let p = &mut self.peers[conn];
         assert!(!p.released, "{action:?} after release ({event:?})");
@@ -241,39 +241,8 @@ impl Model {
                 len,
                 to,
                 at,
-            } => {
-                assert!(!self.ring_free.contains(&bid), "copy from a free buffer");
-                if let Some(s) = p.send {
-                    let overlap = s.buf == to && at < s.offset + s.len && s.offset < at + len;
-                    assert!(!overlap, "copy into bytes a send is reading");
-                }
-                let Buf::Spill(i) = to else {
-                    panic!("copy into {to:?}")
-                };
-                let src =
-                    self.ring_mem[bid as usize][from as usize..(from + len) as usize].to_vec();
-                let dst = self.spills.mem.get_mut(&i).expect("copy into a free spill");
-                dst[at as usize..(at + len) as usize].copy_from_slice(&src);
-            }
-            Action::Recycle(buf) => {
-                if let Some(s) = p.send {
-                    assert_ne!(s.buf, buf, "recycled a buffer a send is reading");
-                }
-                match buf {
-                    Buf::Ring(bid) => {
-                        assert!(!self.ring_free.contains(&bid), "ring buffer {bid} twice");
-                        // Poison it: a later read of a recycled buffer shows as corruption.
-                        self.ring_mem[bid as usize].fill(0xEE);
-                        self.ring_free.push_back(bid);
-                        return true;
-                    }
-                    Buf::Spill(i) => {
-                        assert!(self.spills.mem.remove(&i).is_some(), "spill {i} twice");
-                        self.spills.free.push(i);
-                        self.spills.held -= 1;
-                    }
-                }
-            }
+            } => self.copy(conn, bid, from..from + len, to, at),
+            Action::Recycle(buf) => return self.recycle(conn, buf),
             Action::Starved => p.starved = true,
             Action::Echoed { recvs, bytes } => {
                 p.counted_recvs += u64::from(recvs);
@@ -286,6 +255,44 @@ impl Model {
             }
         }
         false
+    }
+
+    /// Copies ring buffer `bid`'s bytes `from` into spill `to` at `at`, never under a send.
+    fn copy(&mut self, conn: usize, bid: u16, from: std::ops::Range<u32>, to: Buf, at: u32) {
+        assert!(!self.ring_free.contains(&bid), "copy from a free buffer");
+        let len = from.end - from.start;
+        if let Some(s) = self.peers[conn].send {
+            let overlap = s.buf == to && at < s.offset + s.len && s.offset < at + len;
+            assert!(!overlap, "copy into bytes a send is reading");
+        }
+        let Buf::Spill(i) = to else {
+            panic!("copy into {to:?}")
+        };
+        let src = self.ring_mem[bid as usize][from.start as usize..from.end as usize].to_vec();
+        let dst = self.spills.mem.get_mut(&i).expect("copy into a free spill");
+        dst[at as usize..(at + len) as usize].copy_from_slice(&src);
+    }
+
+    /// Takes back a buffer no send is reading; true if it was a ring buffer.
+    fn recycle(&mut self, conn: usize, buf: Buf) -> bool {
+        if let Some(s) = self.peers[conn].send {
+            assert_ne!(s.buf, buf, "recycled a buffer a send is reading");
+        }
+        match buf {
+            Buf::Ring(bid) => {
+                assert!(!self.ring_free.contains(&bid), "ring buffer {bid} twice");
+                // Poison it: a later read of a recycled buffer shows as corruption.
+                self.ring_mem[bid as usize].fill(0xEE);
+                self.ring_free.push_back(bid);
+                true
+            }
+            Buf::Spill(i) => {
+                assert!(self.spills.mem.remove(&i).is_some(), "spill {i} twice");
+                self.spills.free.push(i);
+                self.spills.held -= 1;
+                false
+            }
+        }
     }
 
     fn step(&mut self, step: Step) {
