@@ -3,27 +3,27 @@
 //! SO_LINGER=0 (RST) and the rest with FIN, and reports HdrHistogram latency, throughput and
 //! close counts, with the server's and the kernel's counts beside ours.
 //!
-//! By concern: [`cli`] dispatches the command line; [`load`] runs one load from start to
-//! report over the [`engine`]'s threads, while [`watch`] shows progress and samples the
-//! measured window; [`settle`] decides where that window starts; [`counts`] is what every
-//! thread and the report add up; [`report`] and [`output`] say and write what was measured;
+//! By concern: `cli` dispatches the command line; `load` runs one load from start to
+//! report over the [`engine`]'s threads, while `watch` shows progress and samples the
+//! measured window; `settle` decides where that window starts; [`counts`] is what every
+//! thread and the report add up; [`report`] and `output` say and write what was measured;
 //! [`witness`] reads the server's and the kernel's counts.
 
 #![warn(missing_docs)]
 
-pub mod cli;
+mod cli;
 pub mod config;
 pub mod counts;
 pub mod engine;
-pub mod load;
+mod load;
 mod output;
-pub mod pace;
+mod pace;
 pub mod payload;
 pub mod plot;
 pub mod report;
-pub mod settle;
+mod settle;
 pub mod sweep;
-pub mod sys;
+mod sys;
 mod watch;
 pub mod witness;
 

@@ -7,20 +7,20 @@
 
 #![warn(missing_docs)]
 
-pub mod cap;
+mod cap;
 pub mod check;
 pub mod compare;
-pub mod cores;
+mod cores;
 pub mod diff;
-pub mod error;
-pub mod grid;
+mod error;
+mod grid;
 pub mod html;
-pub mod loadgen;
-pub mod paired;
+mod loadgen;
+mod paired;
 pub mod profile;
 pub mod results;
 pub mod scenario;
-pub mod server;
+mod server;
 pub mod summary;
 
 use std::path::Path;

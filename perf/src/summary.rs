@@ -87,7 +87,7 @@ pub struct Row {
     /// The server the ratio columns divide by.
     pub baseline: String,
     /// This server against its counterparts in the 2×2 of interface × driver, from the
-    /// same rounds ([`crate::grid`]).
+    /// same rounds (`crate::grid`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub contrasts: Vec<Contrast>,
 }

@@ -2,9 +2,9 @@
 //! (`epoll` via tokio, `epoll-loop` by hand on mio, `uring` via tokio-uring, `multishot` via
 //! the io-uring crate), so that a comparison between them isolates the I/O interface.
 //!
-//! [`server::bind`] opens one SO_REUSEPORT listener per thread, [`server::start_on`] runs the
-//! chosen backend on each, and [`server::run`] serves until a shutdown future completes,
-//! then drains; [`stats`] counts how every connection ended (peer FIN, peer RST, server,
+//! [`bind`] opens one SO_REUSEPORT listener per thread, [`start_on`] runs the
+//! chosen backend on each, and [`run`] serves until a shutdown future completes,
+//! then drains; `stats` counts how every connection ended (peer FIN, peer RST, server,
 //! error). The process around it (signals, the ready file, exit codes) is the binary's.
 
 #![warn(missing_docs)]
@@ -13,11 +13,11 @@ pub(crate) mod backend;
 pub mod config;
 pub(crate) mod echo;
 pub mod listener;
-pub mod metrics;
+mod metrics;
 mod ready;
-pub mod server;
-pub mod shutdown;
-pub mod stats;
+mod server;
+mod shutdown;
+mod stats;
 pub(crate) mod worker;
 
 pub use config::{Backend, Config};

@@ -15,10 +15,10 @@
 //! in flight, every echoed byte verified in order, each message timed three ways (intended,
 //! sent, echoed). Each thread keeps its own histograms and counts, merged at the end.
 //!
-//! By concern: [`plan`] holds what every thread follows and the run's clock; [`tally`] what
-//! a thread counts and publishes; [`connect`] opens and probes connections; [`slot`] drives
-//! one connection slot across its connections and closes them; [`conversation`] is one
-//! connection's writer and reader; [`thread`] is a load thread's life in order.
+//! By concern: `plan` holds what every thread follows and the run's clock; `tally` what
+//! a thread counts and publishes; `connect` opens and probes connections; `slot` drives
+//! one connection slot across its connections and closes them; `conversation` is one
+//! connection's writer and reader; `thread` is a load thread's life in order.
 
 pub mod connect;
 mod conversation;

@@ -1,5 +1,5 @@
 //! The run's report: what was measured (its JSON is the contract scripts read), the human
-//! summary as its `Display`, and whether the loadgen may have limited the run. [`logs`]
+//! summary as its `Display`, and whether the loadgen may have limited the run. `logs`
 //! writes the histograms and merges several hosts' logs into one report.
 
 mod logs;

@@ -4,10 +4,10 @@
 //! plots, the profile and report.html. A server that never listens, dies or corrupts an echo
 //! gets a FAILED row and the run goes on; the comparison then exits 1.
 //!
-//! The settings are derived once, in [`Plan::new`] ([`plan`]); the state of a comparison in
+//! The settings are derived once, in [`Plan::new`] (`plan`); the state of a comparison in
 //! progress is one [`Bench`] ([`bench`]), whose [`Bench::run`] reads as the comparison's
-//! steps. Its optional passes are apart: [`paired`] (`--paired`) and [`profile`]
-//! (`--profile`); [`machine`] describes the machine the figures hold for.
+//! steps. Its optional passes are apart: `paired` (`--paired`) and `profile`
+//! (`--profile`); `machine` describes the machine the figures hold for.
 
 mod bench;
 mod machine;
