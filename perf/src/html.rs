@@ -130,13 +130,7 @@ fn grid(b: &mut String, rows: &[Row]) {
          what the runtime costs. Ratios are medians of per-round ratios of server CPU per \
          message, with the rounds' spread; a spread that covers 1.0 is called level.</p>",
     );
-    for s in scenario_order(rows) {
-        let mut mine: Vec<&crate::grid::Contrast> = rows
-            .iter()
-            .filter(|r| r.scenario == s)
-            .flat_map(|r| &r.contrasts)
-            .collect();
-        mine.sort_by_key(|c| c.question);
+    for (s, mine) in crate::summary::scenario_contrasts(rows) {
         if mine.is_empty() {
             continue;
         }

@@ -310,8 +310,9 @@ fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups) {
     }
 }
 
-/// The 2×2 section of the table: per scenario, the contrasts its rows carry.
-pub fn grid(rows: &[Row]) -> String {
+/// Per scenario, in the rows' order, the contrasts its rows carry, by question: what the
+/// table's 2×2 section and the report's show.
+pub fn scenario_contrasts(rows: &[Row]) -> Vec<(String, Vec<Contrast>)> {
     let mut scenarios: Vec<(String, Vec<Contrast>)> = Vec::new();
     for r in rows {
         match scenarios.iter_mut().find(|(s, _)| *s == r.scenario) {
@@ -322,6 +323,12 @@ pub fn grid(rows: &[Row]) -> String {
     for (_, cs) in &mut scenarios {
         cs.sort_by_key(|c| c.question);
     }
+    scenarios
+}
+
+/// The 2×2 section of the table: per scenario, the contrasts its rows carry.
+pub fn grid(rows: &[Row]) -> String {
+    let scenarios = scenario_contrasts(rows);
     crate::grid::table(&scenarios, |scenario, name| {
         rows.iter()
             .find(|r| r.scenario == scenario && r.backend == name && r.failure.is_none())
