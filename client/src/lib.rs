@@ -115,6 +115,8 @@ pub enum ClientError {
     },
     /// Any other I/O failure, with what was being done.
     Io(&'static str, io::Error),
+    /// A capture file that cannot be read or holds no segment of the port.
+    Capture(String),
 }
 
 impl fmt::Display for ClientError {
@@ -127,6 +129,7 @@ impl fmt::Display for ClientError {
             ),
             ClientError::WrongEcho { sent, got } => write!(f, "sent {sent:?} but got back {got:?}"),
             ClientError::Io(what, e) => write!(f, "{what}: {e}"),
+            ClientError::Capture(why) => f.write_str(why),
         }
     }
 }
@@ -224,34 +227,25 @@ fn read_echo(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), ClientError> 
     Ok(())
 }
 
-/// The binary's whole logic.
-pub fn main_with(cli: Cli) -> std::process::ExitCode {
-    if let Some(kind) = cli.generate {
-        use clap::CommandFactory;
-        return ringecho_common::generate_or_fail(kind, Cli::command());
-    }
-    let result = match cli.command {
-        Some(Command::ExplainCapture { port, file }) => std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))
-            .and_then(|text| {
-                let cap = capture::Capture::parse(&text, port);
-                if cap.segments.is_empty() {
-                    return Err(format!(
-                        "{} holds no TCP segment to or from port {port}: is it `tcpdump -n -S` \
-                         text output of that port?",
-                        file.display()
-                    ));
-                }
-                print!("{}", cap.explain());
-                Ok(())
-            }),
-        None => run(&cli.session).map(drop).map_err(|e| e.to_string()),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ringecho-client: error: {e}");
-            std::process::ExitCode::from(1)
+/// Runs the command line (a session, or `explain-capture`); the binary maps the error to
+/// its exit code.
+pub fn run_cli(cli: &Cli) -> Result<(), ClientError> {
+    match &cli.command {
+        Some(Command::ExplainCapture { port, file }) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                ClientError::Capture(format!("cannot read {}: {e}", file.display()))
+            })?;
+            let cap = capture::Capture::parse(&text, *port);
+            if cap.segments.is_empty() {
+                return Err(ClientError::Capture(format!(
+                    "{} holds no TCP segment to or from port {port}: is it `tcpdump -n -S` \
+                     text output of that port?",
+                    file.display()
+                )));
+            }
+            print!("{}", cap.explain());
+            Ok(())
         }
+        None => run(&cli.session).map(drop),
     }
 }

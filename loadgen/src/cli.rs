@@ -1,7 +1,6 @@
 //! The command line: the load run with its outputs, and the subcommands.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use crate::config::{self, Cli, Command, RunConfig};
 use crate::load::run_load;
@@ -9,13 +8,10 @@ use crate::output::{write_file, write_json};
 use crate::report;
 use crate::{sweep, witness, LoadError};
 
-/// Runs the command line; the binary's whole logic.
-pub fn main_with(cli: Cli) -> ExitCode {
-    if let Some(kind) = cli.generate {
-        use clap::CommandFactory;
-        return ringecho_common::generate_or_fail(kind, Cli::command());
-    }
-    let result = match cli.command {
+/// Runs the command line: Ok(false) when a run finished but cannot be trusted (exit 1); the
+/// binary maps the outcome to its exit code.
+pub fn run_cli(cli: Cli) -> Result<bool, LoadError> {
+    match cli.command {
         Some(Command::Merge(m)) => merge(&m),
         Some(Command::Sweep(s)) => sweep_cmd(&s),
         Some(Command::StartIn(a)) => {
@@ -25,14 +21,6 @@ pub fn main_with(cli: Cli) -> ExitCode {
             Ok(true)
         }
         None => load(&cli.run),
-    };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("ringecho-loadgen: error: {e}");
-            ExitCode::from(1)
-        }
     }
 }
 

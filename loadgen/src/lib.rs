@@ -29,7 +29,7 @@ pub mod witness;
 
 use std::fmt;
 
-pub use cli::main_with;
+pub use cli::run_cli;
 pub use load::{run_load, Outcome};
 
 /// A run that could not be carried out, with what to do about it.
