@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Error::Run(RunError::WorkerFailed(summary)) = &e {
-                print!("{}", summary.summary());
+                print!("{summary}");
             }
             eprintln!("ringecho-server: error: {e}");
             ExitCode::from(1)
@@ -76,7 +76,7 @@ fn try_main(config: &Config) -> Result<(), Error> {
         println!("ringecho-server: signal received, draining (up to {drain:?})");
     };
     let summary = rt.block_on(ringecho_server::run(server, shutdown))?;
-    print!("{}", summary.summary());
+    print!("{summary}");
     Ok(())
 }
 

@@ -231,26 +231,27 @@ impl Snapshot {
         self.accepted
             .saturating_sub(self.fin + self.rst + self.server + self.error)
     }
+}
 
-    /// The one-screen summary printed at shutdown.
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "ringecho-server summary\n  connections accepted  {}\n  rejected (max-conns)  {}\n  still open            {}\n  closes: fin {}  rst {}  server {}  error {}\n  bytes echoed          {}\n  receives echoed       {}\n  accept errors         {}\n",
-            self.accepted,
-            self.rejected,
-            self.active(),
-            self.fin,
-            self.rst,
-            self.server,
-            self.error,
-            self.bytes_echoed,
-            self.recvs,
-            self.accept_errors,
-        );
+/// The one-screen summary printed at shutdown.
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "ringecho-server summary")?;
+        writeln!(f, "  connections accepted  {}", self.accepted)?;
+        writeln!(f, "  rejected (max-conns)  {}", self.rejected)?;
+        writeln!(f, "  still open            {}", self.active())?;
+        writeln!(
+            f,
+            "  closes: fin {}  rst {}  server {}  error {}",
+            self.fin, self.rst, self.server, self.error
+        )?;
+        writeln!(f, "  bytes echoed          {}", self.bytes_echoed)?;
+        writeln!(f, "  receives echoed       {}", self.recvs)?;
+        writeln!(f, "  accept errors         {}", self.accept_errors)?;
         for (kind, n) in &self.errors_by_kind {
-            out.push_str(&format!("  error {kind:<20} {n}\n"));
+            writeln!(f, "  error {kind:<20} {n}")?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -286,6 +287,6 @@ mod tests {
         assert_eq!((s.accepted, s.fin, s.rst, s.error), (5, 1, 1, 1));
         assert_eq!(s.active(), 2);
         assert_eq!(s.errors_by_kind["timed_out"], 1);
-        assert!(s.summary().contains("fin 1  rst 1"));
+        assert!(s.to_string().contains("fin 1  rst 1"));
     }
 }
