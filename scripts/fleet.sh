@@ -10,7 +10,8 @@
 # --host NAME[=FLAGS]   a load host, with flags of its own (repeatable)
 # --ssh CMD             how to run a command on a host: CMD HOST COMMAND... (default: ssh)
 # --start-in DUR        the common start is now + DUR (each host connects first): 10s;
-#                       DUR as every ringecho program reads it (500ms, 10s, 1m)
+#                       DUR as every ringecho program reads it: seconds, or a number
+#                       with a unit (3, 500ms, 10s, 1m)
 # --scrape-prefix CMD   prefix for fetching the server's metrics from here (e.g. to reach it
 #                       through a jump host): none
 # Clocks are taken as synchronised (NTP/PTP); each log states how late its host started.
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --scrape-prefix) prefix=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "fleet.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done

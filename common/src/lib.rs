@@ -83,9 +83,10 @@ pub fn available_cores() -> usize {
 }
 
 /// How every ringecho program and script reads a duration: a number with a unit, as
-/// humantime reads it (`500ms`, `5s`, `2m`, `1h 30m`). Zero is refused: a timeout, an
-/// interval or a measured window of zero is a mistake. Settings where zero means "none" (a
-/// `0s` warm-up, no pause between sends) take [`parse_duration_or_zero`] and say so.
+/// humantime reads it (`500ms`, `5s`, `2m`, `1h 30m`), or a bare number of seconds (`3`,
+/// `0.5`). Zero is refused: a timeout, an interval or a measured window of zero is a
+/// mistake. Settings where zero means "none" (a `0s` warm-up, no pause between sends) take
+/// [`parse_duration_or_zero`] and say so.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration_or_zero(s)?;
     if d.is_zero() {
@@ -96,6 +97,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Reads a duration as [`parse_duration`] does, zero included.
 pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("'{s}' is not a duration: seconds must be 0 or more"));
+    }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration: {e} (e.g. 500ms, 5s, 2m)"))
 }
@@ -308,8 +313,10 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration_or_zero("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration_or_zero("3")
-            .unwrap_err()
-            .contains("'3' is not a duration"));
+        assert_eq!(parse_duration_or_zero("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration_or_zero("-1").is_err());
+        assert!(parse_duration_or_zero("NaN").is_err());
     }
 }

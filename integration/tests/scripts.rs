@@ -63,7 +63,7 @@ fn fleet_sh_start_in_takes_minutes_and_names_a_bad_duration() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(2), "{err}");
     assert!(err.contains("--start-in 'soon' is not a duration"), "{err}");
-    for good in ["1m", "500ms", "2s", "0s"] {
+    for good in ["1m", "500ms", "2s", "3", "0s"] {
         let r = run(good);
         let err = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(1), "{good}: {err}");
