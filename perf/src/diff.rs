@@ -7,15 +7,18 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::results::{Contents, Results};
+use crate::results::Results;
 use crate::summary::Row;
 
 /// The diff of results directories `a` and `b` as text.
 pub fn diff(a: &Path, b: &Path) -> crate::Result<String> {
-    let read = |d: &Path| Results::new(d).load("");
-    let (ca, cb) = (read(a)?, read(b)?);
-    let machine = |c: &Contents| c.machine.clone().unwrap_or_default();
-    Ok(text(&ca.rows, &cb.rows, &machine(&ca), &machine(&cb), a, b))
+    let rows = |d: &Path| {
+        let r = Results::new(d);
+        r.summary()?.ok_or_else(|| r.no_summary())
+    };
+    let (ra, rb) = (rows(a)?, rows(b)?);
+    let machine = |d: &Path| Results::new(d).machine().map(Option::unwrap_or_default);
+    Ok(text(&ra, &rb, &machine(a)?, &machine(b)?, a, b))
 }
 
 fn text(ra: &[Row], rb: &[Row], ma: &str, mb: &str, a: &Path, b: &Path) -> String {

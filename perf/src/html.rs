@@ -26,7 +26,7 @@ fn opt(v: Option<f64>) -> String {
 
 /// The page for a comparison's results.
 pub fn page(c: &Contents, baseline: &str, plot_scenario: &str) -> String {
-    let rows = &c.rows;
+    let rows = c.rows.as_deref().unwrap_or_default();
     let machine = c.machine.as_deref().unwrap_or("");
     let mut b = String::from("<h1>ringecho compare report</h1>");
     // What the machine was, first: these figures hold for it alone.

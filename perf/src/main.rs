@@ -258,7 +258,10 @@ fn run(command: Command) -> Result<bool> {
         } => {
             let results = ringecho_perf::results::Results::new(dir);
             let contents = results.load(&plot_scenario)?;
-            let baseline = baseline.unwrap_or_else(|| contents.baseline());
+            let baseline = match baseline.or_else(|| contents.baseline()) {
+                Some(b) => b,
+                None => return Err(results.no_summary()),
+            };
             results.write_report(&ringecho_perf::html::page(
                 &contents,
                 &baseline,

@@ -44,8 +44,8 @@ pub enum Part<T> {
 pub struct Contents {
     /// machine.txt: the machine, the split and the windows.
     pub machine: Option<String>,
-    /// The summary's rows (empty when no run was made).
-    pub rows: Vec<Row>,
+    /// The summary's rows; None when there is no summary.json (no run was made).
+    pub rows: Option<Vec<Row>>,
     /// `--paired`'s table.
     pub paired: Option<String>,
     /// `--profile`'s figures.
@@ -60,13 +60,15 @@ pub struct Contents {
 
 impl Contents {
     /// The baseline the summary's rows name (`epoll` for rows written before they named
-    /// one).
-    pub fn baseline(&self) -> String {
-        self.rows
-            .iter()
-            .map(|r| r.baseline.clone())
-            .find(|b| !b.is_empty())
-            .unwrap_or_else(|| "epoll".into())
+    /// one); None without a summary.
+    pub fn baseline(&self) -> Option<String> {
+        let rows = self.rows.as_ref()?;
+        Some(
+            rows.iter()
+                .map(|r| r.baseline.clone())
+                .find(|b| !b.is_empty())
+                .unwrap_or_else(|| "epoll".into()),
+        )
     }
 }
 
@@ -198,12 +200,6 @@ impl Results {
     /// What the report needs, read back from the directory (`plot_scenario`: whose latency
     /// plot). A missing part is left out; a part that is there but unreadable is an error.
     pub fn load(&self, plot_scenario: &str) -> crate::Result<Contents> {
-        let rows = match self.optional(SUMMARY_JSON)? {
-            Some(text) if !text.trim().is_empty() => {
-                crate::parse(&self.dir.join(SUMMARY_JSON), "a summary", &text)?
-            }
-            _ => Vec::new(),
-        };
         let profile = match (self.optional(PROFILE_JSON)?, self.optional(PROFILE_TXT)?) {
             (Some(json), _) => Part::Ran(crate::parse(
                 &self.dir.join(PROFILE_JSON),
@@ -227,14 +223,40 @@ impl Results {
             sweeps.push(crate::parse(&path, "a sweep", &crate::read(&path)?)?);
         }
         Ok(Contents {
-            machine: self.optional(MACHINE_TXT)?,
-            rows,
+            machine: self.machine()?,
+            rows: self.summary()?,
             paired: self.optional(PAIRED_TXT)?,
             profile,
             sweeps,
             latency_svg: read_optional(&self.latency_svg(plot_scenario))?,
             load_svg: read_optional(&self.load_svg())?,
         })
+    }
+
+    /// summary.json's rows; None when there is none (an empty file reads as no rows).
+    pub fn summary(&self) -> crate::Result<Option<Vec<Row>>> {
+        Ok(match self.optional(SUMMARY_JSON)? {
+            Some(text) if !text.trim().is_empty() => Some(crate::parse(
+                &self.dir.join(SUMMARY_JSON),
+                "a summary",
+                &text,
+            )?),
+            Some(_) => Some(Vec::new()),
+            None => None,
+        })
+    }
+
+    /// The error for a directory that has no summary.json where one is needed.
+    pub fn no_summary(&self) -> crate::Error {
+        crate::Error::Read {
+            path: self.dir.join(SUMMARY_JSON),
+            source: std::io::ErrorKind::NotFound.into(),
+        }
+    }
+
+    /// machine.txt, if it is there.
+    pub fn machine(&self) -> crate::Result<Option<String>> {
+        self.optional(MACHINE_TXT)
     }
 
     fn optional(&self, name: &str) -> crate::Result<Option<String>> {
@@ -266,9 +288,15 @@ mod tests {
         let r = Results::new(&dir);
         r.create(false).unwrap();
         let empty = r.load("c100x64").unwrap();
-        assert!(empty.rows.is_empty() && empty.machine.is_none() && empty.paired.is_none());
+        assert!(empty.rows.is_none() && empty.machine.is_none() && empty.paired.is_none());
         assert_eq!(empty.profile, Part::NotAsked);
-        assert_eq!(empty.baseline(), "epoll");
+        assert_eq!(empty.baseline(), None);
+        assert!(r.no_summary().to_string().contains("summary.json"));
+        r.write_summary("", &[]).unwrap();
+        assert_eq!(
+            r.load("c100x64").unwrap().baseline().as_deref(),
+            Some("epoll")
+        );
         r.write_machine("kernel: x\n", &Default::default()).unwrap();
         r.write_profile(&Part::Skipped("perf is not installed".into()))
             .unwrap();

@@ -356,7 +356,7 @@ impl Bench {
         if !reports.iter().all(Report::is_clean) {
             self.failed = true;
         }
-        self.contents.rows = rows;
+        self.contents.rows = Some(rows);
         Ok(())
     }
 
