@@ -99,7 +99,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.trim().parse::<f64>() {
         return Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("'{s}' is not a duration: seconds must be 0 or more"));
+            .map_err(|_| format!("'{s}' is not a duration: seconds must be finite, 0 or more"));
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration: {e} (e.g. 500ms, 5s, 2m)"))

@@ -73,7 +73,7 @@ pub fn render(s: &Snapshot) -> String {
         ("server", s.server),
     ] {
         closes
-            .get_or_create(&vec![(metric::HOW.into(), how.into())])
+            .get_or_create(&vec![(label(&metric::CLOSES), how.into())])
             .inc_by(v);
     }
     reg.register(metric::CLOSES.name, metric::CLOSES.help, closes);

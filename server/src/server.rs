@@ -170,6 +170,8 @@ fn probe_io_uring() -> Result<(), StartError> {
 /// Binds the listeners and starts the worker threads: [`bind`], then [`start_on`].
 pub fn start(config: &Config) -> Result<RunningServer, StartError> {
     if matches!(config.backend, Backend::Uring | Backend::Multishot) {
+        // Before binding, so a kernel without io_uring is named even when the address is
+        // taken too.
         probe_io_uring()?;
     }
     start_on(config, bind(config)?)
@@ -189,6 +191,7 @@ pub fn bind(config: &Config) -> Result<Listeners, StartError> {
 
 /// Starts the worker threads on `listeners` and returns once every one serves, so callers
 /// see set-up failures as errors and measurements start from a settled process.
+/// [`start`] checks first that io_uring is there, for a clearer message than a worker's.
 pub fn start_on(config: &Config, listeners: Listeners) -> Result<RunningServer, StartError> {
     let local_addrs = listeners
         .local_addrs()

@@ -103,7 +103,7 @@ pub(super) async fn timed_connect(
             Some(s)
         }
         Err(e) => {
-            tally.borrow_mut().error(connect_error_label(&e));
+            tally.borrow_mut().counts.error(connect_error_label(&e));
             None
         }
     }
@@ -150,13 +150,13 @@ pub(super) async fn connect_phase(
                 Ok(bad) => {
                     let mut t = tally.borrow_mut();
                     t.counts.mismatches += bad;
-                    t.error("probe_mismatch");
+                    t.counts.error("probe_mismatch");
                     t.open -= 1;
                     None
                 }
                 Err(e) => {
                     let mut t = tally.borrow_mut();
-                    t.error(format!("probe_{}", error_label(&e)));
+                    t.counts.error(format!("probe_{}", error_label(&e)));
                     t.open -= 1;
                     None
                 }

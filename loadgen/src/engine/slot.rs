@@ -149,7 +149,7 @@ impl Slot {
         if self.plan.next_close_is_rst() {
             match socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO)) {
                 Ok(()) => t.counts.closes.rst += 1,
-                Err(e) => t.error(error_label(&e)),
+                Err(e) => t.counts.error(error_label(&e)),
             }
         } else {
             match crate::sys::unread_bytes(stream.as_raw_fd()) {
@@ -160,7 +160,7 @@ impl Slot {
                     t.counts.closes.rst += 1;
                     t.counts.closes.rst_unread += 1;
                 }
-                Err(e) => t.error(error_label(&e)),
+                Err(e) => t.counts.error(error_label(&e)),
             }
         }
     }
@@ -181,7 +181,7 @@ impl Slot {
                 Ending::Server
             }
             Err(e) => {
-                self.tally.borrow_mut().error(error_label(&e));
+                self.tally.borrow_mut().counts.error(error_label(&e));
                 Ending::Failed
             }
         }

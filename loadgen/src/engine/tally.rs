@@ -78,11 +78,6 @@ impl Tally {
         self.open += o.open;
         self.spin_s += o.spin_s;
     }
-
-    /// Counts one failed connection of `kind`.
-    pub(super) fn error(&mut self, kind: impl Into<String>) {
-        self.counts.error(kind);
-    }
 }
 
 /// Live figures for the progress line, copied from each thread's tally a few times a second

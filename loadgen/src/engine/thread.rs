@@ -172,7 +172,7 @@ impl Load {
                 busy.set(None);
                 abort.abort();
                 let mut t = self.tally.borrow_mut();
-                t.error("echo_timed_out");
+                t.counts.error("echo_timed_out");
                 t.open -= 1;
             }
         }
