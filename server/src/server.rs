@@ -205,17 +205,17 @@ pub fn start_on(config: &Config, listeners: Listeners) -> Result<RunningServer, 
         None => None,
     };
     let (phase, phase_rx) = watch::channel(Phase::Running);
-    let threads = spawn_workers(config, listeners.groups, &stats, phase_rx)?;
-    if let Err(e) = await_ready(config, &threads.1) {
+    let (threads, ready) = spawn_workers(config, listeners.groups, &stats, phase_rx)?;
+    if let Err(e) = await_ready(config, threads.len(), &ready) {
         let _ = phase.send(Phase::Closing);
-        for t in threads.0 {
+        for t in threads {
             let _ = t.join();
         }
         return Err(e);
     }
     tracing::info!(
         backend = config.backend.name(),
-        threads = config.thread_count(),
+        threads = threads.len(),
         addrs = ?local_addrs,
         "listening"
     );
@@ -223,7 +223,7 @@ pub fn start_on(config: &Config, listeners: Listeners) -> Result<RunningServer, 
         local_addrs,
         stats,
         phase,
-        threads: threads.0,
+        threads,
         drain_timeout: config.drain_timeout,
         metrics,
     })
@@ -293,12 +293,13 @@ fn spawn_workers(
     Ok((threads, ready_rx))
 }
 
-/// Waits for every worker to report that it serves; the first failure, named.
+/// Waits for each of the `n` workers to report that it serves; the first failure, named.
 fn await_ready(
     config: &Config,
+    n: usize,
     ready: &std::sync::mpsc::Receiver<io::Result<()>>,
 ) -> Result<(), StartError> {
-    for _ in 0..config.thread_count() {
+    for _ in 0..n {
         let failure = match ready.recv() {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
