@@ -55,17 +55,34 @@ const fn gauge(name: &'static str, label: Option<&'static str>, help: &'static s
     }
 }
 
-/// Connections accepted (including those rejected by `--max-conns`).
+/// Connections accepted (including those refused at once).
 pub const CONNECTIONS_ACCEPTED: Metric = counter(
     "ringecho_connections_accepted",
     None,
-    "Connections accepted (including those rejected by --max-conns)",
+    "Connections accepted (including those refused at once)",
 );
-/// Connections closed at once because `--max-conns` were open.
+/// Connections refused at once, for any reason: the sum of [`CONNECTIONS_REFUSED`]'s
+/// reasons, under its first name.
 pub const CONNECTIONS_REJECTED: Metric = counter(
     "ringecho_connections_rejected",
     None,
-    "Connections closed at once because --max-conns were open",
+    "Connections closed at once, refused for any reason (the sum of \
+     ringecho_connections_refused_total), kept under its first name",
+);
+/// Connections refused at once, label [`REASON`]: `limit` (at the connection limit, no
+/// connection idle enough to give way) or `per_source` (`--max-conns-per-source`).
+pub const CONNECTIONS_REFUSED: Metric = counter(
+    "ringecho_connections_refused",
+    Some(REASON),
+    "Connections closed at once: at the connection limit with nothing idle to give way \
+     (limit), or past --max-conns-per-source (per_source)",
+);
+/// Idle connections closed to make room for new ones at the connection limit.
+pub const CONNECTIONS_EVICTED: Metric = counter(
+    "ringecho_connections_evicted",
+    None,
+    "Connections idle a second or more, holding nothing unsent, closed to admit a new one \
+     at the connection limit (also counted as closes by the server)",
 );
 /// Connections open now.
 pub const CONNECTIONS_ACTIVE: Metric =
@@ -120,11 +137,15 @@ pub const PROCESS_CPU_SECONDS_TOTAL: Metric = counter(
 );
 /// The label of [`CLOSES`]: `fin`, `rst`, `error`, `server`.
 pub const HOW: &str = "how";
+/// The label of [`CONNECTIONS_REFUSED`]: `limit`, `per_source`.
+pub const REASON: &str = "reason";
 
 /// Every metric the server exports under the `ringecho_` prefix, in the order it writes them.
 pub const ALL: &[Metric] = &[
     CONNECTIONS_ACCEPTED,
     CONNECTIONS_REJECTED,
+    CONNECTIONS_REFUSED,
+    CONNECTIONS_EVICTED,
     CONNECTIONS_ACTIVE,
     BYTES_ECHOED,
     RECEIVES_ECHOED,

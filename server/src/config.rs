@@ -64,9 +64,18 @@ pub struct Config {
     #[arg(long, default_value_t = 256, value_parser = parse_ring_buffers)]
     pub ring_buffers: u16,
 
-    /// Connections held open at most across all threads; beyond it new ones are closed at once.
+    /// Connections held open at most across all threads [default: what the open-file limit
+    /// allows]. At the limit a new connection takes the place of the longest-idle one (idle
+    /// 1 s or more, nothing unsent); when none is, the new one is refused (closed at once).
     #[arg(long, value_parser = parse_max_conns)]
     pub max_conns: Option<u64>,
+
+    /// Connections one source address may hold across all threads; past it, that source's
+    /// new connections are refused (closed at once) [default: no bound: behind a NAT or a
+    /// proxy one address is many clients, and an idle flood is met by eviction]. Needs
+    /// ordinary descriptors (not --direct-descriptors on).
+    #[arg(long, value_parser = parse_max_conns, value_name = "N")]
+    pub max_conns_per_source: Option<u64>,
 
     /// Close a connection that makes no progress for this long (e.g. 30s) [default: never].
     #[arg(long, value_parser = parse_duration)]
@@ -241,6 +250,7 @@ mod tests {
             &["x", "--listen", "localhost"],
             &["x", "--backend", "kqueue"],
             &["x", "--max-conns", "0"],
+            &["x", "--max-conns-per-source", "0"],
             &["x", "--keepalive", "never"],
             &["x", "--keepalive-probes", "0"],
             &["x", "--user-timeout", "0s"],

@@ -4,13 +4,19 @@
 //! Both loops run on one thread's single-threaded runtime, so connection state is `Rc`, not
 //! `Arc`, and nothing on the per-message path takes a lock or an atomic read-modify-write.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
+use slab::Slab;
 use tokio::task::JoinSet;
 
+use crate::admission::{Admission, IdleOrder, Seen};
+use crate::backend::clock::Clock;
 use crate::listener::is_resource_exhaustion;
 use crate::shutdown::Phase;
 use crate::stats::CloseKind;
@@ -32,10 +38,62 @@ pub(crate) trait EchoStream {
 /// A listener whose accepted sockets are [`EchoStream`]s.
 pub(crate) trait Acceptor {
     type Stream: EchoStream + 'static;
-    /// Accepts one connection and sets TCP_NODELAY on it.
-    async fn accept(&self) -> io::Result<Self::Stream>;
+    /// Accepts one connection and sets TCP_NODELAY on it; returns it and its peer.
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)>;
     /// The listening socket's descriptor.
     fn raw_fd(&self) -> RawFd;
+}
+
+/// One connection as its accept loop sees it: when it last moved, whether the server holds
+/// bytes of its peer's, and whether it was asked to give way.
+struct Tracked {
+    fd: RawFd,
+    gen: u32,
+    last: Cell<u32>,
+    holding: Cell<bool>,
+    evicted: Cell<bool>,
+}
+
+impl Tracked {
+    fn seen(&self, gen: u32, now: u32) -> Seen {
+        crate::admission::seen(
+            self.gen == gen,
+            self.evicted.get(),
+            self.last.get(),
+            self.holding.get(),
+            now,
+            Some(self.fd),
+        )
+    }
+}
+
+/// An accept loop's open connections, in its idle order.
+#[derive(Default)]
+struct Tracker {
+    conns: Slab<Rc<Tracked>>,
+    order: IdleOrder,
+    next_gen: u32,
+}
+
+impl Tracker {
+    /// Files a new connection on `fd` at `now`; returns its slot and its handle.
+    fn open(&mut self, fd: RawFd, now: u32) -> (usize, Rc<Tracked>) {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let t = Rc::new(Tracked {
+            fd,
+            gen: self.next_gen,
+            last: Cell::new(now),
+            holding: Cell::new(false),
+            evicted: Cell::new(false),
+        });
+        let slot = self.conns.insert(t.clone());
+        self.order.insert(slot, t.gen, now);
+        let Tracker { conns, order, .. } = self;
+        order.compact(conns.len(), |slot, gen| {
+            conns.get(slot).map_or(Seen::Gone, |t| t.seen(gen, now))
+        });
+        (slot, t)
+    }
 }
 
 /// Accepts until shutdown, spawning one echo task per connection; then drains.
@@ -43,6 +101,8 @@ pub(crate) async fn run_accept_loop<A: Acceptor>(acceptor: A, worker: Worker) {
     let mut conns = JoinSet::new();
     let mut phase = worker.phase.clone();
     let mut warn = RateLimitedWarn::new();
+    let clock = Clock::new();
+    let tracker = Rc::new(RefCell::new(Tracker::default()));
     loop {
         while conns.try_join_next().is_some() {}
         let accepted = tokio::select! {
@@ -51,10 +111,39 @@ pub(crate) async fn run_accept_loop<A: Acceptor>(acceptor: A, worker: Worker) {
             r = acceptor.accept() => r,
         };
         match accepted {
-            Ok(stream) => {
-                if worker.admit() {
-                    conns.spawn_local(serve(stream, worker.clone()));
+            Ok((stream, peer)) => {
+                let source = Some(peer.ip()).filter(|_| worker.gate.counts_sources());
+                let now = clock.stamp(Instant::now());
+                let mut tr = tracker.borrow_mut();
+                let Tracker {
+                    conns: tracked,
+                    order,
+                    ..
+                } = &mut *tr;
+                let verdict = worker.admit(source, order, now, |slot, gen| {
+                    tracked.get(slot).map_or(Seen::Gone, |t| t.seen(gen, now))
+                });
+                match verdict {
+                    Admission::In => {}
+                    Admission::InPlaceOf(slot) => {
+                        // Its task sees the shutdown as the end and counts a server close.
+                        let victim = &tr.conns[slot];
+                        victim.evicted.set(true);
+                        shutdown_socket(victim.fd);
+                    }
+                    Admission::Refused => continue,
                 }
+                let (slot, t) = tr.open(stream.raw_fd(), now);
+                drop(tr);
+                let conn = Conn {
+                    worker: worker.clone(),
+                    tracker: tracker.clone(),
+                    slot,
+                    tracked: t,
+                    clock,
+                    source,
+                };
+                conns.spawn_local(serve(stream, conn));
             }
             Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
             Err(e) => {
@@ -74,20 +163,29 @@ pub(crate) async fn run_accept_loop<A: Acceptor>(acceptor: A, worker: Worker) {
         _ = async { while conns.join_next().await.is_some() {} } => return,
         _ = phase.wait_for(|p| *p == Phase::Closing) => {}
     }
-    for &fd in worker.fds.borrow().iter() {
-        shutdown_socket(fd);
+    for (_, t) in tracker.borrow().conns.iter() {
+        shutdown_socket(t.fd);
     }
     while conns.join_next().await.is_some() {}
 }
 
+/// What a connection's task holds besides its stream.
+struct Conn {
+    worker: Worker,
+    tracker: Rc<RefCell<Tracker>>,
+    slot: usize,
+    tracked: Rc<Tracked>,
+    clock: Clock,
+    source: Option<IpAddr>,
+}
+
 /// Echoes one connection until it ends, then records how.
-async fn serve<S: EchoStream>(mut stream: S, worker: Worker) {
+async fn serve<S: EchoStream>(mut stream: S, conn: Conn) {
     let fd = stream.raw_fd();
-    worker.fds.borrow_mut().insert(fd);
     tracing::debug!(fd, "session open");
-    let mut how = echo_until_closed(&mut stream, &worker).await;
-    worker.fds.borrow_mut().remove(&fd);
-    if worker.closing() {
+    let mut how = echo_until_closed(&mut stream, &conn).await;
+    conn.tracker.borrow_mut().conns.remove(conn.slot);
+    if conn.worker.closing() || conn.tracked.evicted.get() {
         how = CloseKind::Server;
     }
     if how == CloseKind::Server {
@@ -96,16 +194,19 @@ async fn serve<S: EchoStream>(mut stream: S, worker: Worker) {
         shutdown_socket(fd);
     }
     drop(stream);
-    worker.release(&how);
+    conn.worker.release(&how, conn.source);
 }
 
 /// The echo loop: receive, send back exactly the bytes received, repeat. One buffer for the
 /// connection's life; the next receive is posted only after the send completes, so a peer
 /// that never reads holds at most one buffer and kernel socket buffers, never a queue.
-async fn echo_until_closed<S: EchoStream>(stream: &mut S, worker: &Worker) -> CloseKind {
-    let counters = &worker.counters;
-    let idle = worker.limits.idle_timeout;
-    let mut buf = Vec::with_capacity(worker.limits.buffer_size);
+/// Each receive and each completed send stamps the connection's activity for the idle order.
+async fn echo_until_closed<S: EchoStream>(stream: &mut S, conn: &Conn) -> CloseKind {
+    let counters = &conn.worker.counters;
+    let idle = conn.worker.limits.idle_timeout;
+    let t = &conn.tracked;
+    let stamp = || t.last.set(conn.clock.stamp(Instant::now()));
+    let mut buf = Vec::with_capacity(conn.worker.limits.buffer_size);
     loop {
         let Some((res, b)) = within(idle, stream.recv(buf)).await else {
             return CloseKind::Server;
@@ -117,6 +218,8 @@ async fn echo_until_closed<S: EchoStream>(stream: &mut S, worker: &Worker) -> Cl
             Err(e) => return CloseKind::from_error(&e),
         };
         tracing::debug!(n, "read");
+        stamp();
+        t.holding.set(true);
         let Some((res, b)) = within(idle, stream.send_all(buf, n)).await else {
             return CloseKind::Server;
         };
@@ -124,6 +227,8 @@ async fn echo_until_closed<S: EchoStream>(stream: &mut S, worker: &Worker) -> Cl
         if let Err(e) = res {
             return CloseKind::from_error(&e);
         }
+        t.holding.set(false);
+        stamp();
         counters.recvs.add(1);
         counters.bytes_echoed.add(n as u64);
     }

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub(crate) mod admission;
 pub(crate) mod backend;
 pub mod config;
 pub(crate) mod echo;

@@ -117,6 +117,20 @@ pub fn is_resource_exhaustion(err: &io::Error) -> bool {
     )
 }
 
+/// Bytes a socket's send queue holds that the peer has not acknowledged (SIOCOUTQ): bytes
+/// the server took from a peer and has not yet delivered back. 0 when it cannot be read.
+pub(crate) fn unsent_in_kernel(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int into the int we pass; a bad descriptor is
+    // an error return, not undefined behaviour.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if rc == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

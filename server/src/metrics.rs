@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use ringecho_common::metric;
 
+use crate::admission::Refusal;
 use crate::stats::{Snapshot, Stats};
 
 /// Renders a snapshot in the Prometheus text format.
@@ -36,7 +37,26 @@ pub fn render(s: &Snapshot) -> String {
     reg.register(
         metric::CONNECTIONS_REJECTED.name,
         metric::CONNECTIONS_REJECTED.help,
-        counter(s.rejected),
+        counter(s.refused()),
+    );
+    let refused = Family::<Vec<(String, String)>, Counter>::default();
+    for (reason, v) in [
+        (Refusal::Limit.label(), s.refused_limit),
+        (Refusal::PerSource.label(), s.refused_per_source),
+    ] {
+        refused
+            .get_or_create(&vec![(label(&metric::CONNECTIONS_REFUSED), reason.into())])
+            .inc_by(v);
+    }
+    reg.register(
+        metric::CONNECTIONS_REFUSED.name,
+        metric::CONNECTIONS_REFUSED.help,
+        refused,
+    );
+    reg.register(
+        metric::CONNECTIONS_EVICTED.name,
+        metric::CONNECTIONS_EVICTED.help,
+        counter(s.evicted),
     );
     let active: Gauge = Gauge::default();
     active.set(s.active() as i64);

@@ -3,13 +3,13 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::admission::{Gate, FDS_PER_THREAD};
 use crate::backend;
 use crate::config::{Backend, Config};
 use crate::listener::bind_group;
@@ -43,7 +43,7 @@ pub enum RunError {
     /// A worker thread exited while the server should have been running; the others were
     /// drained, and these are the final counters.
     #[error("a worker thread stopped unexpectedly")]
-    WorkerFailed(Snapshot),
+    WorkerFailed(Box<Snapshot>),
     /// A worker failed while draining.
     #[error("{0}")]
     Drain(#[from] io::Error),
@@ -79,7 +79,7 @@ pub async fn run(
     };
     let summary = server.shutdown()?;
     match failed {
-        true => Err(RunError::WorkerFailed(summary)),
+        true => Err(RunError::WorkerFailed(Box::new(summary))),
         false => Ok(summary),
     }
 }
@@ -245,9 +245,8 @@ fn spawn_workers(
     let limits = Limits {
         buffer_size: config.buffer_size as usize,
         idle_timeout: config.idle_timeout,
-        max_conns: config.max_conns,
     };
-    let open = Arc::new(AtomicU64::new(0));
+    let gate = Arc::new(gate(config, listeners.len())?);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(listeners.len());
     // Read only for --pin: an unpinned server does not depend on its affinity mask.
@@ -258,7 +257,7 @@ fn spawn_workers(
         .map_err(|e| StartError::new("cannot read this process's CPU affinity", e))?;
     for (i, listeners) in listeners.into_iter().enumerate() {
         let counters = stats.register_thread();
-        let (open, phase_rx, backend) = (open.clone(), phase_rx.clone(), config.backend);
+        let (gate, phase_rx, backend) = (gate.clone(), phase_rx.clone(), config.backend);
         let ready = Ready(ready_tx.clone());
         let ring = backend::multishot::RingConfig {
             buffers: config.ring_buffers,
@@ -277,7 +276,7 @@ fn spawn_workers(
                         )))?;
                     }
                 }
-                let worker = Worker::new(counters, limits, open, phase_rx);
+                let worker = Worker::new(counters, limits, gate, phase_rx);
                 match backend {
                     Backend::Epoll => backend::epoll::run(listeners, worker, ready),
                     Backend::EpollLoop => backend::epoll_loop::run(listeners, worker, ready),
@@ -291,6 +290,39 @@ fn spawn_workers(
     // Only the workers hold senders now: if every one exits, the wait for them ends.
     drop(ready_tx);
     Ok((threads, ready_rx))
+}
+
+/// The admission gate: `--max-conns` and what the descriptor table leaves (read now, with the
+/// listeners open and `threads` workers' own descriptors to come), `--max-conns-per-source`.
+/// Direct descriptors take no entries of the process's table: their rings' tables bound them.
+fn gate(config: &Config, threads: usize) -> Result<Gate, StartError> {
+    let direct = config.direct_descriptors && config.backend == Backend::Multishot;
+    if direct && config.max_conns_per_source.is_some() {
+        return Err(StartError::new(
+            "--max-conns-per-source needs ordinary descriptors",
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a direct descriptor has no peer address to count; use --direct-descriptors off",
+            ),
+        ));
+    }
+    let fds = if direct {
+        None
+    } else {
+        let read = || -> io::Result<(u64, u64)> {
+            let open = ringecho_common::procfs::open_fds()?;
+            Ok((
+                ringecho_common::procfs::max_fds()?,
+                open + FDS_PER_THREAD * threads as u64,
+            ))
+        };
+        Some(read().map_err(|e| StartError::new("cannot read the open-file limit", e))?)
+    };
+    let limit = Gate::limit_for(config.max_conns, fds);
+    let per_source = config
+        .max_conns_per_source
+        .map(|n| n.min(u32::MAX as u64) as u32);
+    Ok(Gate::new(limit, per_source))
 }
 
 /// Waits for each of the `n` workers to report that it serves; the first failure, named.

@@ -44,7 +44,7 @@ pub enum CloseKind {
     Fin,
     /// The peer reset the connection (ECONNRESET on recv, EPIPE or ECONNRESET on send).
     Rst,
-    /// The server closed it: idle timeout, over `--max-conns`, or shutdown.
+    /// The server closed it: idle timeout, refused or evicted at a limit, or shutdown.
     Server,
     /// Any other error, by kind (e.g. `timed_out`, `host_unreachable`).
     Error(String),
@@ -83,10 +83,14 @@ pub use ringecho_common::error_kind_label;
 /// One worker thread's counters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Connections accepted, including those closed at once for `--max-conns`.
+    /// Connections accepted, including those refused at once.
     pub accepted: LocalCounter,
-    /// Connections closed at once because `--max-conns` were open.
-    pub rejected: LocalCounter,
+    /// Connections refused at the connection limit (nothing could give way).
+    pub refused_limit: LocalCounter,
+    /// Connections refused because their source held `--max-conns-per-source`.
+    pub refused_per_source: LocalCounter,
+    /// Idle connections closed to make room for new ones.
+    pub evicted: LocalCounter,
     /// Bytes sent back to peers.
     pub bytes_echoed: LocalCounter,
     /// Messages (completed receives) echoed back.
@@ -153,6 +157,8 @@ impl Stats {
 
     /// Polls the counters until `done` holds (Ok) or `timeout` passes (Err), returning the
     /// last snapshot either way: the counters are the only view into what the workers did.
+    // Both arms are the same snapshot; boxing one would only obscure that.
+    #[allow(clippy::result_large_err)]
     pub fn wait_until(
         &self,
         timeout: std::time::Duration,
@@ -177,7 +183,9 @@ impl Stats {
         let mut s = Snapshot::default();
         for c in threads.iter() {
             s.accepted += c.accepted.get();
-            s.rejected += c.rejected.get();
+            s.refused_limit += c.refused_limit.get();
+            s.refused_per_source += c.refused_per_source.get();
+            s.evicted += c.evicted.get();
             s.bytes_echoed += c.bytes_echoed.get();
             s.recvs += c.recvs.get();
             s.fin += c.fin.get();
@@ -199,10 +207,14 @@ impl Stats {
 /// A sum of all threads' counters at one moment.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Connections accepted, including those rejected by `--max-conns`.
+    /// Connections accepted, including those refused at once.
     pub accepted: u64,
-    /// Connections closed at once because `--max-conns` were open.
-    pub rejected: u64,
+    /// Connections refused at the connection limit, nothing being able to give way.
+    pub refused_limit: u64,
+    /// Connections refused because their source held `--max-conns-per-source` already.
+    pub refused_per_source: u64,
+    /// Idle connections closed to make room for new ones (also server closes).
+    pub evicted: u64,
     /// Bytes sent back to peers.
     pub bytes_echoed: u64,
     /// Receives whose bytes were sent back in full.
@@ -226,6 +238,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Connections refused at once, for either reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_limit + self.refused_per_source
+    }
+
     /// Connections open now: accepted minus every kind of close.
     pub fn active(&self) -> u64 {
         self.accepted
@@ -238,7 +255,9 @@ impl std::fmt::Display for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "ringecho-server summary")?;
         writeln!(f, "  connections accepted  {}", self.accepted)?;
-        writeln!(f, "  rejected (max-conns)  {}", self.rejected)?;
+        writeln!(f, "  refused (limit)       {}", self.refused_limit)?;
+        writeln!(f, "  refused (per source)  {}", self.refused_per_source)?;
+        writeln!(f, "  evicted (idle)        {}", self.evicted)?;
         writeln!(f, "  still open            {}", self.active())?;
         writeln!(
             f,

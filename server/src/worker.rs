@@ -1,18 +1,17 @@
 //! What every backend's worker thread shares, whichever drives its I/O: the settings each
-//! connection reads, the admission and close accounting (`--max-conns`, close counts), the
-//! drain phase, and the rate-limited warning and back-off for a failing accept.
+//! connection reads, the admission and close accounting (the [`admission`](crate::admission)
+//! rule's counts, close counts), the drain phase, and the rate-limited warning and back-off
+//! for a failing accept.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::io;
-use std::os::fd::RawFd;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::admission::{Admission, Gate, IdleOrder, Refusal, Seen, Verdict, EVICT_AFTER};
+use crate::backend::clock::Clock;
 use crate::shutdown::Phase;
 use crate::stats::{CloseKind, Counters};
 
@@ -23,8 +22,6 @@ pub struct Limits {
     pub buffer_size: usize,
     /// Close a connection after this long without progress.
     pub idle_timeout: Option<Duration>,
-    /// Connections open at most across all threads.
-    pub max_conns: Option<u64>,
 }
 
 /// What one worker thread's tasks share.
@@ -32,46 +29,82 @@ pub struct Limits {
 pub(crate) struct Worker {
     pub counters: Arc<Counters>,
     pub limits: Limits,
-    /// Open connections across all threads, for `--max-conns`.
-    pub open: Arc<AtomicU64>,
+    /// Who gets in: the process-wide counts and limits.
+    pub gate: Arc<Gate>,
     pub phase: watch::Receiver<Phase>,
-    /// Descriptors of this thread's open connections, shut down when draining times out.
-    pub(crate) fds: Rc<RefCell<HashSet<RawFd>>>,
 }
 
 impl Worker {
     pub fn new(
         counters: Arc<Counters>,
         limits: Limits,
-        open: Arc<AtomicU64>,
+        gate: Arc<Gate>,
         phase: watch::Receiver<Phase>,
     ) -> Self {
         Worker {
             counters,
             limits,
-            open,
+            gate,
             phase,
-            fds: Rc::default(),
         }
     }
 
-    /// Counts an accepted connection and says whether `--max-conns` leaves room for it.
-    pub fn admit(&self) -> bool {
+    /// The admission rule, for every backend: counts an accepted connection from `source`
+    /// and lets it in, refuses it (its source at its bound, or the process at its limit
+    /// with nobody to give way), or lets it in in place of the longest-idle connection of
+    /// `order` (this thread's, at clock time `now`, each as `seen` tells), which the caller
+    /// then closes.
+    pub fn admit(
+        &self,
+        source: Option<IpAddr>,
+        order: &mut IdleOrder,
+        now: u32,
+        seen: impl FnMut(usize, u32) -> Seen,
+    ) -> Admission {
+        match self.enter(source) {
+            Verdict::In => Admission::In,
+            Verdict::SourceFull => Admission::Refused,
+            Verdict::Full => {
+                let min = Clock::limit(EVICT_AFTER);
+                match order.take_idle(now, min, false, true, seen) {
+                    Some((slot, _)) => {
+                        self.counters.evicted.add(1);
+                        self.gate.enter_in_place(source);
+                        Admission::InPlaceOf(slot)
+                    }
+                    None => {
+                        self.refuse(Refusal::Limit);
+                        Admission::Refused
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts an accepted connection from `source` and asks the gate about it (a source at
+    /// its bound is refused and counted here).
+    pub fn enter(&self, source: Option<IpAddr>) -> Verdict {
         self.counters.accepted.add(1);
-        let before = self.open.fetch_add(1, Ordering::Relaxed);
-        if self.limits.max_conns.is_some_and(|max| before >= max) {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            self.counters.rejected.add(1);
-            self.counters.record_close(&CloseKind::Server);
-            return false;
+        let v = self.gate.enter(source);
+        if v == Verdict::SourceFull {
+            self.refuse(Refusal::PerSource);
         }
-        true
+        v
     }
 
-    /// Records the end of an admitted connection.
-    pub fn release(&self, how: &CloseKind) {
+    /// Counts a refused connection: closed at once, by the server.
+    fn refuse(&self, why: Refusal) {
+        match why {
+            Refusal::Limit => self.counters.refused_limit.add(1),
+            Refusal::PerSource => self.counters.refused_per_source.add(1),
+        }
+        self.counters.record_close(&CloseKind::Server);
+    }
+
+    /// Records the end of an admitted connection from `source`.
+    pub fn release(&self, how: &CloseKind, source: Option<IpAddr>) {
         self.counters.record_close(how);
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gate.leave(source);
         tracing::debug!(how = how.label(), "session closed");
     }
 

@@ -246,14 +246,91 @@ fn max_conns_rejects_the_excess(backend: Setup) {
     let mut buf = [0u8; 1];
     let closed = matches!(c.read(&mut buf), Ok(0) | Err(_));
     assert!(closed, "third connection should be closed at once");
-    let s = wait_for(&srv, "rejection", |s| s.rejected == 1);
-    assert_eq!((s.server, s.active()), (1, 2));
+    // Neither open connection has been idle a second: nobody gives way.
+    let s = wait_for(&srv, "refusal", |s| s.refused_limit == 1);
+    assert_eq!((s.server, s.active(), s.evicted), (1, 2, 0));
     for mut s in [&a, &b] {
         s.write_all(b"still served").unwrap();
         let mut back = [0u8; 12];
         s.read_exact(&mut back).unwrap();
         assert_eq!(&back, b"still served");
     }
+    srv.shutdown().unwrap();
+}
+
+/// Echoes `msg` on `s` and reads it back.
+fn echo_on(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg);
+}
+
+/// At `--max-conns`, a newcomer takes the place of the connection idle longest (a second or
+/// more): the idle one is closed by the server and counted as evicted; one that echoed
+/// within the last second stays, and the newcomer is served.
+fn max_conns_evicts_the_longest_idle(backend: Setup) {
+    // One thread: who gives way is chosen among the accepting thread's connections.
+    let srv = server(backend, |c| {
+        c.max_conns = Some(2);
+        c.threads = Some(1);
+    });
+    let mut idle = connect(srv.local_addr());
+    let mut busy = connect(srv.local_addr());
+    wait_for(&srv, "two open", |s| s.active() == 2);
+    // The busy one echoes now and then for 1.3 s; the idle one says nothing.
+    for _ in 0..6 {
+        echo_on(&mut busy, b"busy");
+        std::thread::sleep(Duration::from_millis(220));
+    }
+    let mut new = connect(srv.local_addr());
+    echo_on(&mut new, b"the newcomer is served");
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+        "the idle connection gave way"
+    );
+    echo_on(&mut busy, b"the busy one stays");
+    let s = wait_for(&srv, "an eviction", |s| s.evicted == 1);
+    assert_eq!((s.server, s.active(), s.refused()), (1, 2, 0), "{s:?}");
+    srv.shutdown().unwrap();
+}
+
+/// `--max-conns-per-source`: a source at its bound is refused; another source is not.
+fn per_source_bound_refuses_only_that_source(backend: Setup) {
+    if backend.1 {
+        return; // direct descriptors refuse the flag (tested in cli.rs)
+    }
+    let srv = server(backend, |c| c.max_conns_per_source = Some(2));
+    let addr = srv.local_addr();
+    let mut first: Vec<TcpStream> = (0..2).map(|_| connect(addr)).collect();
+    wait_for(&srv, "two open", |s| s.active() == 2);
+    let mut third = connect(addr);
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(third.read(&mut buf), Ok(0) | Err(_)),
+        "a third connection from one source is refused"
+    );
+    let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    other
+        .bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    other.connect(&addr.into()).unwrap();
+    let mut other: TcpStream = other.into();
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    echo_on(&mut other, b"another source");
+    for s in &mut first {
+        echo_on(s, b"still served");
+    }
+    let s = wait_for(&srv, "one refusal", |s| s.refused_per_source == 1);
+    assert_eq!((s.active(), s.evicted, s.refused_limit), (3, 0, 0), "{s:?}");
+    // A source's count goes down as its connections close.
+    drop(first.pop());
+    wait_for(&srv, "one closed", |s| s.active() == 2);
+    let mut again = connect(addr);
+    echo_on(&mut again, b"room again");
     srv.shutdown().unwrap();
 }
 
@@ -327,6 +404,8 @@ macro_rules! per_backend {
             #[test] fn never_reading_peer_does_not_block_others() { super::never_reading_peer_does_not_block_others($setup) }
             #[test] fn idle_connections_are_closed_and_counted() { super::idle_connections_are_closed_and_counted($setup) }
             #[test] fn max_conns_rejects_the_excess() { super::max_conns_rejects_the_excess($setup) }
+            #[test] fn max_conns_evicts_the_longest_idle() { super::max_conns_evicts_the_longest_idle($setup) }
+            #[test] fn per_source_bound_refuses_only_that_source() { super::per_source_bound_refuses_only_that_source($setup) }
             #[test] fn shutdown_drains_then_closes() { super::shutdown_drains_then_closes($setup) }
             #[test] fn every_address_of_a_name_serves() { super::every_address_of_a_name_serves($setup) }
         }

@@ -37,10 +37,10 @@ struct EpollAcceptor(TcpListener);
 impl Acceptor for EpollAcceptor {
     type Stream = EpollStream;
 
-    async fn accept(&self) -> io::Result<EpollStream> {
-        let (stream, _) = self.0.accept().await?;
+    async fn accept(&self) -> io::Result<(EpollStream, std::net::SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok(EpollStream(stream))
+        Ok((EpollStream(stream), peer))
     }
 
     fn raw_fd(&self) -> RawFd {

@@ -2,9 +2,10 @@
 //! only adapt their runtime's socket types to [`crate::echo`]'s traits; `epoll_loop` and
 //! `multishot` are hand-written loops with no runtime, over epoll and io_uring.
 
-mod clock;
+pub(crate) mod clock;
 pub mod epoll;
 pub mod epoll_loop;
 pub mod multishot;
 mod ring;
+mod shell;
 pub mod uring;

@@ -37,10 +37,10 @@ struct UringAcceptor(TcpListener);
 impl Acceptor for UringAcceptor {
     type Stream = UringStream;
 
-    async fn accept(&self) -> io::Result<UringStream> {
-        let (stream, _) = self.0.accept().await?;
+    async fn accept(&self) -> io::Result<(UringStream, std::net::SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok(UringStream(stream))
+        Ok((UringStream(stream), peer))
     }
 
     fn raw_fd(&self) -> RawFd {

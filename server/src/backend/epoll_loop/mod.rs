@@ -33,12 +33,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::clock::Clock;
-use crate::listener::is_resource_exhaustion;
+use super::shell::{self, Shell, Step};
+use crate::admission::{Admission, Seen};
 use crate::ready::Ready;
-use crate::shutdown::Phase;
 use crate::stats::{CloseKind, Counters};
-use crate::worker::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
+use crate::worker::Worker;
 use conn::{Next, Session};
 
 /// Events taken from one `epoll_wait` at most. Not more: the wait polls each ready socket
@@ -61,8 +60,29 @@ struct Conn {
     spill_len: u32,
     /// When it last moved, on the loop's millisecond clock.
     last_active: u32,
+    /// Which connection of its slot's this is, for the idle order.
+    gen: u32,
     /// Registered for writability too: only while unsent bytes wait for room.
     out_armed: bool,
+}
+
+impl Conn {
+    /// What the idle order needs to know of it (its generation `gen`).
+    fn seen(&self, gen: u32, now: u32) -> Seen {
+        shell::seen(
+            self.gen == gen,
+            self.session.is_closing(),
+            self.last_active,
+            self.session.unsent() > 0,
+            now,
+            Some(std::os::fd::AsRawFd::as_raw_fd(&self.stream)),
+        )
+    }
+}
+
+/// `slot`'s connection as the idle order sees it.
+fn seen(conns: &Slab<Conn>, slot: usize, gen: u32, now: u32) -> Seen {
+    conns.get(slot).map_or(Seen::Gone, |c| c.seen(gen, now))
 }
 
 /// Runs one worker thread's event loop until its connections are drained.
@@ -93,11 +113,8 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
         spills: Vec::new(),
         spills_held: 0,
         again: Vec::new(),
-        accept_retry_at: None,
-        clock: Clock::new(),
-        now: 0,
-        warn: RateLimitedWarn::new(),
-        worker,
+        next_gen: 0,
+        shell: Shell::new(worker),
         tick,
     };
     lp.run()
@@ -149,14 +166,9 @@ struct Loop {
     spills_held: u64,
     /// Connections that yielded with more to read, served after the next wait.
     again: Vec<usize>,
-    /// When to accept again: after the turn's budget (now) or after running out of
-    /// descriptors (a little later).
-    accept_retry_at: Option<Instant>,
-    clock: Clock,
-    /// The current batch's time on the clock.
-    now: u32,
-    warn: RateLimitedWarn,
-    worker: Worker,
+    next_gen: u32,
+    /// The phase step, clock, sweep, back-off and admission both hand-written loops share.
+    shell: Shell,
     /// The tick's timerfd (registered under [`TICK_TOKEN`]).
     tick: std::os::fd::OwnedFd,
 }
@@ -165,26 +177,26 @@ impl Loop {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         let mut again = Vec::new();
-        let mut last_sweep = Instant::now();
         loop {
-            let phase = *self.worker.phase.borrow();
-            if phase != Phase::Running {
+            let step = self.shell.step();
+            if step != Step::Serve {
                 self.stop_accepting();
             }
-            if phase == Phase::Closing {
+            if step == Step::CloseAll {
                 let open: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
                 for slot in open {
                     self.close(slot, CloseKind::Server);
                 }
             }
-            if phase != Phase::Running && self.conns.is_empty() {
+            if step != Step::Serve && self.conns.is_empty() {
                 return Ok(());
             }
             // Untimed unless work is waiting: the tick's timerfd wakes the loop.
             let timeout = if !self.again.is_empty() {
                 Some(std::time::Duration::ZERO)
             } else {
-                self.accept_retry_at
+                self.shell
+                    .accept_retry_at
                     .map(|t| t.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
@@ -192,8 +204,7 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            let now = Instant::now();
-            self.now = self.clock.stamp(now);
+            let now = self.shell.stamp();
             std::mem::swap(&mut again, &mut self.again);
             for event in events.iter() {
                 let Token(t) = event.token();
@@ -215,18 +226,18 @@ impl Loop {
                     self.serve(slot);
                 }
             }
-            if self.accept_retry_at.is_some_and(|t| t <= now) {
-                self.accept_retry_at = None;
+            if self.shell.accept_retry_at.is_some_and(|t| t <= now) {
+                self.shell.accept_retry_at = None;
                 for i in 0..self.listeners.len() {
                     self.accept(i);
                 }
             }
-            if now.duration_since(last_sweep) >= super::clock::TICK {
-                self.close_idle(now);
+            if self.shell.sweep_due(now) {
+                self.close_idle();
                 self.spills.truncate(SPARE_SPILLS);
-                last_sweep = now;
             }
-            self.worker
+            self.shell
+                .worker
                 .counters
                 .spill_buffers_held
                 .set(self.spills_held);
@@ -240,28 +251,21 @@ impl Loop {
                 return;
             };
             match l.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
                     if e.kind() == io::ErrorKind::Interrupted
                         || e.raw_os_error() == Some(libc::ECONNABORTED) => {}
                 Err(e) => {
-                    self.worker.counters.accept_errors.add(1);
-                    self.warn.warn("accept failed", &e);
                     // The listener's edge is spent: look again after a pause, since what is
                     // waiting in the backlog gives no new edge.
-                    let pause = if is_resource_exhaustion(&e) {
-                        ACCEPT_BACKOFF
-                    } else {
-                        ACCEPT_BACKOFF / 4
-                    };
-                    self.accept_retry_at = Some(Instant::now() + pause);
+                    self.shell.accept_failed(&e);
                     return;
                 }
             }
         }
         // More may be waiting: accept again after the others' events.
-        self.accept_retry_at.get_or_insert_with(Instant::now);
+        self.shell.accept_retry_at.get_or_insert_with(Instant::now);
     }
 
     /// Deregisters and closes the listeners.
@@ -269,15 +273,23 @@ impl Loop {
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        self.accept_retry_at = None;
+        self.shell.accept_retry_at = None;
     }
 
-    fn admit(&mut self, mut stream: TcpStream) {
-        if !self.worker.admit() {
-            return;
+    fn admit(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr) {
+        let now = self.shell.now;
+        let conns = &self.conns;
+        match self
+            .shell
+            .admit(Some(peer), |slot, gen| seen(conns, slot, gen, now))
+        {
+            Admission::In => {}
+            Admission::InPlaceOf(slot) => self.close(slot, CloseKind::Server),
+            Admission::Refused => return,
         }
+        let peer = Some(peer);
         if let Err(e) = stream.set_nodelay(true) {
-            self.worker.release(&CloseKind::from_error(&e));
+            self.shell.failed(&CloseKind::from_error(&e), peer);
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -288,22 +300,30 @@ impl Loop {
             .registry()
             .register(&mut stream, token, Interest::READABLE)
         {
-            self.worker.release(&CloseKind::from_error(&e));
+            self.shell.failed(&CloseKind::from_error(&e), peer);
             return;
         }
         tracing::debug!(slot = token.0, "session open");
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let gen = self.next_gen;
         entry.insert(Conn {
             stream,
             session: Session::default(),
             spill: None,
             spill_len: 0,
-            last_active: self.now,
+            last_active: now,
+            gen,
             out_armed: false,
         });
+        let conns = &self.conns;
+        self.shell
+            .opened(token.0, gen, peer, |slot, gen| seen(conns, slot, gen, now));
     }
 
     /// One turn of connection `slot`: what its rules ask, until they park it, yield or close.
     fn serve(&mut self, slot: usize) {
+        let now = self.shell.now;
+        let counters = &self.shell.worker.counters;
         let c = &mut self.conns[slot];
         c.session.turn();
         loop {
@@ -312,9 +332,9 @@ impl Loop {
                     let res = recv(&c.stream, &mut self.buf);
                     c.session.received(&res, self.buf.len());
                     let Ok(n @ 1..) = res else { continue };
-                    c.last_active = self.now;
+                    c.last_active = now;
                     let res = send(&c.stream, &self.buf[..n]);
-                    echoed(&self.worker.counters, c.session.sent(&res));
+                    echoed(counters, c.session.sent(&res));
                     let left = c.session.unsent() as usize;
                     if left > 0 && !c.session.is_closing() {
                         // A short write: keep what is left, and read no more until it is out.
@@ -333,9 +353,9 @@ impl Loop {
                     let end = c.spill_len as usize;
                     let res = send(&c.stream, &spill[end - c.session.unsent() as usize..end]);
                     if matches!(res, Ok(1..)) {
-                        c.last_active = self.now;
+                        c.last_active = now;
                     }
-                    echoed(&self.worker.counters, c.session.sent(&res));
+                    echoed(counters, c.session.sent(&res));
                     if c.session.unsent() == 0 {
                         if let Some(spill) = c.spill.take() {
                             self.spills_held -= 1;
@@ -382,7 +402,7 @@ impl Loop {
                     }
                     // Closing the descriptor takes it out of the epoll set.
                     drop(c.stream);
-                    self.worker.release(&how);
+                    self.shell.closed(slot, &how);
                     return;
                 }
             }
@@ -395,19 +415,14 @@ impl Loop {
         self.serve(slot);
     }
 
-    fn close_idle(&mut self, now: Instant) {
-        let Some(limit) = self.worker.limits.idle_timeout else {
-            return;
-        };
-        let limit = Clock::limit(limit);
-        let now = self.clock.stamp(now);
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| now.wrapping_sub(c.last_active) >= limit)
-            .map(|(slot, _)| slot)
-            .collect();
-        for slot in idle {
+    /// Closes the connections past `--idle-timeout`, oldest first, from the idle order.
+    fn close_idle(&mut self) {
+        let now = self.shell.now;
+        loop {
+            let conns = &self.conns;
+            let Some(slot) = self.shell.expired(|slot, gen| seen(conns, slot, gen, now)) else {
+                return;
+            };
             self.close(slot, CloseKind::Server);
         }
     }

@@ -299,7 +299,6 @@ impl Session {
     }
 
     /// Bytes received and not yet sent back.
-    #[cfg(test)]
     pub fn unsent(&self) -> u32 {
         self.unsent
     }

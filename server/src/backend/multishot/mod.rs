@@ -40,13 +40,14 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::clock::{Clock, TICK};
+use super::clock::TICK;
 use super::ring::{accepted_fd, Buf, Completion, Ring, Sock, TaskRun};
+use super::shell::{self, Shell, Step};
+use crate::admission::{Admission, Seen};
 use crate::listener::is_resource_exhaustion;
 use crate::ready::Ready;
-use crate::shutdown::Phase;
 use crate::stats::CloseKind;
-use crate::worker::{RateLimitedWarn, Worker, ACCEPT_BACKOFF};
+use crate::worker::Worker;
 use conn::{Action, Event, Session, Shared, Spills};
 
 /// The buffer ring's shape, from `--ring-buffers` and `--buffer-size`.
@@ -131,6 +132,27 @@ impl Socket {
             Socket::Direct(slot) => Sock::Direct(*slot),
         }
     }
+
+    fn fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Socket::Fd(fd) => Some(fd.as_raw_fd()),
+            Socket::Direct(_) => None,
+        }
+    }
+}
+
+/// `slot`'s connection as the idle order sees it.
+fn seen(conns: &Slab<Conn>, slot: usize, gen: u32, now: u32) -> Seen {
+    conns.get(slot).map_or(Seen::Gone, |c| {
+        shell::seen(
+            c.gen == gen,
+            c.session.is_closing(),
+            c.last_active,
+            c.session.unsent() > 0,
+            now,
+            c.sock.fd(),
+        )
+    })
 }
 
 /// One connection: its socket, its rules' state, and when it last moved. One cache line,
@@ -206,23 +228,20 @@ pub fn run(
     let mut lp = Loop {
         ring,
         conns: Slab::new(),
-        worker,
+        shell: Shell::new(worker),
         armed: vec![0; listeners.len()],
         listeners,
         accepts: 0,
         accept_cancelling: false,
-        accept_retry_at: Some(Instant::now()),
         starved: Vec::new(),
         returned: false,
         shared: Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit),
         actions: Vec::new(),
         table,
         next_gen: 0,
-        warn: RateLimitedWarn::new(),
-        clock: Clock::new(),
-        now: 0,
         tick: TickBy::Completion,
     };
+    lp.shell.accept_retry_at = Some(Instant::now());
     lp.run()
 }
 
@@ -254,7 +273,8 @@ pub fn probe() -> String {
 struct Loop {
     ring: Ring,
     conns: Slab<Conn>,
-    worker: Worker,
+    /// The phase step, clock, sweep, back-off and admission both hand-written loops share.
+    shell: Shell,
     /// One listener per address `--listen` named; emptied once accepting has stopped.
     listeners: Vec<std::net::TcpListener>,
     /// Accept operations in flight per listener: its multishot accept, or up to
@@ -263,8 +283,6 @@ struct Loop {
     /// Accept operations in flight on all listeners.
     accepts: u32,
     accept_cancelling: bool,
-    /// When to (re-)arm the accept: now at start, later after running out of descriptors.
-    accept_retry_at: Option<Instant>,
     /// Connections whose receive stopped on an empty ring.
     starved: Vec<usize>,
     /// Buffers went back to the ring since the last look at `starved`.
@@ -276,11 +294,6 @@ struct Loop {
     /// The ring's file table, when connections are direct descriptors.
     table: Option<Table>,
     next_gen: u32,
-    warn: RateLimitedWarn,
-    /// The loop's millisecond clock.
-    clock: Clock,
-    /// When the current batch of completions arrived ([`Clock`]).
-    now: u32,
     /// How the loop wakes at least every [`TICK`].
     tick: TickBy,
 }
@@ -299,13 +312,12 @@ impl Loop {
     fn run(&mut self) -> io::Result<()> {
         let mut cqes = Vec::with_capacity(1024);
         self.ring.tick_every(TICK, tag(Op::Tick, 0, 0))?;
-        let mut last_sweep = Instant::now();
         loop {
-            let phase = *self.worker.phase.borrow();
-            if phase != Phase::Running {
+            let step = self.shell.step();
+            if step != Step::Serve {
                 self.stop_accepting()?;
             }
-            if phase == Phase::Closing {
+            if step == Step::CloseAll {
                 let open: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
                 for slot in open {
                     if !self.conns[slot].session.is_closing() {
@@ -313,23 +325,22 @@ impl Loop {
                     }
                 }
             }
-            if phase != Phase::Running && self.listeners.is_empty() && self.conns.is_empty() {
+            if step != Step::Serve && self.listeners.is_empty() && self.conns.is_empty() {
                 return Ok(());
             }
-            let now = Instant::now();
-            if phase == Phase::Running && self.accept_retry_at.is_some_and(|t| t <= now) {
+            let now = self.shell.stamp();
+            if step == Step::Serve && self.shell.accept_retry_at.is_some_and(|t| t <= now) {
                 self.arm_accept()?;
             }
-            if now.duration_since(last_sweep) >= TICK {
-                self.close_idle(now)?;
+            if self.shell.sweep_due(now) {
+                self.close_idle()?;
                 self.ring.trim_spills();
-                last_sweep = now;
             }
             if self.returned && !self.starved.is_empty() {
                 self.wake_starved()?;
             }
             self.returned = false;
-            let counters = &self.worker.counters;
+            let counters = &self.shell.worker.counters;
             counters.ring_buffers_held.set(self.shared.ring_held as u64);
             counters
                 .spill_buffers_held
@@ -340,7 +351,7 @@ impl Loop {
             })?;
             // One clock read per batch of completions stamps their activity: idle timeouts
             // are seconds, the batch takes microseconds.
-            self.now = self.clock.stamp(Instant::now());
+            self.shell.stamp();
             self.ring.drain_completions(&mut cqes);
             for c in cqes.drain(..) {
                 let (op, slot, gen) = untag(c.user_data);
@@ -365,7 +376,7 @@ impl Loop {
     /// Arms accepting on every listener: its multishot accept if it is not armed, or one-shot
     /// direct accepts up to [`ACCEPT_DEPTH`] each and the free slots of the file table.
     fn arm_accept(&mut self) -> io::Result<()> {
-        self.accept_retry_at = None;
+        self.shell.accept_retry_at = None;
         if self.accept_cancelling {
             // Re-armed when the cancelled accepts have completed (see `on_accept`).
             return Ok(());
@@ -386,12 +397,12 @@ impl Loop {
                 if free == 0 && self.accepts == 0 && !t.full {
                     t.full = true;
                     // Counted with the accept errors: the direct analogue of EMFILE.
-                    self.worker.counters.accept_errors.add(1);
+                    self.shell.worker.counters.accept_errors.add(1);
                     let err = io::Error::other(format!(
                         "all {} direct descriptors in use; new connections wait in the backlog",
                         t.slots
                     ));
-                    self.warn.warn("accept paused", &err);
+                    self.shell.warn.warn("accept paused", &err);
                 }
                 for (i, l) in self.listeners.iter().enumerate() {
                     let n = free.min(ACCEPT_DEPTH.saturating_sub(self.armed[i]));
@@ -424,7 +435,7 @@ impl Loop {
 
     /// Cancels the accepts and closes the listeners once the kernel has let go of them.
     fn stop_accepting(&mut self) -> io::Result<()> {
-        self.accept_retry_at = None;
+        self.shell.accept_retry_at = None;
         if self.accepts > 0 {
             self.cancel_accepts()
         } else {
@@ -435,9 +446,9 @@ impl Loop {
 
     /// Whether accepts may be (re-)armed now: serving, not backing off, not cancelling.
     fn may_accept(&self) -> bool {
-        self.accept_retry_at.is_none()
+        self.shell.accept_retry_at.is_none()
             && !self.accept_cancelling
-            && *self.worker.phase.borrow() == Phase::Running
+            && self.shell.step() == Step::Serve
     }
 
     fn on_accept(&mut self, listener: usize, c: Completion) -> io::Result<()> {
@@ -453,15 +464,16 @@ impl Loop {
             Err(libc::ECANCELED | libc::ECONNABORTED) => {}
             Err(errno) => {
                 let err = io::Error::from_raw_os_error(errno);
-                self.worker.counters.accept_errors.add(1);
-                self.warn.warn("accept failed", &err);
                 if is_resource_exhaustion(&err) {
                     // Pause accepting: an armed accept would complete with the same error
                     // for every connection waiting in the backlog.
+                    self.shell.accept_failed(&err);
                     self.cancel_accepts()?;
-                    self.accept_retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
                     return Ok(());
                 }
+                // Anything else fails that one connection: the accept stays armed.
+                self.shell.worker.counters.accept_errors.add(1);
+                self.shell.warn.warn("accept failed", &err);
             }
             Ok(n) => {
                 let sock = match &mut self.table {
@@ -496,7 +508,9 @@ impl Loop {
     fn on_close(&mut self, c: Completion) -> io::Result<()> {
         if let Err(errno) = c.result {
             let err = io::Error::from_raw_os_error(errno);
-            self.warn.warn("closing a direct descriptor failed", &err);
+            self.shell
+                .warn
+                .warn("closing a direct descriptor failed", &err);
         }
         if let Some(t) = &mut self.table {
             t.used -= 1;
@@ -509,16 +523,38 @@ impl Loop {
     }
 
     fn admit(&mut self, sock: Socket) -> io::Result<()> {
-        if !self.worker.admit() {
+        if self.shell.step() != Step::Serve {
+            // Accepted as accepting stopped: counted, and closed by the server.
+            let counters = &self.shell.worker.counters;
+            counters.accepted.add(1);
+            counters.record_close(&CloseKind::Server);
             return self.close_socket(sock);
         }
-        if *self.worker.phase.borrow() != Phase::Running {
-            self.worker.release(&CloseKind::Server);
-            return self.close_socket(sock);
+        // The peer's address only where sources are counted (ordinary descriptors then).
+        let peer = match (&sock, self.shell.wants_sources()) {
+            (Socket::Fd(fd), true) => socket2::SockRef::from(fd)
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_socket()),
+            _ => None,
+        };
+        let now = self.shell.now;
+        let conns = &self.conns;
+        match self
+            .shell
+            .admit(peer, |slot, gen| seen(conns, slot, gen, now))
+        {
+            Admission::In => {}
+            Admission::InPlaceOf(slot) => {
+                if !self.conns[slot].session.is_closing() {
+                    self.feed(slot, Event::Close(CloseKind::Server))?;
+                }
+            }
+            Admission::Refused => return self.close_socket(sock),
         }
         if let Socket::Fd(fd) = &sock {
             if let Err(e) = socket2::SockRef::from(fd).set_nodelay(true) {
-                self.worker.release(&CloseKind::from_error(&e));
+                self.shell.failed(&CloseKind::from_error(&e), peer);
                 return Ok(());
             }
         }
@@ -529,8 +565,11 @@ impl Loop {
             sock,
             gen,
             session: Session::default(),
-            last_active: self.now,
+            last_active: now,
         });
+        let conns = &self.conns;
+        self.shell
+            .opened(slot, gen, peer, |slot, gen| seen(conns, slot, gen, now));
         tracing::debug!(sock = ?s, "session open");
         self.feed(slot, Event::Opened)
     }
@@ -547,7 +586,7 @@ impl Loop {
                 let conn = &mut self.conns[slot];
                 tracing::debug!(sock = ?conn.sock, n = len, "read");
                 if !conn.session.is_closing() {
-                    conn.last_active = self.now;
+                    conn.last_active = self.shell.now;
                 }
                 Event::Received { bid, len, more }
             }
@@ -562,7 +601,7 @@ impl Loop {
     fn on_send(&mut self, slot: usize, c: Completion) -> io::Result<()> {
         let conn = &mut self.conns[slot];
         if c.result.is_ok() && !conn.session.is_closing() {
-            conn.last_active = self.now;
+            conn.last_active = self.shell.now;
         }
         self.feed(slot, Event::Sent(c.result))
     }
@@ -614,12 +653,16 @@ impl Loop {
             }
             Action::Starved => self.starved.push(slot),
             Action::Echoed { recvs, bytes } => {
-                self.worker.counters.recvs.add(u64::from(recvs));
-                self.worker.counters.bytes_echoed.add(u64::from(bytes));
+                self.shell.worker.counters.recvs.add(u64::from(recvs));
+                self.shell
+                    .worker
+                    .counters
+                    .bytes_echoed
+                    .add(u64::from(bytes));
             }
             Action::Release(how) => {
                 let c = self.conns.remove(slot);
-                self.worker.release(&how);
+                self.shell.closed(slot, &how);
                 self.close_socket(c.sock)?;
             }
         }
@@ -645,22 +688,16 @@ impl Loop {
         Ok(())
     }
 
-    fn close_idle(&mut self, now: Instant) -> io::Result<()> {
-        let Some(limit) = self.worker.limits.idle_timeout else {
-            return Ok(());
-        };
-        let limit = Clock::limit(limit);
-        let now = self.clock.stamp(now);
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.session.is_closing() && now.wrapping_sub(c.last_active) >= limit)
-            .map(|(slot, _)| slot)
-            .collect();
-        for slot in idle {
+    /// Closes the connections past `--idle-timeout`, oldest first, from the idle order.
+    fn close_idle(&mut self) -> io::Result<()> {
+        let now = self.shell.now;
+        loop {
+            let conns = &self.conns;
+            let Some(slot) = self.shell.expired(|slot, gen| seen(conns, slot, gen, now)) else {
+                return Ok(());
+            };
             self.feed(slot, Event::Close(CloseKind::Server))?;
         }
-        Ok(())
     }
 }
 
