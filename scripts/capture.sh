@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The seed's tcpdump experiment with ringecho: one session closed with FIN, one with RST
-# (SO_LINGER=0), each captured on loopback and annotated segment by segment.
+# (SO_LINGER=0), each captured on loopback and annotated segment by segment; then the seed's
+# three SetLinger modes (-1, 0, 2 s) where they differ, a close with data unacknowledged
+# because the peer stopped reading, each captured and checked (exit 1 if one differs).
 #
 #   cargo build --release && sudo scripts/capture.sh [--backend uring|epoll|multishot] [--message TEXT]
 set -euo pipefail
@@ -12,7 +14,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --backend) backend=$2; shift 2 ;;
     --message) message=$2; shift 2 ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "capture.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -68,5 +70,21 @@ for mode in fin rst; do
   sleep 0.3
   kill -INT "$tcpdump_pid"; wait "$tcpdump_pid" 2>/dev/null || true
   "$bin/ringecho-client" explain-capture --port "$port" "$work/$mode.txt"
+  echo
+done
+
+# SetLinger's three modes where they differ: ringecho-client stalled-close runs a peer of its
+# own on a small receive buffer that does not read for 3 s, fills its send buffer, and
+# closes. On a port of its own, so the capture holds that connection alone.
+peer_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+for secs in -1 0 2; do
+  tcpdump -i lo -S -nn -l -U "tcp port $peer_port" >"$work/linger$secs.txt" 2>"$work/linger$secs.err" &
+  tcpdump_pid=$!
+  for _ in $(seq 50); do grep -q "listening on" "$work/linger$secs.err" && break; sleep 0.1; done
+  echo "=== a close with data unacknowledged, SetLinger($secs): ringecho-client stalled-close --linger $secs"
+  "$bin/ringecho-client" stalled-close --linger "$secs" --hold 3s --listen "127.0.0.1:$peer_port"
+  sleep 0.3
+  kill -INT "$tcpdump_pid"; wait "$tcpdump_pid" 2>/dev/null || true
+  "$bin/ringecho-client" explain-capture --port "$peer_port" --stalled "$secs" "$work/linger$secs.txt"
   echo
 done

@@ -109,6 +109,48 @@ impl Capture {
                 && c.from_client && !c.syn() && c.ack())
     }
 
+    /// Whether one side advertised a zero window (it stopped reading, its buffer full).
+    pub fn zero_window(&self, from_client: bool) -> bool {
+        self.segments
+            .iter()
+            .any(|s| s.from_client == from_client && s.line.contains(" win 0,"))
+    }
+
+    /// Checks a `ringecho-client stalled-close` capture in mode `linger` (the client is the
+    /// side that wrote; the peer, which stopped reading, is on the port): the peer's zero
+    /// window, then for the default and a positive linger one FIN from the client after all
+    /// its data and no RST, for 0 an RST from the client and no FIN from it.
+    pub fn check_stalled(&self, linger: crate::Linger) -> Result<String, String> {
+        if !self.has_handshake() {
+            return Err("no handshake in the capture".into());
+        }
+        if !self.zero_window(false) {
+            return Err("the peer never advertised a zero window: it did not stall".into());
+        }
+        let data: usize = self.data_lengths(true).iter().sum();
+        let last_data = self
+            .segments
+            .iter()
+            .rposition(|s| s.from_client && s.len > 0);
+        let fin_at = self.segments.iter().position(|s| s.from_client && s.fin());
+        let (fins, rsts) = (self.fins(true), self.rsts(true));
+        match linger {
+            crate::Linger::Abort if rsts >= 1 && fins == 0 => Ok(format!(
+                "{data} bytes of data, the peer's window closed, then the client's RST and no FIN: the rest was discarded"
+            )),
+            crate::Linger::Default | crate::Linger::Seconds(_)
+                if fins == 1 && rsts == 0 && fin_at >= last_data =>
+            {
+                Ok(format!(
+                    "{data} bytes of data, the peer's window closed, the rest sent as it reopened, then the client's FIN after the last byte; no RST"
+                ))
+            }
+            _ => Err(format!(
+                "{linger}: client FIN {fins}, RST {rsts}, {data} bytes of data; FIN at segment {fin_at:?}, last data at {last_data:?}"
+            )),
+        }
+    }
+
     /// The capture with each segment named, and a verdict on how the session closed.
     pub fn explain(&self) -> String {
         let mut out = String::new();

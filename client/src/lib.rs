@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod linger;
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ringecho_common::{parse_duration, parse_duration_or_zero, HostPort};
+
+pub use linger::Linger;
 
 /// `ringecho-client`: send a message, print the echo, close with FIN or RST.
 #[derive(Debug, Parser)]
@@ -46,6 +49,25 @@ pub enum Command {
         port: u16,
         /// The capture (tcpdump's text output).
         file: std::path::PathBuf,
+        /// Check it as a `stalled-close` in this mode (the peer on PORT): its FIN or RST,
+        /// its zero window; exits 1 if it differs.
+        #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = Linger::parse)]
+        stalled: Option<Linger>,
+    },
+    /// The seed's SetLinger modes where they differ: a peer of this command's own stops
+    /// reading, the client fills its send buffer and closes in each mode; prints how long
+    /// close() took and what the peer received when it read again.
+    StalledClose {
+        /// The modes to run, SetLinger's seconds: negative is the default, 0 an RST, N > 0
+        /// a close that blocks up to N s.
+        #[arg(long, default_value = "-1,0,2", value_delimiter = ',', allow_hyphen_values = true, value_parser = Linger::parse)]
+        linger: Vec<Linger>,
+        /// How long the peer does not read after accepting.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        hold: Duration,
+        /// Where the peer listens (a fixed port lets tcpdump filter on it).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
     },
 }
 
@@ -67,9 +89,14 @@ pub struct Session {
     /// Wait this long after the last echo before closing (0s: close at once).
     #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
     pub close_after: Duration,
-    /// Close with SO_LINGER=0: the kernel sends one RST instead of the FIN handshake.
-    #[arg(long)]
+    /// Close with SO_LINGER=0: the kernel sends one RST instead of the FIN handshake (the
+    /// same as `--linger 0`).
+    #[arg(long, conflicts_with = "linger")]
     pub linger0: bool,
+    /// SetLinger's seconds for the close: negative is the default (FIN; close returns at
+    /// once), 0 an RST, N > 0 a close that blocks until the data is acknowledged or N s pass.
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = Linger::parse)]
+    pub linger: Option<Linger>,
     /// Give up on connecting or on an echo after this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -145,6 +172,19 @@ pub struct Report {
     pub echoes: u32,
     /// Whether it closed with RST.
     pub reset: bool,
+    /// How long `close()` itself took.
+    pub close_took: Duration,
+}
+
+impl Session {
+    /// The close mode: `--linger`, or `--linger0`, or the default.
+    pub fn close_mode(&self) -> Linger {
+        match (self.linger, self.linger0) {
+            (Some(l), _) => l,
+            (None, true) => Linger::Abort,
+            (None, false) => Linger::Default,
+        }
+    }
 }
 
 /// Runs one session as the flags describe.
@@ -178,13 +218,9 @@ pub fn run(s: &Session) -> Result<Report, ClientError> {
         );
     }
     std::thread::sleep(s.close_after);
-    if s.linger0 {
-        socket2::SockRef::from(&stream)
-            .set_linger(Some(Duration::ZERO))
-            .map_err(io("set SO_LINGER=0"))?;
-        drop(stream);
-        tracing::info!("closed with SO_LINGER=0: one RST, no FIN, no TIME_WAIT");
-    } else {
+    let mode = s.close_mode();
+    mode.apply(&stream).map_err(io("set SO_LINGER"))?;
+    if mode != Linger::Abort {
         // Half-close, then wait for the server's FIN: the whole four-way close, observed.
         stream.shutdown(Shutdown::Write).map_err(io("send FIN"))?;
         let mut rest = [0u8; 64];
@@ -200,12 +236,29 @@ pub fn run(s: &Session) -> Result<Report, ClientError> {
                 ),
             ));
         }
-        tracing::info!("closed with FIN; the server answered with its FIN");
+    }
+    let (close_took, closed) = linger::timed_close(stream);
+    closed.map_err(io("close"))?;
+    let ms = close_took.as_secs_f64() * 1e3;
+    match mode {
+        Linger::Abort => {
+            tracing::info!(
+                "closed with SO_LINGER=0: one RST, no FIN, no TIME_WAIT (close() took {ms:.2} ms)"
+            )
+        }
+        Linger::Default => tracing::info!(
+            "closed with FIN; the server answered with its FIN (close() took {ms:.2} ms)"
+        ),
+        Linger::Seconds(n) => tracing::info!(
+            "closed with FIN under SO_LINGER {n} s; nothing was unacknowledged, so close() \
+             took {ms:.2} ms (ringecho-client stalled-close shows it blocking)"
+        ),
     }
     Ok(Report {
         local,
         echoes: s.count,
-        reset: s.linger0,
+        reset: mode == Linger::Abort,
+        close_took,
     })
 }
 
@@ -231,7 +284,11 @@ fn read_echo(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), ClientError> 
 /// its exit code.
 pub fn run_cli(cli: &Cli) -> Result<(), ClientError> {
     match &cli.command {
-        Some(Command::ExplainCapture { port, file }) => {
+        Some(Command::ExplainCapture {
+            port,
+            file,
+            stalled,
+        }) => {
             let text = std::fs::read_to_string(file).map_err(|e| {
                 ClientError::Capture(format!("cannot read {}: {e}", file.display()))
             })?;
@@ -244,7 +301,37 @@ pub fn run_cli(cli: &Cli) -> Result<(), ClientError> {
                 )));
             }
             print!("{}", cap.explain());
-            Ok(())
+            match stalled.map(|mode| cap.check_stalled(mode)) {
+                None => Ok(()),
+                Some(Ok(says)) => {
+                    println!("check: {says}");
+                    Ok(())
+                }
+                Some(Err(why)) => Err(ClientError::Capture(format!("check FAILED: {why}"))),
+            }
+        }
+        Some(Command::StalledClose {
+            linger,
+            hold,
+            listen,
+        }) => {
+            let mut failed = Vec::new();
+            for &mode in linger {
+                let r = linger::stalled_close(mode, *hold, *listen)
+                    .map_err(|e| ClientError::Io("stage a stalled close", e))?;
+                print!("{r}");
+                match r.check() {
+                    Ok(says) => println!("  check: {says}"),
+                    Err(why) => {
+                        println!("  check FAILED: {why}");
+                        failed.push(why);
+                    }
+                }
+            }
+            match failed.is_empty() {
+                true => Ok(()),
+                false => Err(ClientError::Capture(failed.join("; "))),
+            }
         }
         None => run(&cli.session).map(drop),
     }

@@ -138,3 +138,65 @@ fn linger0_close_is_one_rst_from_the_client() {
         assert_eq!(c.fins(true) + c.fins(false), 0, "{backend:?}: no FIN");
     }
 }
+
+/// A free port on loopback for a stalled-close peer (bound and released: tcpdump filters on
+/// it before the peer listens).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The seed's three SetLinger modes on the wire, where they differ: the peer stops reading
+/// (its window goes to zero), the client closes with data unacknowledged; the default and
+/// a positive linger end with the client's FIN after its last byte and no RST, 0 with the
+/// client's RST and no FIN. Each capture checked segment by segment.
+#[test]
+fn stalled_close_modes_on_the_wire() {
+    if !ringecho_testkit::can_run(
+        "stalled_close_modes_on_the_wire",
+        &[
+            ringecho_testkit::Need::Root,
+            ringecho_testkit::Need::Tool("tcpdump"),
+        ],
+    ) {
+        return;
+    }
+    for (secs, mode) in [
+        ("-1", ringecho_client::Linger::Default),
+        ("0", ringecho_client::Linger::Abort),
+        ("2", ringecho_client::Linger::Seconds(2)),
+    ] {
+        let port = free_port();
+        let mut tcpdump = start_tcpdump(port);
+        let out = Command::new(env!("CARGO_BIN_EXE_ringecho-client"))
+            .args(["stalled-close", "--linger", secs, "--hold", "3s"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "--linger {secs}: {said}");
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling a child we spawned and have not reaped; SIGINT makes tcpdump flush.
+        unsafe { libc::kill(tcpdump.0.id() as i32, libc::SIGINT) };
+        let mut text = String::new();
+        tcpdump
+            .0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        tcpdump.0.wait().unwrap();
+        let c = Capture::parse(&text, port);
+        println!("{said}{}", c.explain());
+        let verdict = c.check_stalled(mode);
+        assert!(
+            verdict.is_ok(),
+            "--linger {secs}: {verdict:?}\n{}",
+            c.explain()
+        );
+    }
+}

@@ -121,3 +121,58 @@ fn explain_capture_of_something_that_is_not_a_capture_exits_1() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no TCP segment"), "{err}");
 }
+
+/// `--linger SECS` on a session: the server counts how it ended (0 is an RST, any other value
+/// a FIN), and the client reports how long close() took.
+#[test]
+fn every_linger_mode_closes_a_session_as_set() {
+    let srv = start(&Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Backend::EpollLoop,
+    ))
+    .unwrap();
+    let addr = srv.local_addr().to_string();
+    for secs in ["-1", "0", "3"] {
+        let out = client(&addr, &["--linger", secs]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "--linger {secs}: {err}");
+        assert!(err.contains("close() took"), "--linger {secs}: {err}");
+    }
+    let _ = srv
+        .stats()
+        .wait_until(Duration::from_secs(5), |s| s.active() == 0);
+    let s = srv.shutdown().unwrap();
+    assert_eq!((s.fin, s.rst), (2, 1), "{s:?}");
+    let both = client(&addr, &["--linger", "0", "--linger0"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--linger and --linger0 conflict"
+    );
+    let bad = client(&addr, &["--linger", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("whole number"));
+}
+
+/// The three modes where they differ, by what they did (no capture, no root): with the peer
+/// not reading, the default and a positive linger deliver every byte and a FIN, 0 discards
+/// with an RST; the default returns at once and a positive linger blocks while the data is
+/// unacknowledged (the command's own checks, generous about time, say so and exit 0).
+#[test]
+fn stalled_close_shows_the_three_modes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringecho-client"))
+        .args(["stalled-close", "--linger", "-1,0,1", "--hold", "2s"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("  check: ").count(), 3, "{text}");
+    assert!(text.contains("close() returned at once"), "{text}");
+    assert!(text.contains("sent RST"), "{text}");
+    assert!(text.contains("close() blocked"), "{text}");
+    assert!(!text.contains("FAILED"), "{text}");
+}

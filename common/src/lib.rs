@@ -28,6 +28,19 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     Ok((old, lim.rlim_cur))
 }
 
+/// Closes `fd` and returns what close(2) said, which dropping an `OwnedFd` discards: a
+/// socket's lingering close (SO_LINGER) blocks in this call, and could report an error.
+pub fn close_with_result(fd: std::os::fd::OwnedFd) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let raw = fd.into_raw_fd();
+    // SAFETY: `raw` came out of an OwnedFd just now, so nothing else owns or closes it; it is
+    // closed exactly once, here.
+    if unsafe { libc::close(raw) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// RLIMIT_NOFILE as it stands (soft and hard).
 pub(crate) fn nofile_limit() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {

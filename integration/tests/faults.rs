@@ -271,9 +271,13 @@ fn rst_storm() {
     }
 }
 
-/// The flood's client sockets, made up front (before a test lowers the descriptor limit).
+/// Clients in a flood.
+const FLOOD_CLIENTS: usize = 120;
+
+/// The flood's client sockets, made up front (before a test lowers the descriptor limit):
+/// one per client and enough more for the retries of those refused at the limit.
 fn flood_sockets() -> Vec<socket2::Socket> {
-    (0..120)
+    (0..FLOOD_CLIENTS * 10)
         .map(|_| {
             socket2::Socket::new(
                 socket2::Domain::IPV4,
@@ -285,35 +289,55 @@ fn flood_sockets() -> Vec<socket2::Socket> {
         .collect()
 }
 
-/// 120 clients arrive at once; each echoes 1 KiB, holds its connection 300 ms (so the
-/// server's descriptors run out) and half-closes. Those past the limit wait in the backlog
-/// until earlier ones leave. Returns how many got exactly their bytes back.
-fn flood(sockets: Vec<socket2::Socket>, addr: SocketAddr) -> usize {
-    let clients: Vec<_> = sockets
-        .into_iter()
-        .zip(0u32..)
-        .map(|(sock, i)| {
+/// [`FLOOD_CLIENTS`] clients arrive at once; each echoes 1 KiB, holds its connection 300 ms
+/// (so the server's descriptors run out) and half-closes. A client the server refuses at
+/// its limit (closed before the echo, as nobody has been idle long enough to give way)
+/// tries again 100 ms later on a fresh socket, as a real client would; one past the limit
+/// that waits in the backlog is served when earlier ones leave. Returns how many got
+/// exactly their bytes back, and the retries.
+fn flood(sockets: Vec<socket2::Socket>, addr: SocketAddr) -> (usize, usize) {
+    let pool = std::sync::Arc::new(std::sync::Mutex::new(sockets));
+    let clients: Vec<_> = (0..FLOOD_CLIENTS as u32)
+        .map(|i| {
+            let pool = pool.clone();
             std::thread::spawn(move || {
                 let data: Vec<u8> = (0..1024u32).map(|k| (k ^ i) as u8).collect();
-                sock.connect(&addr.into()).unwrap();
-                let mut s: TcpStream = sock.into();
-                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                s.write_all(&data).unwrap();
-                let mut back = vec![0u8; data.len()];
-                s.read_exact(&mut back).unwrap();
+                let mut retries = 0;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut s = loop {
+                    assert!(Instant::now() < deadline, "client {i} never got in");
+                    let sock = pool.lock().unwrap().pop().expect("a spare client socket");
+                    sock.connect(&addr.into()).unwrap();
+                    let mut s: TcpStream = sock.into();
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let mut back = vec![0u8; data.len()];
+                    let echoed = s.write_all(&data).and_then(|()| s.read_exact(&mut back));
+                    match echoed {
+                        Ok(()) => {
+                            assert_eq!(back, data, "client {i}'s echo altered");
+                            break s;
+                        }
+                        // Refused: closed (FIN, or RST over the unread bytes) before the echo.
+                        Err(_) => {
+                            retries += 1;
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                };
                 std::thread::sleep(Duration::from_millis(300));
                 s.shutdown(Shutdown::Write).unwrap();
                 let mut rest = Vec::new();
                 s.read_to_end(&mut rest).unwrap();
-                back == data && rest.is_empty()
+                (rest.is_empty(), retries)
             })
         })
         .collect();
     clients
         .into_iter()
         .map(|c| c.join().expect("client served"))
-        .filter(|&ok| ok)
-        .count()
+        .fold((0, 0), |(ok, tries), (exact, r)| {
+            (ok + usize::from(exact), tries + r)
+        })
 }
 
 /// Sets RLIMIT_NOFILE's soft limit and returns the previous one.
@@ -332,17 +356,16 @@ fn set_nofile(soft: u64) -> u64 {
     }
 }
 
-/// Flooded past RLIMIT_NOFILE: the server serves what it holds, backs off on EMFILE, and
-/// accepts again when clients leave; every byte is still echoed. One process per backend, so
-/// the limit is measured from a clean descriptor table. (multishot's direct descriptors take
-/// no descriptors; `direct_table_full_multishot` floods their file table instead.)
+/// Flooded past RLIMIT_NOFILE: the server serves what it holds and refuses what comes past
+/// its limit (the descriptor table less a reserve; nobody is idle long enough to give way),
+/// or backs off on EMFILE; service resumes as clients leave, and every client that tries
+/// again gets every byte back. One process per backend, so the limit is measured from a
+/// clean descriptor table. (multishot's direct descriptors take no descriptors;
+/// `direct_table_full_multishot` floods their file table instead.)
 fn fd_exhaustion(backend: Backend) {
-    // Start the server under a low limit, as `prlimit --nofile` would (lowered only after the
-    // ring is set up, the multishot backend's accepts did not hit it in our runs). Room for about 40 connections: new
-    // descriptors take the lowest free numbers, and this fresh process's table has no holes
-    // below its count (an inherited high one, if any, is above the limit and does not matter).
-    // The clients live in this process too: their sockets are made before the limit drops,
-    // so only the server's accepts run into it.
+    // Start the server under a low limit, as `prlimit --nofile` would: room for about 40
+    // connections. The clients live in this process too: their sockets are made before the
+    // limit drops, so only the server's accepts run into it.
     let sockets = flood_sockets();
     let old = set_nofile(open_fds() as u64 + 60);
     let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backend);
@@ -350,12 +373,20 @@ fn fd_exhaustion(backend: Backend) {
     cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
     let srv = start(&cfg).expect("server starts");
     let addr = srv.local_addr();
-    let exact = flood(sockets, addr);
+    let (exact, retries) = flood(sockets, addr);
     set_nofile(old);
-    assert_eq!(exact, 120, "every client got exactly its bytes back");
-    let s = wait_settled(&srv, "all served", |s| s.accepted == 120 && s.active() == 0);
-    assert!(s.accept_errors > 0, "the flood never hit EMFILE: {s:?}");
-    assert_eq!(s.fin, 120);
+    assert_eq!(
+        exact, FLOOD_CLIENTS,
+        "every client got exactly its bytes back"
+    );
+    let n = FLOOD_CLIENTS as u64;
+    let s = wait_settled(&srv, "all served", |s| s.fin == n && s.active() == 0);
+    assert!(
+        s.refused_limit + s.accept_errors > 0,
+        "the flood never reached the limit: {s:?}"
+    );
+    assert_eq!(s.evicted, 0, "nobody was idle a second: {s:?}");
+    assert_eq!(s.server, s.refused_limit, "{s:?}");
     assert_adds_up(&s);
     // Service resumes fully once the limit is no longer in the way.
     let (out, _) = loadgen(
@@ -369,7 +400,8 @@ fn fd_exhaustion(backend: Backend) {
         "fd_exhaustion",
         backend,
         json!({
-            "connections": s.accepted, "accept_errors": s.accept_errors, "bytes_verified": 120 * 1024, "exact_echoes": exact,
+            "connections": s.accepted, "accept_errors": s.accept_errors, "refused": s.refused_limit,
+            "client_retries": retries, "bytes_verified": n * 1024, "exact_echoes": exact,
         }),
     );
     srv.shutdown().unwrap();
@@ -401,9 +433,13 @@ fn fd_exhaustion_multishot() {
 fn direct_table_full_multishot() {
     let sockets = flood_sockets();
     let srv = LimitedServer::start(48, &["--threads", "1"]);
-    let exact = flood(sockets, srv.addr);
+    let (exact, retries) = flood(sockets, srv.addr);
     let summary = srv.stop();
     assert_eq!(exact, 120, "every client got exactly its bytes back");
+    assert_eq!(
+        retries, 0,
+        "a full table leaves clients in the backlog: {summary}"
+    );
     assert_eq!(figure(&summary, "connections accepted"), 120, "{summary}");
     let pauses = figure(&summary, "accept errors");
     assert!(pauses > 0, "the table never filled: {summary}");

@@ -87,8 +87,15 @@ pub enum Verdict {
 /// The process-wide counts and limits.
 #[derive(Debug)]
 pub struct Gate {
-    /// Connections the process holds at most (`None`: no limit).
-    limit: Option<u64>,
+    /// `--max-conns`.
+    max_conns: Option<u64>,
+    /// Descriptors in use besides connections (at start, with the threads' own to come),
+    /// when connections take descriptors.
+    fd_base: Option<u64>,
+    /// Connections the process holds at most (`u64::MAX`: no limit): the smaller of
+    /// `--max-conns` and what the open-file limit leaves, read again when it is reached,
+    /// so a limit raised while the server runs is honoured.
+    limit: AtomicU64,
     /// Connections open across all threads.
     open: AtomicU64,
     /// `--max-conns-per-source` and the connections each source holds.
@@ -106,10 +113,14 @@ struct EvictLog {
 }
 
 impl Gate {
-    /// A gate for `limit` connections at most, `per_source` per source address.
-    pub fn new(limit: Option<u64>, per_source: Option<u32>) -> Self {
+    /// A gate for `max_conns` connections at most, fewer if the descriptor table (with
+    /// `fd_base` entries used by other things) is smaller, `per_source` per source address.
+    pub fn new(max_conns: Option<u64>, fd_base: Option<u64>, per_source: Option<u32>) -> Self {
+        let fds = fd_base.map(|base| (crate::listener::nofile_soft().unwrap_or(u64::MAX), base));
         Gate {
-            limit,
+            max_conns,
+            fd_base,
+            limit: AtomicU64::new(Self::limit_for(max_conns, fds).unwrap_or(u64::MAX)),
             open: AtomicU64::new(0),
             per_source: per_source.map(|n| (n, Mutex::default())),
             evicting: AtomicBool::new(false),
@@ -142,7 +153,7 @@ impl Gate {
             }
         }
         let before = self.open.fetch_add(1, Ordering::Relaxed);
-        if self.limit.is_some_and(|max| before >= max) {
+        if before >= self.limit.load(Ordering::Relaxed) && before >= self.refresh_limit() {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return Verdict::Full;
         }
@@ -159,7 +170,7 @@ impl Gate {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         if log.since.is_none() {
             tracing::warn!(
-                limit = self.limit,
+                limit = self.limit.load(Ordering::Relaxed),
                 "at the connection limit: the longest-idle connections now give way to new ones"
             );
             log.since = Some(now);
@@ -189,6 +200,19 @@ impl Gate {
     #[cfg(test)]
     fn open(&self) -> u64 {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Reads the open-file limit again (it may have been raised) and returns the limit.
+    fn refresh_limit(&self) -> u64 {
+        let Some(base) = self.fd_base else {
+            return self.limit.load(Ordering::Relaxed);
+        };
+        let Ok(nofile) = crate::listener::nofile_soft() else {
+            return self.limit.load(Ordering::Relaxed);
+        };
+        let limit = Self::limit_for(self.max_conns, Some((nofile, base))).unwrap_or(u64::MAX);
+        self.limit.store(limit, Ordering::Relaxed);
+        limit
     }
 
     fn count_source(&self, source: Option<IpAddr>) {
@@ -519,7 +543,7 @@ mod tests {
 
     #[test]
     fn the_gate_counts_the_limit_and_each_source() {
-        let gate = Gate::new(Some(3), Some(2));
+        let gate = Gate::new(Some(3), None, Some(2));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         assert_eq!(gate.enter(Some(a)), Verdict::In);

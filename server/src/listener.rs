@@ -117,6 +117,11 @@ pub fn is_resource_exhaustion(err: &io::Error) -> bool {
     )
 }
 
+/// The open-file soft limit now.
+pub(crate) fn nofile_soft() -> io::Result<u64> {
+    ringecho_common::procfs::max_fds()
+}
+
 /// Bytes a socket's send queue holds that the peer has not acknowledged (SIOCOUTQ): bytes
 /// the server took from a peer and has not yet delivered back. 0 when it cannot be read.
 pub(crate) fn unsent_in_kernel(fd: std::os::fd::RawFd) -> usize {

@@ -306,23 +306,17 @@ fn gate(config: &Config, threads: usize) -> Result<Gate, StartError> {
             ),
         ));
     }
-    let fds = if direct {
+    let fd_base = if direct {
         None
     } else {
-        let read = || -> io::Result<(u64, u64)> {
-            let open = ringecho_common::procfs::open_fds()?;
-            Ok((
-                ringecho_common::procfs::max_fds()?,
-                open + FDS_PER_THREAD * threads as u64,
-            ))
-        };
-        Some(read().map_err(|e| StartError::new("cannot read the open-file limit", e))?)
+        let open = ringecho_common::procfs::open_fds()
+            .map_err(|e| StartError::new("cannot count the open descriptors", e))?;
+        Some(open + FDS_PER_THREAD * threads as u64)
     };
-    let limit = Gate::limit_for(config.max_conns, fds);
     let per_source = config
         .max_conns_per_source
-        .map(|n| n.min(u32::MAX as u64) as u32);
-    Ok(Gate::new(limit, per_source))
+        .map(|n| n.min(u64::from(u32::MAX)) as u32);
+    Ok(Gate::new(config.max_conns, fd_base, per_source))
 }
 
 /// Waits for each of the `n` workers to report that it serves; the first failure, named.

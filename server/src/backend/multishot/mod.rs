@@ -233,6 +233,7 @@ pub fn run(
         listeners,
         accepts: 0,
         accept_cancelling: false,
+        accepted_since_exhaustion: false,
         starved: Vec::new(),
         returned: false,
         shared: Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit),
@@ -283,6 +284,8 @@ struct Loop {
     /// Accept operations in flight on all listeners.
     accepts: u32,
     accept_cancelling: bool,
+    /// A connection was accepted since accepting last ran out of descriptors.
+    accepted_since_exhaustion: bool,
     /// Connections whose receive stopped on an empty ring.
     starved: Vec<usize>,
     /// Buffers went back to the ring since the last look at `starved`.
@@ -468,6 +471,13 @@ impl Loop {
                     // Pause accepting: an armed accept would complete with the same error
                     // for every connection waiting in the backlog.
                     self.shell.accept_failed(&err);
+                    if std::mem::take(&mut self.accepted_since_exhaustion) {
+                        // The multishot accept ran ahead of this batch: its sockets, still in
+                        // the completion queue, took the descriptors that refusing or
+                        // admitting them frees. Look again after the batch, not after the
+                        // pause, or a flood at the limit is taken a tick at a time.
+                        self.shell.accept_retry_at = Some(Instant::now());
+                    }
                     self.cancel_accepts()?;
                     return Ok(());
                 }
@@ -476,6 +486,7 @@ impl Loop {
                 self.shell.warn.warn("accept failed", &err);
             }
             Ok(n) => {
+                self.accepted_since_exhaustion = true;
                 let sock = match &mut self.table {
                     Some(t) => {
                         t.used += 1;
