@@ -8,7 +8,9 @@
 //!
 //! A ratio against tokio's epoll mixes io_uring's gain with tokio's own cost; the 2×2 of
 //! interface × driver separates them. Each ratio is the median of per-round ratios, shown
-//! with its rounds' spread, and is called a win only where that spread does not cover 1.0.
+//! with its rounds' spread, and is called by one rule ([`call`]): a winner only with
+//! [`MIN_ROUNDS`] rounds or more and a spread wholly outside the noise the baseline showed
+//! against itself in the same rounds (its A/A pair), else "level", or "too few rounds".
 
 use std::fmt::Write as _;
 
@@ -74,8 +76,52 @@ pub struct Contrast {
     pub msgs_ratio: f64,
     /// Rounds paired.
     pub rounds: usize,
+    /// The noise band the call was made against: the baseline's A/A spread widened to hold
+    /// 1.0 and its reciprocal ([`noise_band`]); (1, 1) where no A/A pair ran.
+    pub noise: (f64, f64),
+    /// What the rounds allow saying.
+    pub call: Option<Call>,
     /// One sentence: who wins and by how much, or "level".
     pub verdict: String,
+}
+
+/// Rounds a winner needs at least.
+pub const MIN_ROUNDS: usize = 3;
+
+/// What a contrast's rounds allow saying: the one rule the table, the sentences, the report
+/// and the map all use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Call {
+    /// The spread lies wholly outside the noise band: the cheaper one wins.
+    Winner,
+    /// The spread overlaps the noise band.
+    Level,
+    /// Fewer than [`MIN_ROUNDS`] rounds.
+    TooFewRounds,
+}
+
+/// The band one server moved in against itself: the A/A ratios' spread `aa`, widened to hold
+/// 1.0 and mirrored (a server is as likely to measure 5 % dearer as 5 % cheaper than
+/// itself); (1, 1) without an A/A pair, so that then only a spread over 1.0 is level.
+pub fn noise_band(aa: Option<(f64, f64)>) -> (f64, f64) {
+    match aa {
+        Some((lo, hi)) if lo > 0.0 && hi > 0.0 => {
+            (lo.min(1.0 / hi).min(1.0), hi.max(1.0 / lo).max(1.0))
+        }
+        _ => (1.0, 1.0),
+    }
+}
+
+/// The rule: a winner needs [`MIN_ROUNDS`] rounds and a spread wholly outside `noise`.
+pub fn call(rounds: usize, spread: (f64, f64), noise: (f64, f64)) -> Call {
+    if rounds < MIN_ROUNDS {
+        Call::TooFewRounds
+    } else if spread.1 < noise.0 || spread.0 > noise.1 {
+        Call::Winner
+    } else {
+        Call::Level
+    }
 }
 
 /// One round's figures of one server, for pairing.
@@ -89,7 +135,8 @@ pub struct Point<'a> {
     pub msgs: f64,
 }
 
-/// The contrast of `server` over `over` from their rounds; `None` without a common round.
+/// The contrast of `server` over `over` from their rounds, called against the scenario's A/A
+/// spread `aa`; `None` without a common round.
 pub fn contrast(
     question: Question,
     server: &str,
@@ -97,6 +144,7 @@ pub fn contrast(
     between: &str,
     a: &[Point],
     b: &[Point],
+    aa: Option<(f64, f64)>,
 ) -> Option<Contrast> {
     let mut cpu = Vec::new();
     let mut msgs = Vec::new();
@@ -123,15 +171,13 @@ pub fn contrast(
         cpu_ratio_spread: spread(&cpu),
         msgs_ratio: median(msgs),
         rounds: cpu.len(),
+        noise: noise_band(aa),
+        call: None,
         verdict: String::new(),
     };
+    c.call = Some(call(c.rounds, c.cpu_ratio_spread, c.noise));
     c.verdict = verdict(&c);
     Some(c)
-}
-
-/// Whether a spread covers 1.0: then the rounds do not say which is cheaper.
-fn level(spread: (f64, f64)) -> bool {
-    spread.0 <= 1.0 && spread.1 >= 1.0
 }
 
 /// The contrast's sentence.
@@ -139,6 +185,25 @@ fn verdict(c: &Contrast) -> String {
     let (lo, hi) = c.cpu_ratio_spread;
     let figure = format!("{:.2}× ({lo:.2}–{hi:.2}, {} rounds)", c.cpu_ratio, c.rounds);
     let pct = ((1.0 - c.cpu_ratio).abs() * 100.0).round();
+    let level = |_: (f64, f64)| c.call != Some(Call::Winner);
+    let inside = if c.noise == (1.0, 1.0) {
+        "the rounds' spread covers 1.0".to_string()
+    } else {
+        format!(
+            "inside the noise (the baseline against itself: {:.2}–{:.2})",
+            c.noise.0, c.noise.1
+        )
+    };
+    if c.call == Some(Call::TooFewRounds) {
+        let who = match c.question {
+            Some(Question::Peer) | None => String::new(),
+            _ => format!("{}: ", c.between),
+        };
+        return format!(
+            "{who}{} against {} {figure}: too few rounds to call (a winner needs {MIN_ROUNDS})",
+            c.server, c.over
+        );
+    }
     match c.question {
         Some(Question::Interface) => {
             let (cheaper, dearer) = if c.cpu_ratio < 1.0 {
@@ -148,7 +213,7 @@ fn verdict(c: &Contrast) -> String {
             };
             if level(c.cpu_ratio_spread) {
                 format!(
-                    "{}: {} against {} {figure}: level, the rounds' spread covers 1.0",
+                    "{}: {} against {} {figure}: level, {inside}",
                     c.between, c.server, c.over
                 )
             } else {
@@ -162,7 +227,7 @@ fn verdict(c: &Contrast) -> String {
         Some(Question::Runtime) => {
             if level(c.cpu_ratio_spread) {
                 format!(
-                    "{}: {} against {} {figure}: the runtime costs nothing measurable",
+                    "{}: {} against {} {figure}: the runtime costs nothing measurable, {inside}",
                     c.between, c.server, c.over
                 )
             } else if c.cpu_ratio > 1.0 {
@@ -180,7 +245,7 @@ fn verdict(c: &Contrast) -> String {
         }
         _ => {
             let word = if level(c.cpu_ratio_spread) {
-                "level".to_string()
+                format!("level, {inside}")
             } else if c.cpu_ratio < 1.0 {
                 format!("{pct:.0} % cheaper")
             } else {
@@ -194,11 +259,15 @@ fn verdict(c: &Contrast) -> String {
 /// Every contrast a scenario's servers allow: the 2×2's four pairs, and each other server
 /// against the hand-written loop of its interface where known, else against both.
 /// `points(name)` gives a server's rounds.
-pub fn contrasts<'a>(servers: &[&str], points: impl Fn(&str) -> Vec<Point<'a>>) -> Vec<Contrast> {
+pub fn contrasts<'a>(
+    servers: &[&str],
+    points: impl Fn(&str) -> Vec<Point<'a>>,
+    aa: Option<(f64, f64)>,
+) -> Vec<Contrast> {
     let mut out = Vec::new();
     for (q, a, b, between) in PAIRS {
         if servers.contains(&a) && servers.contains(&b) {
-            out.extend(contrast(q, a, b, between, &points(a), &points(b)));
+            out.extend(contrast(q, a, b, between, &points(a), &points(b), aa));
         }
     }
     for s in servers {
@@ -214,6 +283,7 @@ pub fn contrasts<'a>(servers: &[&str], points: impl Fn(&str) -> Vec<Point<'a>>) 
                     "",
                     &points(s),
                     &points(over),
+                    aa,
                 ));
             }
         }
@@ -312,6 +382,7 @@ mod tests {
             "x",
             &close,
             &loop_,
+            None,
         )
         .unwrap();
         assert!(c.verdict.contains("level"), "{}", c.verdict);
@@ -323,29 +394,89 @@ mod tests {
             "x",
             &clear,
             &loop_,
+            None,
         )
         .unwrap();
         assert!(c.verdict.contains("io_uring wins, 10 %"), "{}", c.verdict);
         assert_eq!(c.rounds, 3);
         let dear = pts(&[("1", 5.5), ("2", 5.6), ("3", 5.4)]);
-        let c = contrast(Question::Runtime, "epoll", "epoll-loop", "x", &dear, &loop_).unwrap();
+        let c = contrast(
+            Question::Runtime,
+            "epoll",
+            "epoll-loop",
+            "x",
+            &dear,
+            &loop_,
+            None,
+        )
+        .unwrap();
         assert!(c.verdict.contains("costs 10 % more"), "{}", c.verdict);
+    }
+
+    /// The rule on made-up rounds: too few rounds, level inside the A/A band, a winner only
+    /// wholly outside it.
+    #[test]
+    fn a_winner_needs_three_rounds_and_a_spread_outside_the_a_a_band() {
+        let base = pts(&[("1", 5.0), ("2", 5.0), ("3", 5.0)]);
+        let ten_pct = pts(&[("1", 4.5), ("2", 4.6), ("3", 4.4)]);
+        let two_rounds = pts(&[("1", 4.5), ("2", 4.6)]);
+        let interface = |a: &[Point], aa| {
+            contrast(
+                Question::Interface,
+                "multishot",
+                "epoll-loop",
+                "x",
+                a,
+                &base,
+                aa,
+            )
+            .unwrap()
+        };
+        let c = interface(&two_rounds, None);
+        assert_eq!(c.call, Some(Call::TooFewRounds));
+        assert!(
+            c.verdict.contains("too few rounds to call"),
+            "{}",
+            c.verdict
+        );
+        // The baseline moved 0.87–1.11 against itself: 0.88–0.92 is inside that noise.
+        let c = interface(&ten_pct, Some((0.87, 1.11)));
+        assert_eq!(c.call, Some(Call::Level));
+        assert!(c.verdict.contains("inside the noise"), "{}", c.verdict);
+        // A quieter machine, 0.97–1.02 (band 0.97–1.03): the same rounds name a winner.
+        let c = interface(&ten_pct, Some((0.97, 1.02)));
+        assert_eq!(c.call, Some(Call::Winner));
+        assert!(c.verdict.contains("io_uring wins, 10 %"), "{}", c.verdict);
+        // A one-sided A/A (1.02–1.06) still leaves 0.95–1.0 as noise, mirrored.
+        assert_eq!(noise_band(Some((1.02, 1.06))).1, 1.06);
+        assert!((noise_band(Some((1.02, 1.06))).0 - 1.0 / 1.06).abs() < 1e-9);
+        assert_eq!(noise_band(None), (1.0, 1.0));
     }
 
     #[test]
     fn rounds_are_paired_by_name_and_missing_ones_left_out() {
         let a = pts(&[("1", 4.0), ("2", 8.0)]);
         let b = pts(&[("2", 4.0), ("3", 1.0)]);
-        let c = contrast(Question::Runtime, "uring", "multishot", "x", &a, &b).unwrap();
+        let c = contrast(Question::Runtime, "uring", "multishot", "x", &a, &b, None).unwrap();
         assert_eq!(c.rounds, 1);
         assert_eq!(c.cpu_ratio, 2.0);
-        assert!(contrast(Question::Runtime, "a", "b", "x", &a, &pts(&[("9", 1.0)])).is_none());
+        assert!(c.verdict.contains("too few rounds"), "{}", c.verdict);
+        let none = contrast(
+            Question::Runtime,
+            "a",
+            "b",
+            "x",
+            &a,
+            &pts(&[("9", 1.0)]),
+            None,
+        );
+        assert!(none.is_none());
     }
 
     #[test]
     fn the_grid_has_the_four_pairs_and_peers_against_the_loops() {
         let servers = ["epoll-loop", "multishot", "epoll", "uring", "c-epoll"];
-        let cs = contrasts(&servers, |_| pts(&[("1", 5.0)]));
+        let cs = contrasts(&servers, |_| pts(&[("1", 5.0)]), None);
         let pairs: Vec<(&str, &str)> = cs
             .iter()
             .map(|c| (c.server.as_str(), c.over.as_str()))

@@ -9,7 +9,7 @@ use crate::profile::{Category, Profile};
 use crate::results::{Contents, Part};
 use ringecho_loadgen::sweep::Sweep;
 
-use crate::summary::{verdict, Row};
+use crate::summary::{scenario_order, verdict, Row};
 
 /// Escapes text for HTML.
 fn e(s: &str) -> String {
@@ -178,17 +178,6 @@ fn grid(b: &mut String, rows: &[Row]) {
     }
 }
 
-/// Scenarios in the order they first appear.
-fn scenario_order(rows: &[Row]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for r in rows {
-        if !out.contains(&r.scenario) {
-            out.push(r.scenario.clone());
-        }
-    }
-    out
-}
-
 /// One plain sentence on a scenario: the cheapest server, each one's ratio, and what to
 /// make of throughput there.
 fn sentence(rows: &[Row], scenario: &str, baseline: &str) -> String {
@@ -213,8 +202,12 @@ fn sentence(rows: &[Row], scenario: &str, baseline: &str) -> String {
                 .iter()
                 .map(|r| format!("{} {:.2}×", r.backend, r.cpu_ratio.unwrap_or(0.0)))
                 .collect();
+            let unit = match best.server_cpu_us_per_conn {
+                Some(us) => format!("per connection ({us:.1} µs: accept, one echo, close)"),
+                None => "per message".to_string(),
+            };
             format!(
-                "{named}: {} used the least CPU per message, {:.2}× {baseline}'s{}{}.",
+                "{named}: {} used the least CPU {unit}, {:.2}× {baseline}'s{}{}.",
                 best.backend,
                 best.cpu_ratio.unwrap_or(0.0),
                 spread_text(best),

@@ -36,7 +36,7 @@ const fn s(
 
 /// Every scenario, in run order. `cap…` ones run their uncapped namesake's flags with the
 /// server held to a fraction of a core (compare.sh's `--cap`).
-pub const ALL: [Scenario; 12] = [
+pub const ALL: [Scenario; 17] = [
     s(
         "c100x64",
         "--connections 100 --payload 64",
@@ -94,6 +94,41 @@ pub const ALL: [Scenario; 12] = [
         false,
     ),
     s(
+        "cpr",
+        "--connections 50 --payload 64 --churn 1 --rst-share 0 --source-addrs 127.0.0.2-127.0.0.9",
+        "a connection per message: 50 at a time, each connects, echoes 64 B once and closes with FIN (the figure is per connection)",
+        true,
+        false,
+    ),
+    s(
+        "cprrst",
+        "--connections 50 --payload 64 --churn 1 --rst-share 1 --source-addrs 127.0.0.2-127.0.0.9",
+        "a connection per message, every close an RST (the figure is per connection)",
+        true,
+        false,
+    ),
+    s(
+        "stream1k",
+        "--connections 1 --payload 1024 --pipeline 64",
+        "one stream: one connection, 1 KiB messages, 64 in flight",
+        true,
+        false,
+    ),
+    s(
+        "c100x16k",
+        "--connections 100 --payload 16384",
+        "100 connections × 16 KiB, closed loop",
+        true,
+        false,
+    ),
+    s(
+        "c10x64k",
+        "--connections 10 --payload 65536 --pipeline 4",
+        "10 connections × 64 KiB, 4 in flight each",
+        true,
+        false,
+    ),
+    s(
         "cap1000x64",
         "--connections 1000 --payload 64",
         "1,000 connections × 64 B, the server's CPU capped",
@@ -128,6 +163,16 @@ impl Scenario {
     pub fn capped(&self) -> bool {
         self.name.starts_with("cap")
     }
+
+    /// Each connection carries one message (`--churn 1`): its figure is per connection.
+    pub fn per_connection(&self) -> bool {
+        self.flags.contains("--churn 1 ") || self.flags.ends_with("--churn 1")
+    }
+}
+
+/// Whether the scenario called `name` carries one message per connection.
+pub fn per_connection(name: &str) -> bool {
+    find(name).is_some_and(Scenario::per_connection)
 }
 
 /// The scenario called `name`.
@@ -157,5 +202,7 @@ mod tests {
         assert_eq!(defaults(true), "c100x64,churn,sweep");
         assert_eq!(defaults(false).split(',').count(), ALL.len());
         assert!(find("nope").is_none());
+        assert!(per_connection("cpr") && per_connection("cprrst"));
+        assert!(!per_connection("churn") && !per_connection("c100x64"));
     }
 }

@@ -39,6 +39,10 @@ pub struct Row {
     pub server_user_us_per_msg: f64,
     /// Median server system µs per message.
     pub server_sys_us_per_msg: f64,
+    /// Median server CPU µs per connection (µs per message × messages per connection), in
+    /// the scenarios where each connection carries one message (`cpr`, `cprrst`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_conn: Option<f64>,
     /// Server syscalls per message, from the counting pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_syscalls_per_msg: Option<f64>,
@@ -76,6 +80,13 @@ pub struct Row {
     pub cpu_ratio: Option<f64>,
     /// Lowest and highest per-round CPU ratio.
     pub cpu_ratio_spread: Option<(f64, f64)>,
+    /// The baseline's row only: its second run in each round over its first (an A/A pair),
+    /// the median; what one server measures against itself here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aa_ratio: Option<f64>,
+    /// The lowest and highest of those A/A ratios: the noise floor a winner must clear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aa_spread: Option<(f64, f64)>,
     /// Rounds the loadgen marked loadgen-limited.
     pub loadgen_limited_rounds: usize,
     /// Whether the server reported its own close counts (a metrics endpoint); without them
@@ -136,6 +147,8 @@ struct Groups<'a> {
     runs: BTreeMap<(String, String), Vec<&'a Report>>,
     /// The syscall pass's syscalls per message, by scenario and server.
     syscalls: BTreeMap<(String, String), Vec<f64>>,
+    /// The baseline's second run of each round (`pass=aa`), by scenario and server.
+    aa: BTreeMap<(String, String), Vec<&'a Report>>,
     /// Scenarios in the order first seen.
     order: Vec<String>,
     /// Why a server's run failed, the first reason per scenario and server.
@@ -146,6 +159,7 @@ fn group(reports: &[Report]) -> Groups<'_> {
     let mut g = Groups {
         runs: BTreeMap::new(),
         syscalls: BTreeMap::new(),
+        aa: BTreeMap::new(),
         order: Vec::new(),
         failures: BTreeMap::new(),
     };
@@ -158,6 +172,12 @@ fn group(reports: &[Report]) -> Groups<'_> {
         if tag(r, "pass") == "syscalls" {
             if let Some(n) = r.server.and_then(|s| s.syscalls_per_msg) {
                 g.syscalls.entry(key).or_default().push(n);
+            }
+            continue;
+        }
+        if tag(r, "pass") == "aa" {
+            if r.failure.is_none() {
+                g.aa.entry(key).or_default().push(r);
             }
             continue;
         }
@@ -183,12 +203,40 @@ pub fn summarise(reports: &[Report], baseline: &str) -> Vec<Row> {
             .get(&(scenario.clone(), baseline.to_string()))
             .map(|v| v.iter().map(|r| (tag(r, "round"), *r)).collect())
             .unwrap_or_default();
+        let aa = aa_ratios(&g, scenario, baseline, &base);
+        let aa_spread = (!aa.is_empty()).then(|| spread(&aa));
         for ((s, backend), all) in g.runs.iter().filter(|((s, _), _)| s == scenario) {
-            rows.push(row(s, backend, all, &base, &g, baseline));
+            let mut r = row(s, backend, all, &base, &g, baseline);
+            if backend == baseline && !aa.is_empty() {
+                r.aa_ratio = Some(median(aa.clone()));
+                r.aa_spread = aa_spread;
+            }
+            rows.push(r);
         }
-        contrasts(&mut rows, scenario, &g);
+        contrasts(&mut rows, scenario, &g, aa_spread);
     }
     rows
+}
+
+/// The baseline's A/A ratios in `scenario`: each round's second run's CPU per message over
+/// its first's (the second is tagged with the round and `aa` after it).
+fn aa_ratios(
+    g: &Groups,
+    scenario: &str,
+    baseline: &str,
+    base: &BTreeMap<&str, &Report>,
+) -> Vec<f64> {
+    let cpu = |r: &Report| r.server.map_or(0.0, |s| s.cpu_us_per_msg);
+    g.aa.get(&(scenario.to_string(), baseline.to_string()))
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let round = tag(r, "round");
+            let first = base.get(round.strip_suffix("aa").unwrap_or(round))?;
+            let (x, y) = (cpu(r), cpu(first));
+            (x > 0.0 && y > 0.0).then_some(x / y)
+        })
+        .collect()
 }
 
 /// One server's row in one scenario: medians over its clean rounds, ratios to the
@@ -248,6 +296,19 @@ fn row(
         server_cpu_us_per_msg: server(&|s| s.cpu_us_per_msg),
         server_user_us_per_msg: server(&|s| s.user_us_per_msg),
         server_sys_us_per_msg: server(&|s| s.sys_us_per_msg),
+        server_cpu_us_per_conn: crate::scenario::per_connection(s)
+            .then(|| {
+                runs.iter()
+                    .filter_map(|r| {
+                        let per_msg = r.server.as_ref()?.cpu_us_per_msg;
+                        (r.counts.connects > 0).then(|| {
+                            per_msg * r.counts.messages_total as f64 / r.counts.connects as f64
+                        })
+                    })
+                    .collect::<Vec<f64>>()
+            })
+            .filter(|v| !v.is_empty())
+            .map(median),
         server_syscalls_per_msg: (!syscalls.is_empty()).then(|| median(syscalls)),
         server_cores_busy_us_per_msg: some_median(&runs, |s| s.cores_busy_us_per_msg),
         server_cores_other_us_per_msg: some_median(&runs, |s| s.cores_other_us_per_msg),
@@ -270,6 +331,8 @@ fn row(
         msgs_ratio: (!msg_ratios.is_empty()).then(|| median(msg_ratios)),
         cpu_ratio: (!cpu_ratios.is_empty()).then(|| median(cpu_ratios.clone())),
         cpu_ratio_spread: (!cpu_ratios.is_empty()).then(|| spread(&cpu_ratios)),
+        aa_ratio: None,
+        aa_spread: None,
         loadgen_limited_rounds: runs.iter().filter(|r| r.loadgen_limited).count(),
         witnessed: runs.iter().all(|r| r.server_closes.is_some()),
         failure,
@@ -279,7 +342,7 @@ fn row(
 }
 
 /// Attaches the 2×2's contrasts to `scenario`'s rows.
-fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups) {
+fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups, aa: Option<(f64, f64)>) {
     let servers: Vec<&str> = g
         .runs
         .keys()
@@ -300,7 +363,7 @@ fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups) {
             })
             .collect()
     };
-    for c in crate::grid::contrasts(&servers, points) {
+    for c in crate::grid::contrasts(&servers, points, aa) {
         if let Some(row) = rows
             .iter_mut()
             .find(|r| r.scenario == scenario && r.backend == c.server)
@@ -308,6 +371,17 @@ fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups) {
             row.contrasts.push(c);
         }
     }
+}
+
+/// Scenarios in the order they first appear in `rows`.
+pub fn scenario_order(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rows {
+        if !out.contains(&r.scenario) {
+            out.push(r.scenario.clone());
+        }
+    }
+    out
 }
 
 /// Per scenario, in the rows' order, the contrasts its rows carry, by question: what the
@@ -414,6 +488,7 @@ fn columns(baseline: &str) -> Vec<Column> {
         col("sys", 5, false, |r| {
             format!("{:.2}", r.server_sys_us_per_msg)
         }),
+        col("µs/conn", 7, false, |r| two(r.server_cpu_us_per_conn)),
         col("cores", 6, false, |r| {
             let flag = if r.cores_differ_rounds > 0 { "!" } else { "" };
             two(r.server_cores_busy_us_per_msg) + flag
@@ -494,6 +569,38 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
         s,
         "baseline: {baseline} (the × columns divide by its figures in the same round)"
     );
+    let noise: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let (lo, hi) = r.aa_spread?;
+            Some(format!(
+                "{} {:.2} ({lo:.2}–{hi:.2})",
+                r.scenario,
+                r.aa_ratio.unwrap_or(1.0)
+            ))
+        })
+        .collect();
+    if !noise.is_empty() {
+        let _ = writeln!(
+            s,
+            "noise: {baseline} against itself in the same rounds (A/A): {}; a winner's spread \
+             must lie wholly outside it, with {} rounds or more",
+            noise.join(", "),
+            crate::grid::MIN_ROUNDS
+        );
+    }
+    let per_conn: Vec<String> = scenario_order(rows)
+        .into_iter()
+        .filter(|sc| crate::scenario::per_connection(sc))
+        .collect();
+    if !per_conn.is_empty() {
+        let _ = writeln!(
+            s,
+            "per connection: in {} each connection carries one message, so the server's CPU is \
+             a cost per connection (µs/conn: accept, one echo, close), and × compares it",
+            per_conn.join(", ")
+        );
+    }
     if rows.iter().any(|r| r.cores_differ_rounds > 0) {
         let _ = writeln!(
             s,
@@ -537,6 +644,45 @@ mod tests {
             }),
             ..Report::default()
         }
+    }
+
+    /// The baseline's second run per round is its A/A pair: on its row as `aa_ratio` and
+    /// `aa_spread`, kept out of its medians, and the band the contrasts are called against.
+    #[test]
+    fn the_a_a_pair_sets_the_noise_floor() {
+        let mut reports = Vec::new();
+        for (round, base, again, ms) in [
+            ("1", 5.0, 5.5, 4.5),
+            ("2", 5.0, 4.6, 4.6),
+            ("3", 5.0, 5.2, 4.4),
+        ] {
+            reports.push(run("a", "epoll-loop", round, 100.0, base));
+            reports.push(run("a", "multishot", round, 100.0, ms));
+            let mut r = run("a", "epoll-loop", &format!("{round}aa"), 100.0, again);
+            r.tags.insert("pass".into(), "aa".into());
+            reports.push(r);
+        }
+        let rows = summarise(&reports, "epoll-loop");
+        assert_eq!(rows.len(), 2, "the A/A runs are not a row of their own");
+        let base = rows.iter().find(|r| r.backend == "epoll-loop").unwrap();
+        assert_eq!(base.rounds, 3);
+        assert_eq!(
+            base.server_cpu_us_per_msg, 5.0,
+            "A/A runs stay out of the medians"
+        );
+        assert!((base.aa_ratio.unwrap() - 1.04).abs() < 1e-9);
+        let (lo, hi) = base.aa_spread.unwrap();
+        assert!((lo - 0.92).abs() < 1e-9 && (hi - 1.1).abs() < 1e-9);
+        let ms = rows.iter().find(|r| r.backend == "multishot").unwrap();
+        assert!(ms.aa_ratio.is_none());
+        // 0.88–0.92 against a band of 0.91–1.1: not wholly outside it, so level.
+        let c = &ms.contrasts[0];
+        assert_eq!(c.call, Some(crate::grid::Call::Level), "{}", c.verdict);
+        assert!(
+            table(&rows, "epoll-loop").contains("noise"),
+            "{}",
+            table(&rows, "epoll-loop")
+        );
     }
 
     #[test]

@@ -123,6 +123,16 @@ impl Bench {
                 };
                 self.measure(&id, &warmup, &duration, &[])?;
             }
+            // The baseline once more, last in the round: its A/A pair, the noise floor a
+            // winner must clear (`grid::call`).
+            if let Some(base) = self.aa_server(&servers) {
+                let id = RunId {
+                    scenario,
+                    server: base,
+                    round: format!("{round}aa"),
+                };
+                self.measure(&id, &warmup, &duration, &["--tag", "pass=aa"])?;
+            }
         }
         if self.plan.syscalls && scenario.name != "idle10k" {
             // Counting syscalls costs the server a little per call: a short pass of its own,
@@ -138,6 +148,15 @@ impl Bench {
             }
         }
         Ok(())
+    }
+
+    /// The server whose A/A pair each round measures: the baseline, where there is
+    /// something to compare it with and the run is not `--quick`.
+    fn aa_server<'s>(&self, servers: &'s [Spec]) -> Option<&'s Spec> {
+        if self.plan.quick || servers.len() < 2 {
+            return None;
+        }
+        servers.iter().find(|s| s.name() == self.plan.baseline)
     }
 
     /// One measured run: the server started (and capped), the loadgen run against it, the

@@ -33,9 +33,10 @@ pub struct Options {
     /// pinned like the built-in ones, measured from outside (/proc, the kernel). Repeatable.
     #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = Spec::external)]
     pub servers: Vec<Spec>,
-    /// Rounds per scenario (servers interleaved within each).
-    #[arg(long, env = "ROUNDS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-    pub rounds: u32,
+    /// Rounds per scenario (servers interleaved within each) [default: 3, the fewest that can
+    /// name a winner; 2 with --quick, which then says "too few rounds to call"].
+    #[arg(long, env = "ROUNDS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: Option<u32>,
     /// Each run's measured window [default: 2s; 1s with --quick].
     #[arg(long, env = "DURATION", value_parser = duration)]
     pub duration: Option<String>,
@@ -170,7 +171,7 @@ impl Plan {
             plot_scenario: plot_scenario.to_string(),
             scenarios,
             servers,
-            rounds: opts.rounds,
+            rounds: opts.rounds.unwrap_or(if opts.quick { 2 } else { 3 }),
             duration: opts.duration.unwrap_or_else(|| duration.into()),
             warmup: opts.warmup.unwrap_or_else(|| warmup.into()),
             quick: opts.quick,
