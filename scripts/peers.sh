@@ -10,13 +10,17 @@
 # others go on. The names are fixed:
 #   liburing  axboe/liburing's examples/echo-server.c (multishot accept and receive, a 256 x
 #             4 KiB provided-buffer ring, DEFER_TASKRUN); it listens on port {port}
+#   liburing-nodelay  the same example with one line added, TCP_NODELAY on its listening
+#             socket (accepted sockets inherit it), as every ringecho backend sets it: without
+#             it Nagle coalesces a stream's small sends, which a comparison would credit to
+#             io_uring
 #   c-epoll   frevib/epoll-echo-server (C, epoll, level-triggered, one 2 KiB buffer)
 #   tokio     tokio's examples/echo-tcp.rs (multi-threaded runtime, one task per connection)
 #   monoio    monoio's examples/echo.rs (io_uring "fusion" driver); its fixed 127.0.0.1:50002
 #             is the one line changed, to the address given on its command line
 # Sources are overridable, e.g. a local mirror or an offline copy (any URL or path git can
 # clone): RINGECHO_PEER_SRC_LIBURING, RINGECHO_PEER_SRC_C_EPOLL, RINGECHO_PEER_SRC_TOKIO,
-# RINGECHO_PEER_SRC_MONOIO. The cache defaults to ${XDG_CACHE_HOME:-~/.cache}/ringecho-peers.
+# RINGECHO_PEER_SRC_MONOIO, RINGECHO_PEER_SRC_LIBURING_NODELAY. The cache defaults to ${XDG_CACHE_HOME:-~/.cache}/ringecho-peers.
 set -euo pipefail
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/ringecho-peers
@@ -25,7 +29,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cache) cache=$2; shift 2 ;;
     --only) only=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "peers.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +38,7 @@ mkdir -p "$cache"
 # name | default source | pinned commit
 peers=(
   "liburing|https://github.com/axboe/liburing|27255f4ceda937b3540e425ed58284f5c03c8ad4"
+  "liburing-nodelay|https://github.com/axboe/liburing|27255f4ceda937b3540e425ed58284f5c03c8ad4"
   "c-epoll|https://github.com/frevib/epoll-echo-server|22f325165c3e9749aca85a777cbb8f9b66ea7a27"
   "tokio|https://github.com/tokio-rs/tokio|ea91b33ca57ff0581b38e735cc108f831bccbdaa"
   "monoio|https://github.com/bytedance/monoio|212fde187f3d41f65ecd35b9cac80f7e246bb58e"
@@ -61,6 +66,16 @@ build() {
   local name=$1 dir=$cache/$1 log=$cache/$1.build.log
   case "$name" in
     liburing)
+      { (cd "$dir" && ./configure && make -C src -j2 && make -C examples echo-server); } >"$log" 2>&1 || return 1
+      echo "$dir/examples/echo-server {port}" ;;
+    liburing-nodelay)
+      # The one change: TCP_NODELAY beside SO_REUSEADDR in the examples' listening socket.
+      local h="$dir/examples/helpers.c"
+      if ! grep -q TCP_NODELAY "$h"; then
+        sed -i 's|^\(\s*\)ret = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &enable, sizeof(int));|&\n\1setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, \&enable, sizeof(int));|' "$h"
+        sed -i '1i #include <netinet/in.h>\n#include <netinet/tcp.h>' "$h"
+      fi
+      grep -q 'IPPROTO_TCP, TCP_NODELAY' "$h" || { echo "the listening socket's set-up moved" >"$log"; return 1; }
       { (cd "$dir" && ./configure && make -C src -j2 && make -C examples echo-server); } >"$log" 2>&1 || return 1
       echo "$dir/examples/echo-server {port}" ;;
     c-epoll)

@@ -438,3 +438,63 @@ fn an_ordinary_users_compare_skips_what_needs_root_and_succeeds() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// compare reads each server's socket options from one socket it accepted: TCP_NODELAY on
+/// for every built-in backend, off for a server that leaves Nagle on (as liburing's example
+/// does; here the Python server with --nagle), which the table flags against the baseline.
+/// Reading another process's socket takes ptrace rights: root.
+#[test]
+fn compare_sh_shows_each_servers_socket_options() {
+    if !ringecho_testkit::can_run(
+        "compare_sh_shows_each_servers_socket_options",
+        &[ringecho_testkit::Need::Root],
+    ) {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("ringecho-sockopts-{}", std::process::id()));
+    let run = Command::new("bash")
+        .current_dir(repo())
+        .args([
+            "scripts/compare.sh",
+            "--quick",
+            "--rounds",
+            "1",
+            "--no-syscalls",
+        ])
+        .args(["--backends", "epoll-loop,multishot,epoll,uring"])
+        .args([
+            "--server",
+            "nagle=python3 examples/python/echo.py --port {port} --nagle",
+        ])
+        .args([
+            "--scenarios",
+            "c100x64",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let table = std::fs::read_to_string(out.join("table.txt")).unwrap();
+    let line = |name: &str| {
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with("socket options"))
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no socket options line for {name}:\n{table}"))
+            .to_string()
+    };
+    for b in ["epoll-loop", "multishot", "epoll", "uring"] {
+        assert!(line(b).contains("TCP_NODELAY on"), "{b}: {table}");
+    }
+    assert!(line("nagle").contains("TCP_NODELAY off"), "{table}");
+    assert!(line("nagle").contains("differs from epoll-loop"), "{table}");
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    assert!(summary.contains("\"nodelay\": false"), "{summary}");
+    let _ = std::fs::remove_dir_all(&out);
+}

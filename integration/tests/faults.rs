@@ -146,13 +146,15 @@ fn wait_settled(srv: &RunningServer, what: &str, done: impl Fn(&Snapshot) -> boo
         .unwrap_or_else(|s| panic!("timed out waiting for {what}: {s:?}"))
 }
 
-/// Every accepted connection is accounted for exactly once.
+/// Every accepted connection is accounted for exactly once, and none was evicted: no fault
+/// scenario brings the server to its connection limit with a connection idle for a second.
 fn assert_adds_up(s: &Snapshot) {
     assert_eq!(
         s.accepted,
         s.fin + s.rst + s.error + s.server + s.active(),
         "{s:?}"
     );
+    assert_eq!(s.evicted, 0, "an eviction below the limits: {s:?}");
 }
 
 fn record(scenario: &str, backend: impl Label, figures: Value) {

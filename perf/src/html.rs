@@ -51,6 +51,7 @@ pub fn page(c: &Contents, baseline: &str, plot_scenario: &str) -> String {
     grid(&mut b, rows);
     let _ = write!(b, "<h2>Machine and flags</h2><pre>{}</pre>", e(machine));
     table(&mut b, rows, baseline);
+    socket_options(&mut b, rows, baseline);
     b.push_str(TRUST);
     match &c.profile {
         Part::Ran(profiles) if !profiles.is_empty() => profile(&mut b, profiles, plot_scenario),
@@ -176,6 +177,37 @@ fn grid(b: &mut String, rows: &[Row]) {
         }
         b.push_str("</ul>");
     }
+}
+
+/// Each server's accepted-socket options, a server whose TCP_NODELAY differs from the
+/// baseline's flagged.
+fn socket_options(b: &mut String, rows: &[Row], baseline: &str) {
+    let mut options: Vec<(String, crate::sockopts::SocketOptions)> = Vec::new();
+    for r in rows {
+        if let Some(o) = &r.socket_options {
+            if !options.iter().any(|(n, _)| *n == r.backend) {
+                options.push((r.backend.clone(), o.clone()));
+            }
+        }
+    }
+    if options.is_empty() {
+        return;
+    }
+    let differ = crate::sockopts::differing(&options, baseline);
+    b.push_str(
+        "<h2>Socket options</h2><p>Read from one socket each server accepted. A server \
+         without TCP_NODELAY lets Nagle coalesce a stream's small sends into fewer, larger \
+         segments: a saving that belongs to the socket option, not to the I/O interface.</p><ul>",
+    );
+    for (name, o) in &options {
+        let flag = if differ.contains(&name.as_str()) {
+            format!(" <b>TCP_NODELAY differs from {}'s</b>", e(baseline))
+        } else {
+            String::new()
+        };
+        let _ = write!(b, "<li>{}: {}{flag}</li>", e(name), e(&o.describe()));
+    }
+    b.push_str("</ul>");
 }
 
 /// One plain sentence on a scenario: the cheapest server, each one's ratio, and what to

@@ -21,6 +21,7 @@ pub mod profile;
 pub mod results;
 pub mod scenario;
 mod server;
+pub mod sockopts;
 pub mod summary;
 
 use std::path::Path;

@@ -97,6 +97,9 @@ pub struct Row {
     pub failure: Option<String>,
     /// The server the ratio columns divide by.
     pub baseline: String,
+    /// What the server set on a socket it accepted (read once per comparison).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_options: Option<crate::sockopts::SocketOptions>,
     /// This server against its counterparts in the 2×2 of interface × driver, from the
     /// same rounds (`crate::grid`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -337,6 +340,7 @@ fn row(
         witnessed: runs.iter().all(|r| r.server_closes.is_some()),
         failure,
         baseline: baseline.to_string(),
+        socket_options: None,
         contrasts: Vec::new(),
     }
 }
@@ -588,6 +592,29 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
             noise.join(", "),
             crate::grid::MIN_ROUNDS
         );
+    }
+    let mut options: Vec<(String, crate::sockopts::SocketOptions)> = Vec::new();
+    for r in rows {
+        if let Some(o) = &r.socket_options {
+            if !options.iter().any(|(n, _)| *n == r.backend) {
+                options.push((r.backend.clone(), o.clone()));
+            }
+        }
+    }
+    if !options.is_empty() {
+        let differ = crate::sockopts::differing(&options, baseline);
+        let _ = writeln!(
+            s,
+            "socket options (read from one accepted socket of each server):"
+        );
+        for (name, o) in &options {
+            let flag = if differ.contains(&name.as_str()) {
+                format!("  <- TCP_NODELAY differs from {baseline}'s: Nagle coalesces its small sends, so its stream figures are not between equals")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "  {name:<16} {}{flag}", o.describe());
+        }
     }
     let per_conn: Vec<String> = scenario_order(rows)
         .into_iter()

@@ -36,6 +36,8 @@ pub struct Bench {
     pub(super) results: Results,
     /// What the report is made from, filled as each part is written.
     pub(super) contents: Contents,
+    /// Each server's accepted-socket options, read at its first run.
+    pub(super) sockopts: Vec<(String, crate::sockopts::SocketOptions)>,
 }
 
 /// One run's identity: its scenario, server and round (`1`, `2`, … or `sc`).
@@ -56,6 +58,7 @@ impl Bench {
             split,
             results: Results::new(plan.out.clone()),
             contents: Contents::default(),
+            sockopts: Vec::new(),
             plan,
             cap: None,
             failed: false,
@@ -188,6 +191,11 @@ impl Bench {
             }
             _ => None,
         };
+        if !self.sockopts.iter().any(|(n, _)| n == id.server.name()) {
+            let o = crate::sockopts::read(server.pid(), server.addr);
+            eprintln!("  {} socket options: {}", id.server.name(), o.describe());
+            self.sockopts.push((id.server.name().to_string(), o));
+        }
         let mut args = run_args(&server, id.scenario, warmup, duration);
         if let Some(url) = &server.metrics_url {
             args.extend(["--server-metrics".to_string(), url.clone()]);
@@ -368,7 +376,14 @@ impl Bench {
             return Ok(());
         }
         let reports = crate::read_reports(&files)?;
-        let rows = crate::summary::summarise(&reports, &self.plan.baseline);
+        let mut rows = crate::summary::summarise(&reports, &self.plan.baseline);
+        for r in &mut rows {
+            r.socket_options = self
+                .sockopts
+                .iter()
+                .find(|(n, _)| *n == r.backend)
+                .map(|(_, o)| o.clone());
+        }
         let table = crate::summary::table(&rows, &self.plan.baseline);
         print!("{table}");
         self.results.write_summary(&table, &rows)?;
