@@ -5,6 +5,7 @@
 //! [`capture`] reads a tcpdump of such a session and says what each segment was.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod capture;
 pub mod linger;

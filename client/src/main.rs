@@ -1,6 +1,8 @@
 //! `ringecho-client`: parses flags, sets up logging, runs [`ringecho_client::run_cli`] and
 //! turns its outcome into the exit code (0, or 1 with one `error:` line).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};

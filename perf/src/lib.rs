@@ -6,6 +6,7 @@
 //! also splits a perf profile of each server by category and draws the comparison's plots.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod cap;
 pub mod check;

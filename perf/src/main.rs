@@ -2,6 +2,8 @@
 //! end, and each of their steps on its own: the summary table, report.html, the profile and
 //! the plots.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
