@@ -267,6 +267,17 @@ fn stall(peers: &mut [TcpStream]) -> usize {
     pushed
 }
 
+/// A peer that will never read: small kernel buffers (so it stalls after a few KiB),
+/// non-blocking.
+fn never_reader(addr: SocketAddr) -> TcpStream {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.set_send_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    s.into()
+}
+
 /// The TCP state of our end of a connection (TCP_INFO's first byte; 1 is ESTABLISHED).
 fn tcp_state(s: &TcpStream) -> u8 {
     let mut info = [0u8; 232];
@@ -295,16 +306,7 @@ fn never_readers_holding_bytes_do_not_give_way() {
     raise_nofile();
     for backend in BACKENDS {
         let srv = Server::start(backend, &["--max-conns", "1000"]);
-        let mut readers: Vec<TcpStream> = (0..READERS)
-            .map(|_| {
-                let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-                s.set_recv_buffer_size(4096).unwrap();
-                s.set_send_buffer_size(4096).unwrap();
-                s.connect(&srv.addr.into()).unwrap();
-                s.set_nonblocking(true).unwrap();
-                s.into()
-            })
-            .collect();
+        let mut readers: Vec<TcpStream> = (0..READERS).map(|_| never_reader(srv.addr)).collect();
         let pushed = stall(&mut readers);
         assert!(pushed >= READERS * (64 << 10), "{backend}: pushed {pushed}");
         let flood = silent_flood(srv.addr, 1000 - READERS, &["127.0.0.1"]);
@@ -337,16 +339,7 @@ fn with_nothing_to_evict_a_newcomer_is_refused() {
     raise_nofile();
     for backend in BACKENDS {
         let srv = Server::start(backend, &["--max-conns", "20", "--threads", "1"]);
-        let mut readers: Vec<TcpStream> = (0..READERS)
-            .map(|_| {
-                let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-                s.set_recv_buffer_size(4096).unwrap();
-                s.set_send_buffer_size(4096).unwrap();
-                s.connect(&srv.addr.into()).unwrap();
-                s.set_nonblocking(true).unwrap();
-                s.into()
-            })
-            .collect();
+        let mut readers: Vec<TcpStream> = (0..READERS).map(|_| never_reader(srv.addr)).collect();
         stall(&mut readers);
         std::thread::sleep(Duration::from_millis(1100));
         let mut late = TcpStream::connect(srv.addr).unwrap();
