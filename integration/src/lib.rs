@@ -31,6 +31,129 @@ pub fn linger0(s: &TcpStream) {
         .unwrap();
 }
 
+/// `ringecho-server` as its own process, under `ulimit -n NOFILE` (soft and hard, so it cannot
+/// raise it) when one is given, from its first line of output (which names the address).
+pub struct ServerProcess {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts the server with `args` (a listen address of 127.0.0.1:0 among them, or
+    /// added here).
+    pub fn start(nofile: Option<u32>, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let listen = if args.contains(&"--listen") {
+            ""
+        } else {
+            "--listen 127.0.0.1:0"
+        };
+        let ulimit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let script = format!(
+            "{ulimit}exec '{}' {listen} {}",
+            server_exe().display(),
+            args.join(" ")
+        );
+        let mut child = Command::new("bash")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        ServerProcess {
+            child,
+            stdout,
+            addr,
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGINT and returns what it printed after start-up (its
+    /// summary); fails unless it exits cleanly.
+    pub fn stop(mut self) -> String {
+        use std::io::Read;
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -INT {} failed", self.child.id());
+        let mut summary = String::new();
+        self.stdout.read_to_string(&mut summary).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "server exited with {status}: {summary}");
+        summary
+    }
+}
+
+/// A number from a server's exit summary ("  accept errors         3").
+pub fn figure(summary: &str, name: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no '{name}' in the summary: {summary}"))
+}
+
+/// A peer that will never read: small kernel buffers (no autotuning, so it stalls after a
+/// few KiB of echoes instead of megabytes), non-blocking, connected to `addr`.
+pub fn never_reader(addr: std::net::SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.set_send_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    s.into()
+}
+
+/// Writes `chunk` bytes at a time to every peer, never reading, until each write would block
+/// five times in a row (the server has stopped taking their bytes); returns the bytes they
+/// pushed. Fails after 60 s.
+pub fn stall(peers: &mut [TcpStream], chunk: usize) -> usize {
+    use std::io::Write;
+    let chunk = vec![7u8; chunk];
+    let mut pushed = 0;
+    let mut blocked = vec![0u32; peers.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while blocked.iter().any(|&b| b < 5) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "peers did not stall in 60 s"
+        );
+        for (p, b) in peers.iter_mut().zip(blocked.iter_mut()) {
+            match p.write(&chunk) {
+                Ok(n) => {
+                    pushed += n;
+                    *b = 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *b += 1,
+                Err(e) => panic!("a never-reading peer failed to write: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pushed
+}
+
 /// The `ringecho-loadgen` binary of this build: beside the test executable's directory.
 /// Cargo builds it for the loadgen crate's own tests (`loadgen/tests/cli.rs`), which every
 /// workspace test run includes.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use ringecho_integration::{linger0, server, sh};
+use ringecho_integration::{figure, linger0, never_reader, server, sh, stall, ServerProcess};
 use ringecho_server::{start, Backend, Config, RunningServer, Snapshot};
 use serde_json::{json, Value};
 
@@ -27,14 +27,35 @@ const BACKENDS: [Backend; 4] = [
 /// bounds below are computed from.
 const RING_BUFFERS: usize = 256;
 
-/// Every backend, and multishot once more with direct descriptors (`--direct-descriptors on`):
-/// the scenarios that stress closing paths run against all four.
-const VARIANTS: [(Backend, bool); 5] = [
-    (Backend::Uring, false),
-    (Backend::Epoll, false),
-    (Backend::EpollLoop, false),
-    (Backend::Multishot, false),
-    (Backend::Multishot, true),
+/// How a variant departs from the default flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tweak {
+    Defaults,
+    /// `--direct-descriptors on`.
+    Direct,
+    /// Every switchable multishot lever off (`--gather-sends off`): the fallbacks run too.
+    LeversOff,
+}
+
+impl Tweak {
+    fn apply(self, c: &mut Config) {
+        match self {
+            Tweak::Defaults => {}
+            Tweak::Direct => c.direct_descriptors = true,
+            Tweak::LeversOff => c.gather_sends = false,
+        }
+    }
+}
+
+/// Every backend, and multishot once more with direct descriptors and once with its levers
+/// off: the scenarios that stress closing paths and held buffers run against all of them.
+const VARIANTS: [(Backend, Tweak); 6] = [
+    (Backend::Uring, Tweak::Defaults),
+    (Backend::Epoll, Tweak::Defaults),
+    (Backend::EpollLoop, Tweak::Defaults),
+    (Backend::Multishot, Tweak::Defaults),
+    (Backend::Multishot, Tweak::Direct),
+    (Backend::Multishot, Tweak::LeversOff),
 ];
 
 /// How a scenario's figures name what they measured.
@@ -48,11 +69,12 @@ impl Label for Backend {
     }
 }
 
-impl Label for (Backend, bool) {
+impl Label for (Backend, Tweak) {
     fn label(&self) -> String {
         match self {
-            (b, true) => format!("{}-direct", b.name()),
-            (b, false) => b.name().to_string(),
+            (b, Tweak::Defaults) => b.name().to_string(),
+            (b, Tweak::Direct) => format!("{}-direct", b.name()),
+            (b, Tweak::LeversOff) => format!("{}-levers-off", b.name()),
         }
     }
 }
@@ -190,8 +212,8 @@ fn half_close_echo(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
 /// Connections reset with data in flight both ways, and a loadgen run resetting every close.
 #[test]
 fn rst_storm() {
-    for (backend, direct) in VARIANTS {
-        let srv = server(backend, |c| c.direct_descriptors = direct);
+    for (backend, tweak) in VARIANTS {
+        let srv = server(backend, |c| tweak.apply(c));
         let (fds0, rss0) = (open_fds(), rss_kib());
         // 400 peers write 256 KiB without reading, so the server's sends back to them block
         // with data queued, then vanish with RST.
@@ -262,7 +284,7 @@ fn rst_storm() {
         );
         record(
             "rst_storm",
-            (backend, direct),
+            (backend, tweak),
             json!({
                 "connections": s.accepted, "resets_seen": s.rst, "errors": s.error,
                 "bytes_verified": r["bytes"], "mismatches": r["mismatches"],
@@ -434,7 +456,7 @@ fn fd_exhaustion_multishot() {
 #[test]
 fn direct_table_full_multishot() {
     let sockets = flood_sockets();
-    let srv = LimitedServer::start(48, &["--threads", "1"]);
+    let srv = direct_server(48, &["--threads", "1"]);
     let (exact, retries) = flood(sockets, srv.addr);
     let summary = srv.stop();
     assert_eq!(exact, 120, "every client got exactly its bytes back");
@@ -459,7 +481,7 @@ fn direct_table_full_multishot() {
 /// every one. 80, not more, so that SO_REUSEPORT's hash never gives one thread over 64.
 #[test]
 fn direct_descriptors_hold_more_than_the_descriptor_limit() {
-    let srv = LimitedServer::start(64, &["--threads", "2"]);
+    let srv = direct_server(64, &["--threads", "2"]);
     let mut conns: Vec<TcpStream> = (0..80)
         .map(|_| {
             let s = TcpStream::connect(srv.addr).unwrap();
@@ -480,63 +502,11 @@ fn direct_descriptors_hold_more_than_the_descriptor_limit() {
     assert_eq!(figure(&summary, "accept errors"), 0, "{summary}");
 }
 
-/// A multishot server with direct descriptors as its own process, under `ulimit -n LIMIT`
-/// (soft and hard, so it cannot raise it).
-struct LimitedServer {
-    child: std::process::Child,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
-    addr: SocketAddr,
-}
-
-impl LimitedServer {
-    fn start(limit: u32, args: &[&str]) -> Self {
-        let script = format!(
-            "ulimit -n {limit} && exec '{}' --backend multishot --direct-descriptors on \
-             --listen 127.0.0.1:0 {}",
-            ringecho_integration::server_exe().display(),
-            args.join(" ")
-        );
-        let mut child = Command::new("bash")
-            .args(["-c", &script])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        LimitedServer {
-            child,
-            stdout,
-            addr,
-        }
-    }
-
-    /// Stops the server with SIGINT and returns what it printed after start-up (its summary).
-    fn stop(mut self) -> String {
-        // SAFETY: kill sends a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let mut summary = String::new();
-        self.stdout.read_to_string(&mut summary).unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "server exited with {status}: {summary}");
-        summary
-    }
-}
-
-/// A number from the server's exit summary ("  accept errors         3").
-fn figure(summary: &str, name: &str) -> u64 {
-    summary
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no '{name}' in the summary: {summary}"))
+/// A multishot server with direct descriptors as its own process, under `ulimit -n LIMIT`.
+fn direct_server(limit: u32, args: &[&str]) -> ServerProcess {
+    let mut all = vec!["--backend", "multishot", "--direct-descriptors", "on"];
+    all.extend_from_slice(args);
+    ServerProcess::start(Some(limit), &all)
 }
 
 /// Peers that never read, mixed with healthy ones: healthy peers get every byte back, memory
@@ -605,11 +575,76 @@ fn slow_and_never_reading_peers() {
     }
 }
 
+/// Large messages and streams beside peers that never read: 64 KiB messages four in flight,
+/// 16 KiB ones, and a 1 KiB stream 64 in flight all come back whole and exact, on every
+/// variant, while 100 stuck peers hold what the server may give them.
+#[test]
+fn large_messages_and_streams_beside_never_readers() {
+    for (backend, tweak) in VARIANTS {
+        let srv = server(backend, |c| tweak.apply(c));
+        let addr = srv.local_addr();
+        let mut hogs: Vec<TcpStream> = (0..100).map(|_| never_reader(addr)).collect();
+        let pushed = stall(&mut hogs, 16 << 10);
+        let mut verified = 0u64;
+        for args in [
+            [
+                "--connections",
+                "10",
+                "--payload",
+                "65536",
+                "--pipeline",
+                "4",
+                "--messages",
+                "200",
+            ],
+            [
+                "--connections",
+                "20",
+                "--payload",
+                "16384",
+                "--pipeline",
+                "1",
+                "--messages",
+                "200",
+            ],
+            [
+                "--connections",
+                "1",
+                "--payload",
+                "1024",
+                "--pipeline",
+                "64",
+                "--messages",
+                "20000",
+            ],
+        ] {
+            let r = clean_loadgen(&[], None, addr, &args);
+            let (conns, msgs): (u64, u64) = (args[1].parse().unwrap(), args[7].parse().unwrap());
+            assert_eq!(r["messages"], conns * msgs, "{args:?}: {r}");
+            verified += r["bytes"].as_u64().unwrap_or(0);
+        }
+        drop(hogs);
+        let s = wait_settled(&srv, "all closed and buffers back", |s| {
+            s.active() == 0 && s.ring_buffers_held == 0 && s.spill_buffers_held == 0
+        });
+        assert_adds_up(&s);
+        record(
+            "large_messages_and_streams",
+            (backend, tweak),
+            json!({
+                "stuck_peers": 100, "bytes_pushed_by_stuck_peers": pushed,
+                "bytes_verified": verified, "mismatches": 0,
+            }),
+        );
+        srv.shutdown().unwrap();
+    }
+}
+
 /// Many peers half-close with data still in flight: each gets every byte back, then a FIN.
 #[test]
 fn half_close_storm() {
-    for (backend, direct) in VARIANTS {
-        let srv = server(backend, |c| c.direct_descriptors = direct);
+    for (backend, tweak) in VARIANTS {
+        let srv = server(backend, |c| tweak.apply(c));
         let addr = srv.local_addr();
         let workers: Vec<_> = (0..8u8)
             .map(|w| {
@@ -635,7 +670,7 @@ fn half_close_storm() {
         assert_adds_up(&s);
         record(
             "half_close_storm",
-            (backend, direct),
+            (backend, tweak),
             json!({"connections": 480, "bytes_verified": bytes, "fin": s.fin}),
         );
         srv.shutdown().unwrap();
@@ -863,10 +898,10 @@ fn mixed_chaos() {
                 .as_nanos() as u64
         });
     println!("mixed_chaos seed {seed} (replay with RINGECHO_CHAOS_SEED={seed})");
-    for (backend, direct) in VARIANTS {
+    for (backend, tweak) in VARIANTS {
         let srv = server(backend, |c| {
             c.idle_timeout = Some(Duration::from_secs(2));
-            c.direct_descriptors = direct;
+            tweak.apply(c);
         });
         let addr = srv.local_addr();
         let fds0 = open_fds();
@@ -945,7 +980,7 @@ fn mixed_chaos() {
         );
         record(
             "mixed_chaos",
-            (backend, direct),
+            (backend, tweak),
             json!({"seed": seed, "connections": s.accepted, "resets": s.rst, "healthy_messages": healthy, "idle_closes": s.server}),
         );
         srv.shutdown().unwrap();
@@ -995,46 +1030,6 @@ fn ephemeral_port_exhaustion_is_a_clear_error() {
     srv.shutdown().unwrap();
 }
 
-/// Opens a socket whose kernel buffers are small (no autotuning), so a peer that never reads
-/// stalls after a few KiB instead of megabytes.
-fn small_buffered(addr: SocketAddr) -> TcpStream {
-    let s = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .unwrap();
-    s.set_recv_buffer_size(4096).unwrap();
-    s.set_send_buffer_size(4096).unwrap();
-    s.connect(&addr.into()).unwrap();
-    s.set_nonblocking(true).unwrap();
-    s.into()
-}
-
-/// Writes to every peer, never reading, until each write would block several times in a row
-/// (the server has stopped taking their bytes); returns the bytes they pushed.
-fn stall(peers: &mut [TcpStream]) -> usize {
-    let chunk = vec![7u8; 16 << 10];
-    let mut pushed = 0;
-    let mut blocked_rounds = vec![0u32; peers.len()];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while blocked_rounds.iter().any(|&b| b < 5) {
-        assert!(Instant::now() < deadline, "peers did not stall in 60 s");
-        for (p, b) in peers.iter_mut().zip(blocked_rounds.iter_mut()) {
-            match p.write(&chunk) {
-                Ok(n) => {
-                    pushed += n;
-                    *b = 0;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *b += 1,
-                Err(e) => panic!("a never-reading peer failed to write: {e}"),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pushed
-}
-
 /// Sends `n` bytes of a pattern on a fresh connection and reads them back within `limit`;
 /// returns how long the echo took.
 fn timed_echo(addr: SocketAddr, n: usize, seed: u8, limit: Duration) -> Duration {
@@ -1062,12 +1057,12 @@ fn never_reading_flood_cannot_starve_healthy_peers() {
     );
     const PEERS: usize = 2_000;
     const HEALTHY: usize = 50;
-    for (backend, direct) in VARIANTS {
-        let srv = server(backend, |c| c.direct_descriptors = direct);
+    for (backend, tweak) in VARIANTS {
+        let srv = server(backend, |c| tweak.apply(c));
         let addr = srv.local_addr();
         let (fds0, rss0) = (open_fds(), rss_kib());
-        let mut peers: Vec<TcpStream> = (0..PEERS).map(|_| small_buffered(addr)).collect();
-        let pushed = stall(&mut peers);
+        let mut peers: Vec<TcpStream> = (0..PEERS).map(|_| never_reader(addr)).collect();
+        let pushed = stall(&mut peers, 16 << 10);
         let during = srv.stats().snapshot();
         let rss1 = rss_kib();
         let mut worst = Duration::ZERO;
@@ -1102,7 +1097,7 @@ fn never_reading_flood_cannot_starve_healthy_peers() {
         assert!(fds_ok, "descriptors {} after, {fds0} before", open_fds());
         record(
             "never_reading_flood",
-            (backend, direct),
+            (backend, tweak),
             json!({
                 "stuck_peers": PEERS, "bytes_pushed_by_stuck_peers": pushed, "healthy_echoes": HEALTHY,
                 "worst_healthy_echo_ms": worst.as_secs_f64() * 1e3,
@@ -1124,8 +1119,8 @@ fn zero_window_peers_close_and_slow_readers_stay() {
             c.user_timeout = ringecho_server::config::OrOff(Some(Duration::from_secs(1)))
         });
         let addr = srv.local_addr();
-        let mut peers: Vec<TcpStream> = (0..20).map(|_| small_buffered(addr)).collect();
-        stall(&mut peers);
+        let mut peers: Vec<TcpStream> = (0..20).map(|_| never_reader(addr)).collect();
+        stall(&mut peers, 16 << 10);
         // The slow reader: a few hundred bytes a second, checked byte for byte.
         let slow = std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();

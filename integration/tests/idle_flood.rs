@@ -6,12 +6,12 @@
 //! gives way; a connection that echoed within the last second, or one the server holds
 //! unsent bytes for, never does.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ringecho_integration::{figure, never_reader, stall, ServerProcess};
 use socket2::{Domain, Socket, Type};
 
 /// The server process's open-file limit, hard and soft.
@@ -27,60 +27,10 @@ const HEALTHY_SOURCE: &str = "127.0.0.10";
 const BACKENDS: [&str; 4] = ["uring", "epoll", "epoll-loop", "multishot"];
 
 /// A server as its own process under `ulimit -n NOFILE`.
-struct Server {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(backend: &str, args: &[&str]) -> Self {
-        let script = format!(
-            "ulimit -n {NOFILE} && exec '{}' --backend {backend} --listen 127.0.0.1:0 --drain-timeout 200ms {}",
-            ringecho_integration::server_exe().display(),
-            args.join(" ")
-        );
-        let mut child = Command::new("bash")
-            .args(["-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Server {
-            child,
-            stdout,
-            addr,
-        }
-    }
-
-    /// Stops the server with SIGINT and returns its summary.
-    fn stop(mut self) -> String {
-        // SAFETY: kill sends a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let mut summary = String::new();
-        self.stdout.read_to_string(&mut summary).unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "server exited with {status}: {summary}");
-        summary
-    }
-}
-
-/// A number from the server's exit summary ("  evicted (idle)        3").
-fn figure(summary: &str, name: &str) -> u64 {
-    summary
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no '{name}' in the summary: {summary}"))
+fn start_server(backend: &str, args: &[&str]) -> ServerProcess {
+    let mut all = vec!["--backend", backend, "--drain-timeout", "200ms"];
+    all.extend_from_slice(args);
+    ServerProcess::start(Some(NOFILE), &all)
 }
 
 /// Raises this process's soft open-file limit to its hard limit: the flood's sockets are
@@ -186,7 +136,7 @@ impl Chatty {
 /// throughout is never evicted; evictions happened, and no more than the newcomers needed.
 fn flood_then_healthy(backend: &str, args: &[&str], sources: &[&str]) {
     raise_nofile();
-    let srv = Server::start(backend, args);
+    let srv = start_server(backend, args);
     let chatty = Chatty::start(srv.addr);
     let flood = silent_flood(srv.addr, FLOOD, sources);
     // The flood's oldest members pass a second of silence.
@@ -243,41 +193,6 @@ fn an_idle_flood_past_max_conns_does_not_lock_clients_out() {
     }
 }
 
-/// Writes to every peer, never reading, until each write would block several times in a row
-/// (the server holds bytes it cannot send back); returns the bytes they pushed.
-fn stall(peers: &mut [TcpStream]) -> usize {
-    let chunk = vec![7u8; 16 << 10];
-    let mut pushed = 0;
-    let mut blocked = vec![0u32; peers.len()];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while blocked.iter().any(|&b| b < 5) {
-        assert!(Instant::now() < deadline, "peers did not stall in 60 s");
-        for (p, b) in peers.iter_mut().zip(blocked.iter_mut()) {
-            match p.write(&chunk) {
-                Ok(n) => {
-                    pushed += n;
-                    *b = 0;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => *b += 1,
-                Err(e) => panic!("a never-reading peer failed to write: {e}"),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pushed
-}
-
-/// A peer that will never read: small kernel buffers (so it stalls after a few KiB),
-/// non-blocking.
-fn never_reader(addr: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.set_recv_buffer_size(4096).unwrap();
-    s.set_send_buffer_size(4096).unwrap();
-    s.connect(&addr.into()).unwrap();
-    s.set_nonblocking(true).unwrap();
-    s.into()
-}
-
 /// The TCP state of our end of a connection (TCP_INFO's first byte; 1 is ESTABLISHED).
 fn tcp_state(s: &TcpStream) -> u8 {
     let mut info = [0u8; 232];
@@ -305,9 +220,9 @@ fn never_readers_holding_bytes_do_not_give_way() {
     const READERS: usize = 100;
     raise_nofile();
     for backend in BACKENDS {
-        let srv = Server::start(backend, &["--max-conns", "1000"]);
+        let srv = start_server(backend, &["--max-conns", "1000"]);
         let mut readers: Vec<TcpStream> = (0..READERS).map(|_| never_reader(srv.addr)).collect();
-        let pushed = stall(&mut readers);
+        let pushed = stall(&mut readers, 16 << 10);
         assert!(pushed >= READERS * (64 << 10), "{backend}: pushed {pushed}");
         let flood = silent_flood(srv.addr, 1000 - READERS, &["127.0.0.1"]);
         std::thread::sleep(Duration::from_millis(1100));
@@ -338,9 +253,9 @@ fn with_nothing_to_evict_a_newcomer_is_refused() {
     const READERS: usize = 20;
     raise_nofile();
     for backend in BACKENDS {
-        let srv = Server::start(backend, &["--max-conns", "20", "--threads", "1"]);
+        let srv = start_server(backend, &["--max-conns", "20", "--threads", "1"]);
         let mut readers: Vec<TcpStream> = (0..READERS).map(|_| never_reader(srv.addr)).collect();
-        stall(&mut readers);
+        stall(&mut readers, 16 << 10);
         std::thread::sleep(Duration::from_millis(1100));
         let mut late = TcpStream::connect(srv.addr).unwrap();
         late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

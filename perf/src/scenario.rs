@@ -36,7 +36,7 @@ const fn s(
 
 /// Every scenario, in run order. `cap…` ones run their uncapped namesake's flags with the
 /// server held to a fraction of a core (compare.sh's `--cap`).
-pub const ALL: [Scenario; 17] = [
+pub const ALL: [Scenario; 18] = [
     s(
         "c100x64",
         "--connections 100 --payload 64",
@@ -111,6 +111,13 @@ pub const ALL: [Scenario; 17] = [
         "stream1k",
         "--connections 1 --payload 1024 --pipeline 64",
         "one stream: one connection, 1 KiB messages, 64 in flight",
+        true,
+        false,
+    ),
+    s(
+        "stream4x2k",
+        "--connections 4 --payload 2048 --pipeline 32",
+        "four streams: four connections, 2 KiB messages, 32 in flight each",
         true,
         false,
     ),

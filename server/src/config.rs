@@ -54,9 +54,11 @@ pub struct Config {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
 
-    /// Receive buffer size in bytes (per connection; per ring entry for multishot).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=(16 << 20)))]
-    pub buffer_size: u32,
+    /// Receive buffer size in bytes: per thread for epoll-loop [default: 65536], per ring
+    /// entry for multishot and per connection for epoll and uring [default: 4096].
+    /// `--buffer-size 4096` gives epoll-loop its old single size (4 KiB reads and spills).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(64..=(16 << 20)))]
+    pub buffer_size: Option<u32>,
 
     /// Provided buffers per thread for the multishot backend (a power of two). 256 keeps the
     /// ring (1 MiB at 4 KiB) in cache: a buffer comes back long before it is reused, so each
@@ -128,6 +130,13 @@ pub struct Config {
     #[arg(long, default_value = "off", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub direct_descriptors: bool,
 
+    /// multishot: hold received ring buffers as they are (within half the ring, shared by the
+    /// thread's connections) and send a connection's queued buffers together, one sendmsg of
+    /// up to 8 per batch of completions, instead of sending the first alone and copying the
+    /// rest into spill buffers. `off` is the single-buffer rule, the baseline of the A/B.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
+    pub gather_sends: bool,
+
     /// Once every listener is up, write this file (atomically: written beside it, then
     /// renamed): a line `listen ADDR` per listening address, then `metrics ADDR` with
     /// --metrics. A file left there by an earlier run is removed at start, so whoever waits
@@ -159,6 +168,14 @@ impl Config {
                 .map(|idle| (idle, self.keepalive_interval, self.keepalive_probes)),
             user_timeout: self.user_timeout.0,
         }
+    }
+
+    /// The receive buffer size `--buffer-size` gives this backend (its default when unset).
+    pub fn buffer_size(&self) -> u32 {
+        self.buffer_size.unwrap_or(match self.backend {
+            Backend::EpollLoop => 64 << 10,
+            _ => 4096,
+        })
     }
 
     /// Worker threads to start.

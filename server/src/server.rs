@@ -243,7 +243,7 @@ fn spawn_workers(
     phase_rx: watch::Receiver<Phase>,
 ) -> Result<Workers, StartError> {
     let limits = Limits {
-        buffer_size: config.buffer_size as usize,
+        buffer_size: config.buffer_size() as usize,
         idle_timeout: config.idle_timeout,
     };
     let gate = Arc::new(gate(config, listeners.len())?);
@@ -261,8 +261,9 @@ fn spawn_workers(
         let ready = Ready(ready_tx.clone());
         let ring = backend::multishot::RingConfig {
             buffers: config.ring_buffers,
-            buffer_size: config.buffer_size,
+            buffer_size: config.buffer_size(),
             direct: config.direct_descriptors,
+            gather: config.gather_sends,
         };
         let core = cores.as_ref().map(|c| c[i % c.len()]);
         let spawned = std::thread::Builder::new()

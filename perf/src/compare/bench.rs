@@ -331,10 +331,7 @@ impl Bench {
         args: &[String],
         log: &Path,
     ) -> crate::Result<(Vec<String>, File, File)> {
-        let mut all: Vec<String> = sub.into_iter().map(String::from).collect();
-        all.extend(["--threads".into(), self.split.loadgen_threads.to_string()]);
-        all.extend(["--source-addrs", SOURCE_ADDRS].map(String::from));
-        all.extend(args.iter().cloned());
+        let all = loadgen_args(sub, self.split.loadgen_threads, args);
         let out = create(&with_suffix(log, ".txt"))?;
         let err = create(&with_suffix(log, ".err"))?;
         Ok((all, out, err))
@@ -459,4 +456,33 @@ pub(super) fn run_args(
 /// A path as a loadgen argument.
 pub(super) fn path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+/// A loadgen run's arguments: the subcommand, its threads, the source addresses to spread
+/// over unless the scenario names its own (cpr does), then the scenario's and run's flags.
+fn loadgen_args(sub: Option<&str>, threads: usize, args: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = sub.into_iter().map(String::from).collect();
+    all.extend(["--threads".into(), threads.to_string()]);
+    if !args.iter().any(|a| a == "--source-addrs") {
+        all.extend(["--source-addrs", SOURCE_ADDRS].map(String::from));
+    }
+    all.extend(args.iter().cloned());
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    /// No scenario's flags repeat one compare adds: the loadgen refuses a flag given twice.
+    #[test]
+    fn no_scenario_repeats_a_loadgen_flag() {
+        for sc in crate::scenario::ALL {
+            let flags: Vec<String> = sc.flags.split_whitespace().map(String::from).collect();
+            let all = super::loadgen_args(None, 1, &flags);
+            let names: Vec<&String> = all.iter().filter(|a| a.starts_with("--")).collect();
+            let mut unique = names.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(names.len(), unique.len(), "{}: {all:?}", sc.name);
+        }
+    }
 }

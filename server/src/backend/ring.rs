@@ -137,7 +137,19 @@ pub(crate) struct Ring {
     taskrun: TaskRun,
     /// The tick's period, where the kernel reads it (boxed: its address never moves).
     tick: Box<Timespec>,
+    /// The message header and iovec of each gathered send, by the caller's key (boxed: the
+    /// kernel reads them at submission, and they never move while this Vec grows).
+    msgs: Vec<Option<Box<Gather>>>,
 }
+
+/// One gathered send's `msghdr` and the iovec it points at.
+struct Gather {
+    hdr: libc::msghdr,
+    iov: [libc::iovec; MAX_IOV],
+}
+
+/// Buffers one gathered send names at most.
+pub(crate) const MAX_IOV: usize = 8;
 
 impl Ring {
     /// Creates the ring (preferring the flags that suit one thread per ring) and registers a
@@ -180,6 +192,7 @@ impl Ring {
             tail: 0,
             taskrun,
             tick: Box::new(Timespec::new()),
+            msgs: Vec::new(),
         };
         // SAFETY: `entries` holds `count` entries (a power of two, checked by the config) and
         // lives until after the ring is destroyed (field order), as registration requires.
@@ -302,6 +315,13 @@ impl Ring {
                 .ptr
                 .as_ptr(),
         }
+    }
+
+    /// Whether this kernel has IORING_OP_SENDMSG (5.3 and later), which gathered sends use.
+    pub fn has_sendmsg(&self) -> bool {
+        let mut probe = io_uring::Probe::new();
+        self.uring.submitter().register_probe(&mut probe).is_ok()
+            && probe.is_supported(opcode::SendMsg::CODE)
     }
 
     /// How the ring was set up.
@@ -438,6 +458,59 @@ impl Ring {
         let ptr = unsafe { self.buf_ptr(buf).add(offset as usize) };
         let sqe = on_sock!(sock, t => opcode::Send::new(t, ptr, len)
             .flags(libc::MSG_NOSIGNAL)
+            .build());
+        self.push(sqe.user_data(user_data))
+    }
+
+    /// Queues one send of several held buffers' ranges, `(buf, offset, len)` in order (a
+    /// `sendmsg` with an iovec), straight from their memory. `key` names the header's storage:
+    /// the caller has at most one gathered send per key in flight.
+    pub fn send_gather(
+        &mut self,
+        sock: Sock,
+        segs: &[(Buf, u32, u32)],
+        key: usize,
+        user_data: u64,
+    ) -> io::Result<()> {
+        assert!(
+            (1..=MAX_IOV).contains(&segs.len()),
+            "{} segments in one send",
+            segs.len()
+        );
+        if self.msgs.len() <= key {
+            self.msgs.resize_with(key + 1, || None);
+        }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        for (v, &(buf, offset, len)) in iov.iter_mut().zip(segs) {
+            assert!(offset + len <= self.size, "send outside buffer {buf:?}");
+            // SAFETY: the range lies inside the buffer (asserted); as for `send`, the caller
+            // holds every buffer named until this send completes and writes none meanwhile.
+            let ptr = unsafe { self.buf_ptr(buf).add(offset as usize) };
+            *v = libc::iovec {
+                iov_base: ptr as *mut libc::c_void,
+                iov_len: len as usize,
+            };
+        }
+        let g = self.msgs[key].get_or_insert_with(|| {
+            Box::new(Gather {
+                // SAFETY: msghdr is plain data (pointers and integers); all zeroes is an
+                // empty header.
+                hdr: unsafe { std::mem::zeroed() },
+                iov,
+            })
+        });
+        g.iov = iov;
+        g.hdr.msg_iov = g.iov.as_mut_ptr();
+        g.hdr.msg_iovlen = segs.len();
+        let hdr: *const libc::msghdr = &g.hdr;
+        // SAFETY: `hdr` and the iovec it points at are boxed in `msgs`, which keeps them at
+        // this address until the key's next gathered send, after this one completed (the
+        // caller's rule); the iovec names held buffers only (see above).
+        let sqe = on_sock!(sock, t => opcode::SendMsg::new(t, hdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build());
         self.push(sqe.user_data(user_data))
     }

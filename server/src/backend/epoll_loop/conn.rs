@@ -15,6 +15,12 @@
 //! - **Per-connection cap.** A connection holds at most one buffer of unsent bytes: it is not
 //!   read while it holds any, so a peer that does not read its echoes fills its own socket
 //!   buffers, and TCP flow control pushes back on that peer alone.
+//! - **Large reads while memory allows.** The thread's receive buffer is large (64 KiB by
+//!   default), so a large message is one read and one write, not sixteen of each. What a
+//!   short write leaves is copied into a spill of its own size, so once the thread's spills
+//!   hold [`SPILL_BUDGET`] bytes, every read is cut to [`SMALL_READ`] ([`read_size`]): a
+//!   flood of peers that never read holds at most the budget, one large read and a small
+//!   spill each, never a large spill each.
 //! - **Fairness.** A connection does at most [`BUDGET`] reads per turn; one with more to read
 //!   yields ([`Next::Yield`]) and is served again after the others' events.
 //! - **Closing.** The peer's FIN ends the connection once everything received was echoed;
@@ -27,6 +33,21 @@ use crate::stats::CloseKind;
 
 /// Reads a connection may do in one turn before it yields to the others.
 pub(crate) const BUDGET: u32 = 16;
+
+/// Spill bytes a thread's connections hold before reads are cut to [`SMALL_READ`].
+pub(crate) const SPILL_BUDGET: usize = 4 << 20;
+/// The read size once spills are over budget (and the size of a pooled spill buffer).
+pub(crate) const SMALL_READ: usize = 4096;
+
+/// How much the next read may take into a receive buffer of `buffer` bytes while the
+/// thread's spills hold `spilled` bytes.
+pub(crate) fn read_size(buffer: usize, spilled: usize) -> usize {
+    if spilled >= SPILL_BUDGET {
+        buffer.min(SMALL_READ)
+    } else {
+        buffer
+    }
+}
 
 /// What the driver must do next for a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

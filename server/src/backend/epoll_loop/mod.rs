@@ -20,9 +20,11 @@
 //! What a connection holds and when it ends is decided in [`conn`], with no I/O, under
 //! property tests against a model of the kernel's edges; this module carries it out.
 //!
-//! Memory per thread: one receive buffer, `64` bytes or so per connection, and one buffer
-//! (`--buffer-size`) per connection whose peer is not reading its echoes, from a pool that
-//! keeps at most [`SPARE_SPILLS`] spare.
+//! Memory per thread: one receive buffer (`--buffer-size`, 64 KiB by default), `64` bytes or
+//! so per connection, and per connection whose peer is not reading its echoes one spill of
+//! what its short write left: of that size while the thread's spills hold less than
+//! [`conn::SPILL_BUDGET`], then at most [`SMALL_READ`] (reads are cut to it), the small ones
+//! from a pool that keeps at most [`SPARE_SPILLS`] spare.
 
 mod conn;
 
@@ -38,7 +40,7 @@ use crate::admission::{Admission, Seen};
 use crate::ready::Ready;
 use crate::stats::{CloseKind, Counters};
 use crate::worker::Worker;
-use conn::{Next, Session};
+use conn::{read_size, Next, Session, SMALL_READ};
 
 /// Events taken from one `epoll_wait` at most. Not more: the wait polls each ready socket
 /// before the loop reads and writes it, and with a longer batch the first sockets' lines
@@ -112,6 +114,8 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
         buf: vec![0; size].into_boxed_slice(),
         spills: Vec::new(),
         spills_held: 0,
+        spill_bytes: 0,
+        small: size.min(SMALL_READ),
         again: Vec::new(),
         next_gen: 0,
         shell: Shell::new(worker),
@@ -160,10 +164,14 @@ struct Loop {
     conns: Slab<Conn>,
     /// The thread's receive buffer, shared by every connection.
     buf: Box<[u8]>,
-    /// Spare spill buffers.
+    /// Spare spill buffers, each of the small size (`small`).
     spills: Vec<Box<[u8]>>,
     /// Spill buffers held by connections.
     spills_held: u64,
+    /// Bytes of spill buffers held by connections.
+    spill_bytes: usize,
+    /// The small spill size: [`SMALL_READ`], or the receive buffer if that is smaller.
+    small: usize,
     /// Connections that yielded with more to read, served after the next wait.
     again: Vec<usize>,
     next_gen: u32,
@@ -329,8 +337,9 @@ impl Loop {
         loop {
             match c.session.next() {
                 Next::Recv => {
-                    let res = recv(&c.stream, &mut self.buf);
-                    c.session.received(&res, self.buf.len());
+                    let size = read_size(self.buf.len(), self.spill_bytes);
+                    let res = recv(&c.stream, &mut self.buf[..size]);
+                    c.session.received(&res, size);
                     let Ok(n @ 1..) = res else { continue };
                     c.last_active = now;
                     let res = send(&c.stream, &self.buf[..n]);
@@ -338,12 +347,18 @@ impl Loop {
                     let left = c.session.unsent() as usize;
                     if left > 0 && !c.session.is_closing() {
                         // A short write: keep what is left, and read no more until it is out.
-                        let spill = c.spill.get_or_insert_with(|| {
-                            self.spills_held += 1;
+                        // A pooled small buffer if it fits, else one of its own size.
+                        debug_assert!(c.spill.is_none(), "read while holding a spill");
+                        let spill = if left <= self.small {
                             self.spills
                                 .pop()
-                                .unwrap_or_else(|| vec![0; self.buf.len()].into_boxed_slice())
-                        });
+                                .unwrap_or_else(|| vec![0; self.small].into_boxed_slice())
+                        } else {
+                            vec![0; left].into_boxed_slice()
+                        };
+                        self.spills_held += 1;
+                        self.spill_bytes += spill.len();
+                        let spill = c.spill.insert(spill);
                         spill[..left].copy_from_slice(&self.buf[n - left..n]);
                         c.spill_len = left as u32;
                     }
@@ -358,8 +373,8 @@ impl Loop {
                     echoed(counters, c.session.sent(&res));
                     if c.session.unsent() == 0 {
                         if let Some(spill) = c.spill.take() {
+                            give_back(&mut self.spills, &mut self.spill_bytes, self.small, spill);
                             self.spills_held -= 1;
-                            self.spills.push(spill);
                         }
                     }
                 }
@@ -397,8 +412,8 @@ impl Loop {
                 Next::Close(how) => {
                     let c = self.conns.remove(slot);
                     if let Some(spill) = c.spill {
+                        give_back(&mut self.spills, &mut self.spill_bytes, self.small, spill);
                         self.spills_held -= 1;
-                        self.spills.push(spill);
                     }
                     // Closing the descriptor takes it out of the epoll set.
                     drop(c.stream);
@@ -441,6 +456,14 @@ fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 /// [`recv`] is.
 fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     rustix::net::send(stream, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
+}
+
+/// Takes back a connection's spill: a small one into the pool, a larger one freed.
+fn give_back(pool: &mut Vec<Box<[u8]>>, bytes: &mut usize, small: usize, spill: Box<[u8]>) {
+    *bytes -= spill.len();
+    if spill.len() == small {
+        pool.push(spill);
+    }
 }
 
 /// Counts a receive whose bytes are all written back.

@@ -19,6 +19,14 @@
 //!   where TCP flow control pushes back on that peer alone. On older kernels the receive is
 //!   cancelled at the cap, and the bytes that arrive before the cancellation lands come on
 //!   top. The receive resumes once sends drain the queue to half the cap.
+//! - **Gathered sends** (`--gather-sends on`, the default). A connection holds up to
+//!   [`Shared::ring_per_conn`] ring buffers as they are, not only the first (the budget of
+//!   half the ring still bounds what all connections hold), and what it has queued goes back
+//!   in one send of up to [`MAX_SEGS`] buffers (a `sendmsg` with an iovec), asked for with
+//!   [`Action::Flush`] and issued when the driver has handled the whole batch of
+//!   completions ([`Event::Flush`]): the receives of one batch leave in one send, and no
+//!   byte is copied while the budget lasts. Off, the first held buffer is sent at once, alone,
+//!   and every buffer queued behind it is copied into a spill.
 //! - **Closing.** A close cancels what is in flight, returns every buffer not being read by
 //!   a send, and releases the connection once the kernel holds nothing of it.
 
@@ -43,13 +51,28 @@ pub(crate) struct Shared {
     pub cap: u32,
     /// The kernel ends a multishot receive after a total byte limit ([`Action::Recv`]).
     pub recv_limit: bool,
+    /// Sends gather a connection's queued buffers at the end of a batch (the module's rules).
+    pub gather: bool,
+    /// Ring buffers one connection may hold as they are, with `gather`; past it, bytes are
+    /// spilled (a flood of small receives would otherwise hold a ring buffer each).
+    pub ring_per_conn: u8,
 }
 
 impl Shared {
     /// Limits for a ring of `ring_buffers` buffers of `buffer_size` bytes and a cap of
     /// `cap_buffers` buffers' worth of bytes per connection.
-    pub fn new(ring_buffers: u16, buffer_size: u32, cap_buffers: u32, recv_limit: bool) -> Self {
-        assert!(cap_buffers >= 2, "the cap must hold two buffers");
+    /// `gather`: the gathered-sends rule.
+    pub fn new(
+        ring_buffers: u16,
+        buffer_size: u32,
+        cap_buffers: u32,
+        recv_limit: bool,
+        gather: bool,
+    ) -> Self {
+        assert!(
+            (2..=u32::from(u8::MAX)).contains(&cap_buffers),
+            "the cap must hold two buffers"
+        );
         Shared {
             ring_held: 0,
             ring_budget: (usize::from(ring_buffers) / 2).max(1),
@@ -57,7 +80,56 @@ impl Shared {
             buffer_size,
             cap: cap_buffers * buffer_size,
             recv_limit,
+            gather,
+            ring_per_conn: cap_buffers as u8,
         }
+    }
+}
+
+/// Held buffers one send carries at most (the iovec of a gathered send).
+pub(crate) const MAX_SEGS: usize = 8;
+
+/// Bytes of one held buffer a send reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub buf: Buf,
+    pub offset: u32,
+    pub len: u32,
+}
+
+/// The buffers one send reads, in order: one, or up to [`MAX_SEGS`] gathered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Segments {
+    n: u8,
+    segs: [Segment; MAX_SEGS],
+}
+
+impl Segments {
+    fn new() -> Self {
+        Segments {
+            n: 0,
+            segs: [Segment {
+                buf: Buf::Spill(0),
+                offset: 0,
+                len: 0,
+            }; MAX_SEGS],
+        }
+    }
+
+    fn push(&mut self, seg: Segment) {
+        self.segs[usize::from(self.n)] = seg;
+        self.n += 1;
+    }
+
+    /// The segments, in the order the peer gets their bytes.
+    pub fn as_slice(&self) -> &[Segment] {
+        &self.segs[..usize::from(self.n)]
+    }
+
+    /// Bytes in all.
+    #[cfg(test)]
+    pub fn len(&self) -> u32 {
+        self.as_slice().iter().map(|s| s.len).sum()
     }
 }
 
@@ -89,6 +161,8 @@ pub(crate) enum Event {
     BuffersBack,
     /// The thread closes the connection (idle timeout, shutdown).
     Close(CloseKind),
+    /// The batch that asked for it ([`Action::Flush`]) is handled: send what is queued.
+    Flush,
 }
 
 /// What the driver must do for a connection, in the order given.
@@ -99,8 +173,10 @@ pub(crate) enum Action {
     Recv { limit: u32 },
     /// Cancel the armed receive (its end comes as a completion without MORE).
     CancelRecv,
-    /// Send `len` bytes of held buffer `buf` from `offset`.
-    Send { buf: Buf, offset: u32, len: u32 },
+    /// Send these bytes of held buffers, in order, in one request.
+    Send(Segments),
+    /// Send [`Event::Flush`] once the batch of completions being handled is done.
+    Flush,
     /// Cancel the send in flight.
     CancelSend,
     /// Copy `len` bytes of ring buffer `bid` from `from` into spill buffer `to` at `at`.
@@ -155,6 +231,7 @@ impl Queue {
         self.front.is_none()
     }
 
+    #[cfg(test)]
     fn front(&self) -> Option<&Chunk> {
         self.front.as_ref()
     }
@@ -191,6 +268,12 @@ impl Queue {
         front
     }
 
+    fn iter(&self) -> impl Iterator<Item = &Chunk> {
+        self.front
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
+    }
+
     fn pop_back(&mut self) -> Option<Chunk> {
         match self.rest.as_mut().and_then(|r| r.pop_back()) {
             Some(c) => Some(c),
@@ -211,6 +294,8 @@ bitflags::bitflags! {
         const STARVED = 1 << 3;
         const PEER_EOF = 1 << 4;
         const RELEASED = 1 << 5;
+        /// An [`Action::Flush`] is out and its [`Event::Flush`] not yet handled.
+        const FLUSH_ASKED = 1 << 6;
     }
 }
 
@@ -223,6 +308,10 @@ pub(crate) struct Session {
     /// Bytes in `queue` not yet sent.
     unsent: u32,
     flags: Flags,
+    /// Chunks at the queue's front that the send in flight reads (0 while not sending).
+    inflight: u8,
+    /// Ring buffers in `queue`.
+    ring_chunks: u8,
     /// Why the connection is closing, once it is (boxed: rare, and a reason can be long).
     closing: Option<Box<CloseKind>>,
 }
@@ -289,6 +378,12 @@ impl Session {
                 self.rearm(&mut out);
             }
             Event::Close(how) => self.begin_close(how, &mut out),
+            Event::Flush => {
+                self.flags.remove(Flags::FLUSH_ASKED);
+                if self.closing.is_none() && !self.flags.contains(Flags::SENDING) {
+                    self.send_front(&mut out);
+                }
+            }
         }
         self.finish_if_done(&mut out);
     }
@@ -321,7 +416,12 @@ impl Session {
             out.actions.push(Action::Recycle(Buf::Ring(bid)));
             return;
         }
-        let zero_copy = self.queue.is_empty() && out.shared.ring_held < out.shared.ring_budget;
+        let room = out.shared.ring_held < out.shared.ring_budget;
+        let zero_copy = if out.shared.gather {
+            room && self.ring_chunks < out.shared.ring_per_conn
+        } else {
+            room && self.queue.is_empty()
+        };
         if zero_copy || !self.spill(bid, len, out) {
             self.queue.push_back(Chunk {
                 buf: Buf::Ring(bid),
@@ -330,12 +430,13 @@ impl Session {
                 recvs: 1,
             });
             out.shared.ring_held += 1;
+            self.ring_chunks += 1;
         } else {
             out.actions.push(Action::Recycle(Buf::Ring(bid)));
         }
         self.unsent += len;
         if !self.flags.contains(Flags::SENDING) {
-            self.send_front(out);
+            self.send_soon(out);
         }
         if self.unsent >= out.shared.cap
             && !out.shared.recv_limit
@@ -353,8 +454,8 @@ impl Session {
     /// False, with nothing copied, when no fresh buffer can be had.
     fn spill<S: Spills>(&mut self, bid: u16, len: u32, out: &mut Out<'_, S>) -> bool {
         let size = out.shared.buffer_size;
-        // The front chunk is being read by the kernel while `sending`; any other may grow.
-        let tail_free = self.queue.len() > usize::from(self.flags.contains(Flags::SENDING));
+        // The front `inflight` chunks are being read by the kernel; any other may grow.
+        let tail_free = self.queue.len() > usize::from(self.inflight);
         let room = match self.queue.back() {
             Some(t) if tail_free && matches!(t.buf, Buf::Spill(_)) => size - t.len,
             _ => 0,
@@ -400,14 +501,31 @@ impl Session {
         true
     }
 
+    /// Sends what is queued: at once without gathering, else once the batch is handled.
+    fn send_soon<S: Spills>(&mut self, out: &mut Out<'_, S>) {
+        if !out.shared.gather {
+            self.send_front(out);
+        } else if !self.flags.contains(Flags::FLUSH_ASKED) {
+            self.flags.insert(Flags::FLUSH_ASKED);
+            out.actions.push(Action::Flush);
+        }
+    }
+
+    /// Sends the front chunk, or with gathering up to [`MAX_SEGS`] chunks from the front.
     fn send_front<S: Spills>(&mut self, out: &mut Out<'_, S>) {
-        if let Some(front) = self.queue.front() {
-            self.flags.insert(Flags::SENDING);
-            out.actions.push(Action::Send {
-                buf: front.buf,
-                offset: front.sent,
-                len: front.len - front.sent,
+        let most = if out.shared.gather { MAX_SEGS } else { 1 };
+        let mut segs = Segments::new();
+        for chunk in self.queue.iter().take(most) {
+            segs.push(Segment {
+                buf: chunk.buf,
+                offset: chunk.sent,
+                len: chunk.len - chunk.sent,
             });
+        }
+        if segs.n > 0 {
+            self.flags.insert(Flags::SENDING);
+            self.inflight = segs.n;
+            out.actions.push(Action::Send(segs));
         }
     }
 
@@ -417,6 +535,7 @@ impl Session {
             "a send completed with none in flight"
         );
         self.flags.remove(Flags::SENDING);
+        let inflight = std::mem::take(&mut self.inflight);
         let n = match res {
             Ok(n) => n,
             Err(errno) => {
@@ -427,25 +546,34 @@ impl Session {
                 return;
             }
         };
-        let front = self
-            .queue
-            .front_mut()
-            .expect("a send completed with nothing queued");
-        assert!(front.sent + n <= front.len, "sent more than was queued");
-        front.sent += n;
+        assert!(n <= self.unsent, "sent more than was queued");
         self.unsent -= n;
-        if front.sent == front.len {
+        // The bytes sent run through the send's chunks in order; those sent whole go back.
+        let (mut left, mut recvs, mut bytes) = (n, 0, 0);
+        for _ in 0..inflight {
+            let front = self
+                .queue
+                .front_mut()
+                .expect("a send completed with nothing queued");
+            let take = left.min(front.len - front.sent);
+            front.sent += take;
+            left -= take;
+            if front.sent < front.len {
+                break;
+            }
             let done = self.queue.pop_front().expect("front exists");
-            out.actions.push(Action::Echoed {
-                recvs: done.recvs,
-                bytes: done.len,
-            });
-            release_held(out, done.buf);
+            recvs += done.recvs;
+            bytes += done.len;
+            self.release_held(out, done.buf);
+        }
+        assert_eq!(left, 0, "sent more than the send carried");
+        if bytes > 0 {
+            out.actions.push(Action::Echoed { recvs, bytes });
         }
         if self.closing.is_some() {
             self.release_queue(out);
         } else if !self.queue.is_empty() {
-            self.send_front(out);
+            self.send_soon(out);
             self.rearm(out);
         } else if self.flags.contains(Flags::PEER_EOF) {
             self.begin_close(CloseKind::Fin, out);
@@ -493,12 +621,24 @@ impl Session {
 
     /// Returns a closing connection's buffers, except one still being sent.
     fn release_queue<S: Spills>(&mut self, out: &mut Out<'_, S>) {
-        let keep = usize::from(self.flags.contains(Flags::SENDING));
+        let keep = usize::from(self.inflight);
         while self.queue.len() > keep {
             let chunk = self.queue.pop_back().expect("len checked");
             self.unsent -= chunk.len - chunk.sent;
-            release_held(out, chunk.buf);
+            self.release_held(out, chunk.buf);
         }
+    }
+
+    /// Gives back a buffer the queue held.
+    fn release_held<S: Spills>(&mut self, out: &mut Out<'_, S>, buf: Buf) {
+        match buf {
+            Buf::Ring(_) => {
+                out.shared.ring_held -= 1;
+                self.ring_chunks -= 1;
+            }
+            Buf::Spill(_) => out.shared.spill_held -= 1,
+        }
+        out.actions.push(Action::Recycle(buf));
     }
 
     /// Releases a closing connection once the kernel holds nothing of it.
@@ -514,15 +654,6 @@ impl Session {
             }
         }
     }
-}
-
-/// Gives back a buffer a connection's queue held.
-fn release_held<S: Spills>(out: &mut Out<'_, S>, buf: Buf) {
-    match buf {
-        Buf::Ring(_) => out.shared.ring_held -= 1,
-        Buf::Spill(_) => out.shared.spill_held -= 1,
-    }
-    out.actions.push(Action::Recycle(buf));
 }
 
 #[cfg(test)]

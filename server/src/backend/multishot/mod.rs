@@ -41,7 +41,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::clock::TICK;
-use super::ring::{accepted_fd, Buf, Completion, Ring, Sock, TaskRun};
+use super::ring::{accepted_fd, Buf, Completion, Ring, Sock, TaskRun, MAX_IOV};
 use super::shell::{self, Shell, Step};
 use crate::admission::{Admission, Seen};
 use crate::listener::is_resource_exhaustion;
@@ -50,6 +50,8 @@ use crate::stats::CloseKind;
 use crate::worker::Worker;
 use conn::{Action, Event, Session, Shared, Spills};
 
+const _: () = assert!(conn::MAX_SEGS <= MAX_IOV);
+
 /// The buffer ring's shape, from `--ring-buffers` and `--buffer-size`.
 #[derive(Debug, Clone, Copy)]
 pub struct RingConfig {
@@ -57,6 +59,8 @@ pub struct RingConfig {
     pub buffer_size: u32,
     /// Connections as direct descriptors (`--direct-descriptors`).
     pub direct: bool,
+    /// Held buffers sent together at the end of a batch (`--gather-sends`, [`conn`]).
+    pub gather: bool,
 }
 
 /// Submission queue entries per ring (the completion queue has four times as many). Small,
@@ -218,6 +222,10 @@ pub fn run(
             false
         }
     };
+    let gather = cfg.gather && ring.has_sendmsg();
+    if cfg.gather && !gather {
+        tracing::info!("kernel has no io_uring sendmsg; sending held buffers one at a time");
+    }
     match ring.taskrun() {
         TaskRun::Deferred => tracing::debug!("ring set up with SINGLE_ISSUER and DEFER_TASKRUN"),
         TaskRun::Cooperative => tracing::info!("kernel refused DEFER_TASKRUN; using COOP_TASKRUN"),
@@ -236,7 +244,8 @@ pub fn run(
         accepted_since_exhaustion: false,
         starved: Vec::new(),
         returned: false,
-        shared: Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit),
+        shared: Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit, gather),
+        flush: Vec::new(),
         actions: Vec::new(),
         table,
         next_gen: 0,
@@ -260,12 +269,14 @@ pub fn probe() -> String {
     let taskrun = ring.taskrun();
     format!(
         "io_uring: yes\nprovided buffer rings: yes\nmultishot receive: {}\n\
-         multishot receive limit: {limit}\nDEFER_TASKRUN: {}\nCOOP_TASKRUN: {}\n",
+         multishot receive limit: {limit}\nsendmsg (gathered sends): {}\n\
+         DEFER_TASKRUN: {}\nCOOP_TASKRUN: {}\n",
         if limit.starts_with("no (") {
             "no"
         } else {
             "yes"
         },
+        yes(ring.has_sendmsg()),
         yes(taskrun == TaskRun::Deferred),
         yes(taskrun != TaskRun::Default),
     )
@@ -294,6 +305,8 @@ struct Loop {
     shared: Shared,
     /// The actions of the event being handled (kept to reuse its allocation).
     actions: Vec<Action>,
+    /// Connections that asked for [`Event::Flush`] once the batch is handled.
+    flush: Vec<(usize, u32)>,
     /// The ring's file table, when connections are direct descriptors.
     table: Option<Table>,
     next_gen: u32,
@@ -343,6 +356,7 @@ impl Loop {
                 self.wake_starved()?;
             }
             self.returned = false;
+            self.flush_sends()?;
             let counters = &self.shell.worker.counters;
             counters.ring_buffers_held.set(self.shared.ring_held as u64);
             counters
@@ -644,10 +658,21 @@ impl Loop {
             Action::CancelRecv => self
                 .ring
                 .cancel(tag(Op::Recv, slot, gen), tag(Op::Cancel, slot, gen))?,
-            Action::Send { buf, offset, len } => {
-                self.ring
-                    .send(sock, buf, offset, len, tag(Op::Send, slot, gen))?
-            }
+            Action::Send(segs) => match segs.as_slice() {
+                [one] => {
+                    self.ring
+                        .send(sock, one.buf, one.offset, one.len, tag(Op::Send, slot, gen))?
+                }
+                many => {
+                    let mut v = [(Buf::Spill(0), 0, 0); MAX_IOV];
+                    for (v, s) in v.iter_mut().zip(many) {
+                        *v = (s.buf, s.offset, s.len);
+                    }
+                    self.ring
+                        .send_gather(sock, &v[..many.len()], slot, tag(Op::Send, slot, gen))?
+                }
+            },
+            Action::Flush => self.flush.push((slot, gen)),
             Action::CancelSend => self
                 .ring
                 .cancel(tag(Op::Send, slot, gen), tag(Op::Cancel, slot, gen))?,
@@ -678,6 +703,19 @@ impl Loop {
             }
         }
         Ok(())
+    }
+
+    /// The batch is handled: the connections that asked send what they queued.
+    fn flush_sends(&mut self) -> io::Result<()> {
+        let mut flush = std::mem::take(&mut self.flush);
+        let mut result = Ok(());
+        for (slot, gen) in flush.drain(..) {
+            if result.is_ok() && self.is_live(slot, gen) {
+                result = self.feed(slot, Event::Flush);
+            }
+        }
+        self.flush = flush;
+        result
     }
 
     /// Buffers came back to the ring: let the connections that ran dry receive again.

@@ -23,13 +23,22 @@ struct RecvOp {
     cancel_requested: bool,
 }
 
-/// A send in flight: the kernel reads `buf[offset..offset + len]` until it completes.
-#[derive(Debug, Clone, Copy)]
+/// A send in flight: the kernel reads each segment's `buf[offset..offset + len]`, in order,
+/// until it completes.
+#[derive(Debug, Clone)]
 struct SendOp {
-    buf: Buf,
-    offset: u32,
-    len: u32,
+    segs: Segments,
     cancel_requested: bool,
+}
+
+impl SendOp {
+    /// Whether the send reads any byte of `buf` in `range`.
+    fn reads(&self, buf: Buf, range: std::ops::Range<u32>) -> bool {
+        self.segs
+            .as_slice()
+            .iter()
+            .any(|s| s.buf == buf && range.start < s.offset + s.len && s.offset < range.end)
+    }
 }
 
 /// One connection as the kernel and its peer see it.
@@ -52,6 +61,8 @@ struct Peer {
     counted_recvs: u64,
     counted_bytes: u64,
     receives: u64,
+    /// An [`Action::Flush`] is out: the end of the batch sends [`Event::Flush`].
+    flush: bool,
 }
 
 impl Peer {
@@ -69,6 +80,7 @@ impl Peer {
             counted_recvs: 0,
             counted_bytes: 0,
             receives: 0,
+            flush: false,
         }
     }
 }
@@ -140,6 +152,8 @@ enum Step {
     ServerClose {
         conn: usize,
     },
+    /// The driver has handled a batch of completions: the flushes asked for are sent.
+    EndBatch,
 }
 
 impl Step {
@@ -151,14 +165,15 @@ impl Step {
             | Step::PeerFin { conn }
             | Step::PeerReset { conn }
             | Step::ServerClose { conn } => conn,
+            Step::EndBatch => 0,
         }
     }
 }
 
 impl Model {
-    fn new(readers: &[bool], recv_limit: bool, spill_fails: bool) -> Model {
+    fn new(readers: &[bool], recv_limit: bool, spill_fails: bool, gather: bool) -> Model {
         let mut m = Model {
-            shared: Shared::new(RING, SIZE, CAP_BUFFERS, recv_limit),
+            shared: Shared::new(RING, SIZE, CAP_BUFFERS, recv_limit, gather),
             peers: Vec::new(),
             ring_free: (0..RING).collect(),
             ring_mem: vec![vec![0; SIZE as usize]; RING as usize],
@@ -221,15 +236,25 @@ impl Model {
                 assert!(!r.cancel_requested, "receive cancelled twice");
                 r.cancel_requested = true;
             }
-            Action::Send { buf, offset, len } => {
+            Action::Send(segs) => {
                 assert!(p.send.is_none(), "a second send in flight ({event:?})");
-                assert!(len > 0 && offset + len <= SIZE);
+                let most = if self.shared.gather { MAX_SEGS } else { 1 };
+                assert!((1..=most).contains(&segs.as_slice().len()));
+                for s in segs.as_slice() {
+                    assert!(s.len > 0 && s.offset + s.len <= SIZE, "{s:?}");
+                    if let Buf::Ring(bid) = s.buf {
+                        assert!(!self.ring_free.contains(&bid), "send from a free buffer");
+                    }
+                }
                 p.send = Some(SendOp {
-                    buf,
-                    offset,
-                    len,
+                    segs,
                     cancel_requested: false,
                 });
+            }
+            Action::Flush => {
+                assert!(self.shared.gather, "a flush without gathering");
+                assert!(!p.flush, "a second flush asked for");
+                p.flush = true;
             }
             Action::CancelSend => {
                 let s = p.send.as_mut().expect("cancel of no send");
@@ -261,9 +286,11 @@ impl Model {
     fn copy(&mut self, conn: usize, bid: u16, from: std::ops::Range<u32>, to: Buf, at: u32) {
         assert!(!self.ring_free.contains(&bid), "copy from a free buffer");
         let len = from.end - from.start;
-        if let Some(s) = self.peers[conn].send {
-            let overlap = s.buf == to && at < s.offset + s.len && s.offset < at + len;
-            assert!(!overlap, "copy into bytes a send is reading");
+        if let Some(s) = &self.peers[conn].send {
+            assert!(
+                !s.reads(to, at..at + len),
+                "copy into bytes a send is reading"
+            );
         }
         let Buf::Spill(i) = to else {
             panic!("copy into {to:?}")
@@ -275,8 +302,11 @@ impl Model {
 
     /// Takes back a buffer no send is reading; true if it was a ring buffer.
     fn recycle(&mut self, conn: usize, buf: Buf) -> bool {
-        if let Some(s) = self.peers[conn].send {
-            assert_ne!(s.buf, buf, "recycled a buffer a send is reading");
+        if let Some(s) = &self.peers[conn].send {
+            assert!(
+                !s.reads(buf, 0..SIZE),
+                "recycled a buffer a send is reading"
+            );
         }
         match buf {
             Buf::Ring(bid) => {
@@ -296,6 +326,10 @@ impl Model {
     }
 
     fn step(&mut self, step: Step) {
+        if let Step::EndBatch = step {
+            self.end_batch();
+            return;
+        }
         let conn = step.conn();
         if self.peers[conn].released && matches!(step, Step::Deliver { .. }) {
             // A new connection in the released one's place.
@@ -314,6 +348,17 @@ impl Model {
                 if !self.peers[conn].released {
                     self.feed(conn, Event::Close(CloseKind::Server));
                 }
+            }
+            Step::EndBatch => unreachable!(),
+        }
+    }
+
+    /// The end of a batch: every connection that asked for a flush gets it, as the driver
+    /// sends them (a flush may ask for none further within the same batch).
+    fn end_batch(&mut self) {
+        for conn in 0..self.peers.len() {
+            if std::mem::take(&mut self.peers[conn].flush) && !self.peers[conn].released {
+                self.feed(conn, Event::Flush);
             }
         }
     }
@@ -356,17 +401,23 @@ impl Model {
             return;
         }
         let Some(s) = p.send.take() else { return };
+        let total = s.segs.len();
         let n = if all {
-            s.len
+            total
         } else {
-            (s.len * u32::from(part.clamp(1, 4)) / 4).max(1)
+            (total * u32::from(part.clamp(1, 4)) / 4).max(1)
         };
-        let bytes = match s.buf {
-            Buf::Ring(bid) => &self.ring_mem[bid as usize],
-            Buf::Spill(i) => self.spills.mem.get(&i).expect("send from a free spill"),
-        };
-        p.echoed
-            .extend_from_slice(&bytes[s.offset as usize..(s.offset + n) as usize]);
+        let mut left = n;
+        for seg in s.segs.as_slice() {
+            let take = left.min(seg.len);
+            let bytes = match seg.buf {
+                Buf::Ring(bid) => &self.ring_mem[bid as usize],
+                Buf::Spill(i) => self.spills.mem.get(&i).expect("send from a free spill"),
+            };
+            p.echoed
+                .extend_from_slice(&bytes[seg.offset as usize..(seg.offset + take) as usize]);
+            left -= take;
+        }
         self.feed(conn, Event::Sent(Ok(n)));
     }
 
@@ -375,7 +426,7 @@ impl Model {
         if p.recv.as_ref().is_some_and(|r| r.cancel_requested) {
             p.recv = None;
             self.feed(conn, Event::RecvCancelled { more: false });
-        } else if p.send.is_some_and(|s| s.cancel_requested) {
+        } else if p.send.as_ref().is_some_and(|s| s.cancel_requested) {
             p.send = None;
             self.feed(conn, Event::Sent(Err(libc::ECANCELED)));
         }
@@ -433,9 +484,12 @@ impl Model {
                     p.late
                 );
             }
+            // Spills hold at most the cap and two part-filled ones; gathering adds the ring
+            // buffers a connection may hold as they are.
+            let ring = if self.shared.gather { CAP_BUFFERS } else { 0 };
             if spills_ok && self.shared.recv_limit {
                 assert!(
-                    p.session.buffers() as u32 <= CAP_BUFFERS + 2,
+                    p.session.buffers() as u32 <= CAP_BUFFERS + 2 + ring,
                     "conn {conn} holds {} buffers",
                     p.session.buffers()
                 );
@@ -452,6 +506,7 @@ impl Model {
     /// closed and every cancellation lands: all echoed, all released, nothing held.
     fn finish(&mut self) {
         for _ in 0..10_000 {
+            self.end_batch();
             let mut moved = false;
             for conn in 0..self.peers.len() {
                 if self.peers[conn].reads && self.peers[conn].send.is_some() {
@@ -470,6 +525,7 @@ impl Model {
                 self.cancel_lands(conn);
             }
         }
+        self.end_batch();
         for (conn, p) in self.peers.iter().enumerate() {
             if p.reads && !p.released && !p.session.is_closing() {
                 assert_eq!(
@@ -491,6 +547,7 @@ impl Model {
                 self.feed(conn, Event::Close(CloseKind::Server));
             }
             for _ in 0..4 {
+                self.end_batch();
                 self.cancel_lands(conn);
                 if self.peers[conn].reads && self.peers[conn].send.is_some() {
                     // A send the kernel finishes before the cancellation finds it (a peer
@@ -515,13 +572,14 @@ fn steps(conns: usize) -> impl Strategy<Value = Vec<Step>> {
         1 => conn.clone().prop_map(|conn| Step::PeerFin { conn }),
         1 => conn.clone().prop_map(|conn| Step::PeerReset { conn }),
         1 => conn.prop_map(|conn| Step::ServerClose { conn }),
+        20 => Just(Step::EndBatch),
     ];
     prop::collection::vec(step, 0..800)
 }
 
 /// Plays `steps` (those for connections that exist) and then [`Model::finish`].
-fn run(readers: &[bool], recv_limit: bool, spill_fails: bool, steps: Vec<Step>) {
-    let mut m = Model::new(readers, recv_limit, spill_fails);
+fn run(readers: &[bool], recv_limit: bool, spill_fails: bool, gather: bool, steps: Vec<Step>) {
+    let mut m = Model::new(readers, recv_limit, spill_fails, gather);
     for step in steps.into_iter().filter(|s| s.conn() < readers.len()) {
         m.step(step);
     }
@@ -538,9 +596,10 @@ proptest! {
     fn any_events_keep_the_bounds_and_echo_exactly_once(
         readers in prop::collection::vec(any::<bool>(), 1..7),
         recv_limit in any::<bool>(),
+        gather in any::<bool>(),
         steps in steps(6),
     ) {
-        run(&readers, recv_limit, false, steps);
+        run(&readers, recv_limit, false, gather, steps);
     }
 
     /// With no spill buffer to be had, received ring buffers are held instead: nothing is
@@ -548,87 +607,99 @@ proptest! {
     #[test]
     fn failing_spills_lose_nothing(
         readers in prop::collection::vec(any::<bool>(), 1..4),
+        gather in any::<bool>(),
         steps in steps(3),
     ) {
-        run(&readers, true, true, steps);
+        run(&readers, true, true, gather, steps);
     }
 }
 
 /// A peer that never reads, flooding: the connection holds at most the cap, in at most
-/// cap/size + 2 buffers, and the ring stays at least half free for a reading peer, who gets
-/// everything back.
+/// cap/size + 2 buffers (and with gathering the ring buffers it may hold as they are), and
+/// the ring stays at least half free for a reading peer, who gets everything back.
 #[test]
 fn a_flooding_peer_that_never_reads_stops_at_its_cap() {
-    let mut m = Model::new(&[false, true], true, false);
-    for round in 0..200 {
-        m.step(Step::Deliver {
-            conn: 0,
-            n: SIZE / 2 + round % 7,
-        });
-        m.step(Step::Deliver { conn: 1, n: 10 });
-        m.step(Step::Complete { conn: 1, part: 4 });
+    for gather in [false, true] {
+        let mut m = Model::new(&[false, true], true, false, gather);
+        for round in 0..200 {
+            m.step(Step::Deliver {
+                conn: 0,
+                n: SIZE / 2 + round % 7,
+            });
+            m.step(Step::Deliver { conn: 1, n: 10 });
+            m.step(Step::EndBatch);
+            m.step(Step::Complete { conn: 1, part: 4 });
+        }
+        let flooder = &m.peers[0];
+        assert!(
+            flooder.recv.is_none(),
+            "the flooder's receive should have ended"
+        );
+        assert!(flooder.session.unsent() <= m.shared.cap);
+        assert!(flooder.delivered <= u64::from(m.shared.cap));
+        assert!(m.ring_free.len() >= RING as usize / 2);
+        m.finish();
     }
-    let flooder = &m.peers[0];
-    assert!(
-        flooder.recv.is_none(),
-        "the flooder's receive should have ended"
-    );
-    assert!(flooder.session.unsent() <= m.shared.cap);
-    assert!(flooder.delivered <= u64::from(m.shared.cap));
-    assert!(m.ring_free.len() >= RING as usize / 2);
-    m.finish();
 }
 
 /// A healthy peer that found the ring empty (a never-reading peer holds it all: no spill
 /// buffer could be had) receives again once buffers come back.
 #[test]
 fn a_connection_that_found_the_ring_empty_receives_again_when_buffers_return() {
-    let mut m = Model::new(&[false, true], true, true);
-    while !m.ring_free.is_empty() {
-        m.step(Step::Deliver { conn: 0, n: 1 });
+    for gather in [false, true] {
+        let mut m = Model::new(&[false, true], true, true, gather);
+        while !m.ring_free.is_empty() {
+            m.step(Step::Deliver { conn: 0, n: 1 });
+        }
+        m.step(Step::Deliver { conn: 1, n: 10 });
+        assert!(m.peers[1].recv.is_none() && m.peers[1].starved);
+        m.step(Step::EndBatch);
+        m.step(Step::ServerClose { conn: 0 });
+        m.step(Step::CancelLands { conn: 0 });
+        m.step(Step::CancelLands { conn: 0 });
+        assert!(m.peers[0].released);
+        assert!(
+            m.peers[1].recv.is_some(),
+            "the healthy peer is still starved"
+        );
+        m.step(Step::Deliver { conn: 1, n: 10 });
+        m.step(Step::EndBatch);
+        m.step(Step::Complete { conn: 1, part: 4 });
+        assert_eq!(m.peers[1].echoed.len(), 10);
+        m.finish();
     }
-    m.step(Step::Deliver { conn: 1, n: 10 });
-    assert!(m.peers[1].recv.is_none() && m.peers[1].starved);
-    m.step(Step::ServerClose { conn: 0 });
-    m.step(Step::CancelLands { conn: 0 });
-    m.step(Step::CancelLands { conn: 0 });
-    assert!(m.peers[0].released);
-    assert!(
-        m.peers[1].recv.is_some(),
-        "the healthy peer is still starved"
-    );
-    m.step(Step::Deliver { conn: 1, n: 10 });
-    m.step(Step::Complete { conn: 1, part: 4 });
-    assert_eq!(m.peers[1].echoed.len(), 10);
-    m.finish();
 }
 
 /// The old-kernel path: the receive is cancelled at the cap and resumes at half of it.
 #[test]
 fn without_the_kernel_limit_the_receive_is_cancelled_at_the_cap_and_resumes() {
-    let mut m = Model::new(&[true], false, false);
-    while m.peers[0]
-        .recv
-        .as_ref()
-        .is_some_and(|r| !r.cancel_requested)
-    {
-        m.step(Step::Deliver { conn: 0, n: SIZE });
+    for gather in [false, true] {
+        let mut m = Model::new(&[true], false, false, gather);
+        while m.peers[0]
+            .recv
+            .as_ref()
+            .is_some_and(|r| !r.cancel_requested)
+        {
+            m.step(Step::Deliver { conn: 0, n: SIZE });
+        }
+        assert!(m.peers[0].session.unsent() >= m.shared.cap);
+        m.step(Step::CancelLands { conn: 0 });
+        assert!(m.peers[0].recv.is_none(), "re-armed above half the cap");
+        for _ in 0..CAP_BUFFERS {
+            m.step(Step::EndBatch);
+            m.step(Step::Complete { conn: 0, part: 4 });
+        }
+        assert!(m.peers[0].recv.is_some(), "not re-armed after draining");
+        m.finish();
     }
-    assert!(m.peers[0].session.unsent() >= m.shared.cap);
-    m.step(Step::CancelLands { conn: 0 });
-    assert!(m.peers[0].recv.is_none(), "re-armed above half the cap");
-    for _ in 0..CAP_BUFFERS {
-        m.step(Step::Complete { conn: 0, part: 4 });
-    }
-    assert!(m.peers[0].recv.is_some(), "not re-armed after draining");
-    m.finish();
 }
 
-/// The first receive of an idle connection is sent straight from the ring; a second one
-/// queued behind it is copied out, coalescing small messages into one spill buffer.
+/// Without gathering, the first receive of an idle connection is sent straight from the
+/// ring; a second one queued behind it is copied out, coalescing small messages into one
+/// spill buffer.
 #[test]
 fn pipelined_messages_coalesce_into_one_spill_buffer() {
-    let mut m = Model::new(&[true], true, false);
+    let mut m = Model::new(&[true], true, false, false);
     for _ in 0..3 {
         m.step(Step::Deliver { conn: 0, n: 8 });
     }
@@ -642,16 +713,49 @@ fn pipelined_messages_coalesce_into_one_spill_buffer() {
     m.finish();
 }
 
+/// With gathering, the receives of one batch are held as they are and leave in one send at
+/// the batch's end; past the connection's share of ring buffers, bytes are spilled, and the
+/// next send gathers ring and spill buffers alike.
+#[test]
+fn a_batchs_receives_leave_in_one_gathered_send() {
+    let mut m = Model::new(&[true], true, false, true);
+    for _ in 0..3 {
+        m.step(Step::Deliver { conn: 0, n: 8 });
+    }
+    assert!(m.peers[0].send.is_none(), "sent before the batch ended");
+    assert_eq!((m.shared.ring_held, m.shared.spill_held), (3, 0));
+    m.step(Step::EndBatch);
+    let send = m.peers[0].send.clone().expect("one send");
+    assert_eq!(send.segs.as_slice().len(), 3);
+    assert_eq!(send.segs.len(), 24);
+    // The ring budget is half the ring (4 of 8): the fifth receive is spilled.
+    for _ in 0..3 {
+        m.step(Step::Deliver { conn: 0, n: 8 });
+    }
+    assert_eq!((m.shared.ring_held, m.shared.spill_held), (4, 1));
+    m.step(Step::Complete { conn: 0, part: 2 });
+    m.step(Step::EndBatch);
+    m.step(Step::Complete { conn: 0, part: 4 });
+    m.step(Step::EndBatch);
+    m.step(Step::Complete { conn: 0, part: 4 });
+    assert_eq!(m.peers[0].echoed.len(), 48);
+    assert_eq!(m.peers[0].counted_recvs, 6);
+    m.finish();
+}
+
 /// A peer's FIN with echoes still queued: the connection closes as FIN once they are sent.
 #[test]
 fn a_fin_waits_for_the_queued_echoes() {
-    let mut m = Model::new(&[true], true, false);
-    m.step(Step::Deliver { conn: 0, n: 20 });
-    m.step(Step::PeerFin { conn: 0 });
-    assert!(!m.peers[0].released);
-    m.step(Step::Complete { conn: 0, part: 4 });
-    assert!(m.peers[0].released);
-    assert_eq!(m.peers[0].echoed.len(), 20);
+    for gather in [false, true] {
+        let mut m = Model::new(&[true], true, false, gather);
+        m.step(Step::Deliver { conn: 0, n: 20 });
+        m.step(Step::PeerFin { conn: 0 });
+        assert!(!m.peers[0].released);
+        m.step(Step::EndBatch);
+        m.step(Step::Complete { conn: 0, part: 4 });
+        assert!(m.peers[0].released);
+        assert_eq!(m.peers[0].echoed.len(), 20);
+    }
 }
 
 /// The queue keeps its front chunk inline and the rest behind it in order, whichever end
