@@ -33,7 +33,8 @@ enum Tweak {
     Defaults,
     /// `--direct-descriptors on`.
     Direct,
-    /// Every switchable multishot lever off (`--gather-sends off`): the fallbacks run too.
+    /// Every switchable multishot lever off (`--gather-sends off --large-receives off`): the
+    /// fallbacks run too.
     LeversOff,
 }
 
@@ -42,7 +43,10 @@ impl Tweak {
         match self {
             Tweak::Defaults => {}
             Tweak::Direct => c.direct_descriptors = true,
-            Tweak::LeversOff => c.gather_sends = false,
+            Tweak::LeversOff => {
+                c.gather_sends = false;
+                c.large_receives = false;
+            }
         }
     }
 }

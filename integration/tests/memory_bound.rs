@@ -16,13 +16,16 @@ const WRITE: usize = 64 << 10;
 /// The server's peak resident memory may not pass this.
 const BOUND_KIB: u64 = 32 * 1024;
 
-/// Every backend at default flags, and multishot with its gathered sends off.
+/// Every backend at default flags, and multishot with its levers off.
 const VARIANTS: [(&str, &[&str]); 5] = [
     ("uring", &[]),
     ("epoll", &[]),
     ("epoll-loop", &[]),
     ("multishot", &[]),
-    ("multishot", &["--gather-sends", "off"]),
+    (
+        "multishot",
+        &["--gather-sends", "off", "--large-receives", "off"],
+    ),
 ];
 
 /// The peak resident memory of process `pid` so far (VmHWM), in KiB.

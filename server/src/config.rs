@@ -137,6 +137,13 @@ pub struct Config {
     #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub gather_sends: bool,
 
+    /// multishot: a second ring of 64 large buffers of 64 KiB per thread, for connections
+    /// moving bulk data (a receive that filled a 4 KiB buffer), ten at a time; idle and
+    /// small-message connections never touch it. Needs the kernel's multishot receive limit
+    /// (6.17), and is off whenever --buffer-size is given (one ring of that size, as before).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
+    pub large_receives: bool,
+
     /// Once every listener is up, write this file (atomically: written beside it, then
     /// renamed): a line `listen ADDR` per listening address, then `metrics ADDR` with
     /// --metrics. A file left there by an earlier run is removed at start, so whoever waits

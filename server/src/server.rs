@@ -264,6 +264,7 @@ fn spawn_workers(
             buffer_size: config.buffer_size(),
             direct: config.direct_descriptors,
             gather: config.gather_sends,
+            large: config.large_receives && config.buffer_size.is_none(),
         };
         let core = cores.as_ref().map(|c| c[i % c.len()]);
         let spawned = std::thread::Builder::new()

@@ -1,5 +1,6 @@
-//! The one place the multishot backend touches raw memory: an io_uring with a provided buffer
-//! ring registered on it, and the submissions that point the kernel at that memory.
+//! The one place the multishot backend touches raw memory: an io_uring with provided buffer
+//! rings registered on it (a small one, and a large one with large receives), and the
+//! submissions that point the kernel at that memory.
 //!
 //! Ownership rules the rest of the backend keeps (and this module relies on):
 //! - A buffer id is either in the ring (the kernel may fill it) or held by exactly one
@@ -22,8 +23,88 @@ use io_uring::types::{
 };
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-/// The buffer group id of the one ring per thread.
+/// The buffer group ids of the small ring and of the large one.
 const BUF_GROUP: u16 = 0;
+const LARGE_GROUP: u16 = 1;
+
+/// One provided buffer ring: its entries, its buffers, and the ids its buffers have as a
+/// [`Buf::Ring`] (`first..first + count`; the kernel knows them as `0..count`).
+struct Pool {
+    entries: Mapping,
+    buffers: Mapping,
+    count: u16,
+    size: u32,
+    tail: u16,
+    first: u16,
+    group: u16,
+}
+
+impl Pool {
+    fn new(count: u16, size: u32, first: u16, group: u16) -> io::Result<Pool> {
+        Ok(Pool {
+            entries: Mapping::new(count as usize * std::mem::size_of::<BufRingEntry>())?,
+            buffers: Mapping::new(count as usize * size as usize)?,
+            count,
+            size,
+            tail: 0,
+            first,
+            group,
+        })
+    }
+
+    /// Buffer `local`'s start.
+    fn ptr(&self, local: u16) -> *mut u8 {
+        assert!(local < self.count, "buffer {local} out of range");
+        // SAFETY: local < count, so the offset lies inside the buffers mapping.
+        unsafe {
+            self.buffers
+                .ptr
+                .as_ptr()
+                .add(local as usize * self.size as usize)
+        }
+    }
+
+    /// Hands buffer `local` back to the kernel.
+    fn recycle(&mut self, local: u16) {
+        let addr = self.ptr(local) as u64;
+        let base = self.entries.ptr.as_ptr().cast::<BufRingEntry>();
+        let slot = (self.tail & (self.count - 1)) as usize;
+        // SAFETY: slot < count, so the entry lies inside the mapping; the kernel only reads
+        // entries between its head and our published tail, and this one is past the tail.
+        unsafe {
+            let entry = &mut *base.add(slot);
+            entry.set_addr(addr);
+            entry.set_len(self.size);
+            entry.set_bid(local);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail field overlays entry 0's `resv`, inside the mapping; the kernel reads
+        // it with acquire semantics, so a release store publishes the entry written above.
+        unsafe {
+            let tail = &*(BufRingEntry::tail(base) as *const AtomicU16);
+            tail.store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// Registers the ring with the kernel and fills it.
+    fn register(&mut self, uring: &IoUring) -> io::Result<()> {
+        // SAFETY: `entries` holds `count` entries (a power of two, checked by the caller) and
+        // lives until after the ring is destroyed (field order in `Ring`), as registration
+        // requires.
+        unsafe {
+            uring.submitter().register_buf_ring_with_flags(
+                self.entries.ptr.as_ptr() as u64,
+                self.count,
+                self.group,
+                0,
+            )?;
+        }
+        for local in 0..self.count {
+            self.recycle(local);
+        }
+        Ok(())
+    }
+}
 
 /// Anonymous, page-aligned memory that the kernel reads and writes; never referenced from Rust.
 struct Mapping {
@@ -119,8 +200,9 @@ pub(crate) struct Ring {
     // Field order matters: the ring is destroyed (cancelling every operation) before the
     // memory it points into, ring buffers and spill buffers alike.
     uring: IoUring,
-    entries: Mapping,
-    buffers: Mapping,
+    small: Pool,
+    /// The large ring, with `--large-receives` ([`Ring::add_large`]).
+    large: Option<Pool>,
     /// Spill buffers by index; `None` once freed. Each is its own mapping (which never
     /// moves when this Vec grows), unmapped when freed, so memory a storm of blocked peers
     /// took goes back to the system instead of staying in the allocator's free lists.
@@ -131,9 +213,8 @@ pub(crate) struct Ring {
     spill_vacant: Vec<u32>,
     /// A spill buffer was mapped since the last [`Ring::trim_spills`].
     spill_mapped: bool,
-    count: u16,
+    /// The small buffers' size, which spill buffers share.
     size: u32,
-    tail: u16,
     taskrun: TaskRun,
     /// The tick's period, where the kernel reads it (boxed: its address never moves).
     tick: Box<Timespec>,
@@ -177,37 +258,46 @@ impl Ring {
                 ),
             },
         };
-        let entries = Mapping::new(count as usize * std::mem::size_of::<BufRingEntry>())?;
-        let buffers = Mapping::new(count as usize * size as usize)?;
         let mut ring = Ring {
             uring,
-            entries,
-            buffers,
+            small: Pool::new(count, size, 0, BUF_GROUP)?,
+            large: None,
             spills: Vec::new(),
             spill_pool: Vec::new(),
             spill_vacant: Vec::new(),
             spill_mapped: false,
-            count,
             size,
-            tail: 0,
             taskrun,
             tick: Box::new(Timespec::new()),
             msgs: Vec::new(),
         };
-        // SAFETY: `entries` holds `count` entries (a power of two, checked by the config) and
-        // lives until after the ring is destroyed (field order), as registration requires.
-        unsafe {
-            ring.uring.submitter().register_buf_ring_with_flags(
-                ring.entries.ptr.as_ptr() as u64,
-                count,
-                BUF_GROUP,
-                0,
-            )?;
-        }
-        for bid in 0..count {
-            ring.recycle_ring(bid);
-        }
+        ring.small.register(&ring.uring)?;
         Ok(ring)
+    }
+
+    /// Registers a second ring, of `count` (a power of two) large buffers of `size` bytes,
+    /// whose ids as [`Buf::Ring`] follow the small ring's.
+    pub fn add_large(&mut self, count: u16, size: u32) -> io::Result<()> {
+        let mut pool = Pool::new(count, size, self.small.count, LARGE_GROUP)?;
+        pool.register(&self.uring)?;
+        self.large = Some(pool);
+        Ok(())
+    }
+
+    /// The pool ring buffer `bid` belongs to, and its id there.
+    fn pool(&self, bid: u16) -> (&Pool, u16) {
+        match &self.large {
+            Some(l) if bid >= l.first => (l, bid - l.first),
+            _ => (&self.small, bid),
+        }
+    }
+
+    /// A held buffer's size.
+    fn size_of(&self, buf: Buf) -> u32 {
+        match buf {
+            Buf::Ring(bid) => self.pool(bid).0.size,
+            Buf::Spill(_) => self.size,
+        }
     }
 
     /// Hands a held buffer back: a ring buffer to the kernel, a spill buffer to the pool.
@@ -265,22 +355,16 @@ impl Ring {
         let Buf::Spill(i) = spill else {
             panic!("copy target {spill:?} is not a spill buffer");
         };
+        let (pool, local) = self.pool(bid);
         assert!(
-            bid < self.count && from + len <= self.size && at + len <= self.size,
+            from + len <= pool.size && at + len <= self.size,
             "copy outside buffer {bid}"
         );
-        // SAFETY: the range lies inside buffer `bid` (asserted); the caller holds that buffer
-        // (the receive that filled it completed and it is not back in the ring), so the kernel
-        // neither writes it now nor will until it is recycled.
-        let src = unsafe {
-            std::slice::from_raw_parts(
-                self.buffers
-                    .ptr
-                    .as_ptr()
-                    .add(bid as usize * self.size as usize + from as usize),
-                len as usize,
-            )
-        };
+        // SAFETY: the range lies inside buffer `bid` (asserted; `ptr` checks the id); the
+        // caller holds that buffer (the receive that filled it completed and it is not back
+        // in the ring), so the kernel neither writes it now nor will until it is recycled.
+        let src =
+            unsafe { std::slice::from_raw_parts(pool.ptr(local).add(from as usize), len as usize) };
         let dst = self.spills[i as usize]
             .as_ref()
             .expect("a held spill buffer is allocated");
@@ -300,14 +384,8 @@ impl Ring {
     fn buf_ptr(&self, buf: Buf) -> *const u8 {
         match buf {
             Buf::Ring(bid) => {
-                assert!(bid < self.count, "buffer id {bid} out of range");
-                // SAFETY: bid < count, so the offset lies inside the buffers mapping.
-                unsafe {
-                    self.buffers
-                        .ptr
-                        .as_ptr()
-                        .add(bid as usize * self.size as usize)
-                }
+                let (pool, local) = self.pool(bid);
+                pool.ptr(local)
             }
             Buf::Spill(i) => self.spills[i as usize]
                 .as_ref()
@@ -331,28 +409,12 @@ impl Ring {
 
     /// Hands ring buffer `bid` back to the kernel for the next receive.
     fn recycle_ring(&mut self, bid: u16) {
-        assert!(bid < self.count, "buffer id {bid} out of range");
-        let base = self.entries.ptr.as_ptr().cast::<BufRingEntry>();
-        let slot = (self.tail & (self.count - 1)) as usize;
-        // SAFETY: slot < count, so the entry lies inside the mapping; the kernel only reads
-        // entries between its head and our published tail, and this one is past the tail.
-        unsafe {
-            let entry = &mut *base.add(slot);
-            entry.set_addr(
-                self.buffers
-                    .ptr
-                    .as_ptr()
-                    .add(bid as usize * self.size as usize) as u64,
-            );
-            entry.set_len(self.size);
-            entry.set_bid(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-        // SAFETY: the tail field overlays entry 0's `resv`, inside the mapping; the kernel reads
-        // it with acquire semantics, so a release store publishes the entry written above.
-        unsafe {
-            let tail = &*(BufRingEntry::tail(base) as *const AtomicU16);
-            tail.store(self.tail, Ordering::Release);
+        match &mut self.large {
+            Some(l) if bid >= l.first => {
+                let local = bid - l.first;
+                l.recycle(local)
+            }
+            _ => self.small.recycle(bid),
         }
     }
 
@@ -391,8 +453,18 @@ impl Ring {
     /// above zero it ends by itself (a completion without MORE) once it has received that
     /// many bytes in all (the last receive is not shortened to fit: it may overshoot by up to
     /// a buffer); [`Ring::probe_recv_limit`] says whether the kernel knows the limit.
-    pub fn recv_multi(&mut self, sock: Sock, limit: u32, user_data: u64) -> io::Result<()> {
-        let mut sqe = on_sock!(sock, t => opcode::RecvMulti::new(t, BUF_GROUP).build());
+    pub fn recv_multi(
+        &mut self,
+        sock: Sock,
+        limit: u32,
+        large: bool,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let group = match &self.large {
+            Some(l) if large => l.group,
+            _ => BUF_GROUP,
+        };
+        let mut sqe = on_sock!(sock, t => opcode::RecvMulti::new(t, group).build());
         if limit > 0 {
             set_optlen(&mut sqe, limit);
         }
@@ -410,7 +482,7 @@ impl Ring {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         (&b).write_all(&[0u8; 16])?;
-        self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, PROBE)?;
+        self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, false, PROBE)?;
         let mut verdict = None;
         let mut cqes = Vec::new();
         for _ in 0..50 {
@@ -450,7 +522,10 @@ impl Ring {
         len: u32,
         user_data: u64,
     ) -> io::Result<()> {
-        assert!(offset + len <= self.size, "send outside buffer {buf:?}");
+        assert!(
+            offset + len <= self.size_of(buf),
+            "send outside buffer {buf:?}"
+        );
         // SAFETY: the range lies inside the buffer (asserted). The caller holds it until this
         // send completes and writes no byte of the range meanwhile; ring memory and spill
         // boxes outlive the io_uring (field order), and a spill box is freed only when
@@ -485,7 +560,10 @@ impl Ring {
             iov_len: 0,
         }; MAX_IOV];
         for (v, &(buf, offset, len)) in iov.iter_mut().zip(segs) {
-            assert!(offset + len <= self.size, "send outside buffer {buf:?}");
+            assert!(
+                offset + len <= self.size_of(buf),
+                "send outside buffer {buf:?}"
+            );
             // SAFETY: the range lies inside the buffer (asserted); as for `send`, the caller
             // holds every buffer named until this send completes and writes none meanwhile.
             let ptr = unsafe { self.buf_ptr(buf).add(offset as usize) };
@@ -601,6 +679,9 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         let _ = self.uring.submitter().unregister_buf_ring(BUF_GROUP);
+        if self.large.is_some() {
+            let _ = self.uring.submitter().unregister_buf_ring(LARGE_GROUP);
+        }
     }
 }
 
@@ -670,7 +751,8 @@ mod tests {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         let mut got = Vec::new();
-        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, 7).unwrap();
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, false, 7)
+            .unwrap();
         for _ in 0..4 {
             (&b).write_all(&[1u8; 64]).unwrap();
             ring.submit_and_wait(Some(Duration::from_millis(200)))

@@ -27,6 +27,15 @@
 //!   completions ([`Event::Flush`]): the receives of one batch leave in one send, and no
 //!   byte is copied while the budget lasts. Off, the first held buffer is sent at once, alone,
 //!   and every buffer queued behind it is copied into a spill.
+//! - **Large receives** (`--large-receives on`, the default, on kernels with the receive
+//!   limit). A connection whose receive filled a whole ring buffer is moving bulk data: its
+//!   next receive is armed on a second ring of large buffers ([`Large`]), while fewer than
+//!   [`Large::max_conns`] connections of the thread are, and its cap is two large buffers.
+//!   It holds at most [`LARGE_PER_CONN`] large buffers; a receive past that, or one that fits
+//!   a small buffer, is copied into small spills and its large buffer goes straight back, and
+//!   a receive that fits a small buffer also ends the large receive, so that the next one is
+//!   small again. Large buffers held are thus at most `max_conns × LARGE_PER_CONN`, half the
+//!   large ring, whatever the peers do; idle and small-message connections never touch it.
 //! - **Closing.** A close cancels what is in flight, returns every buffer not being read by
 //!   a send, and releases the connection once the kernel holds nothing of it.
 
@@ -56,6 +65,44 @@ pub(crate) struct Shared {
     /// Ring buffers one connection may hold as they are, with `gather`; past it, bytes are
     /// spilled (a flood of small receives would otherwise hold a ring buffer each).
     pub ring_per_conn: u8,
+    /// Small ring buffers' ids are below this; large ones' ids from it on.
+    pub small_count: u16,
+    /// The large ring, when large receives are on.
+    pub large: Option<Large>,
+}
+
+/// Large buffers one connection holds at most.
+pub(crate) const LARGE_PER_CONN: u8 = 3;
+
+/// The ring of large buffers and who may receive into it.
+#[derive(Debug)]
+pub(crate) struct Large {
+    /// Each large buffer's size.
+    pub size: u32,
+    /// Connections that may be in large mode at once.
+    pub max_conns: usize,
+    /// Connections in large mode now.
+    pub conns: usize,
+    /// Large buffers connections hold.
+    pub held: usize,
+}
+
+impl Large {
+    /// Large mode for a ring of `count` buffers of `size` bytes: as many connections as keep
+    /// half the ring free when each holds [`LARGE_PER_CONN`].
+    pub fn new(count: u16, size: u32) -> Self {
+        Large {
+            size,
+            max_conns: (usize::from(count) / 2 / usize::from(LARGE_PER_CONN)).max(1),
+            conns: 0,
+            held: 0,
+        }
+    }
+
+    /// The unsent bytes a connection in large mode may hold.
+    pub fn cap(&self) -> u32 {
+        2 * self.size
+    }
 }
 
 impl Shared {
@@ -82,12 +129,21 @@ impl Shared {
             recv_limit,
             gather,
             ring_per_conn: cap_buffers as u8,
+            small_count: ring_buffers,
+            large: None,
         }
+    }
+
+    fn is_large(&self, bid: u16) -> bool {
+        bid >= self.small_count
     }
 }
 
 /// Held buffers one send carries at most (the iovec of a gathered send).
 pub(crate) const MAX_SEGS: usize = 8;
+
+/// Fresh spill buffers one receive may need at most: a large buffer's bytes in small spills.
+pub(crate) const MAX_FRESH: usize = 16;
 
 /// Bytes of one held buffer a send reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,9 +224,9 @@ pub(crate) enum Event {
 /// What the driver must do for a connection, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Arm a multishot receive; `limit` > 0: it ends after that many bytes in all (give or
-    /// take the last buffer).
-    Recv { limit: u32 },
+    /// Arm a multishot receive, on the large ring with `large`; `limit` > 0: it ends after
+    /// that many bytes in all (give or take the last buffer).
+    Recv { limit: u32, large: bool },
     /// Cancel the armed receive (its end comes as a completion without MORE).
     CancelRecv,
     /// Send these bytes of held buffers, in order, in one request.
@@ -285,7 +341,7 @@ impl Queue {
 bitflags::bitflags! {
     /// A connection's yes-or-no state, a bit each, so that the state fits beside the queue.
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-    struct Flags: u8 {
+    struct Flags: u16 {
         /// The queue's front chunk is in a send.
         const SENDING = 1;
         const RECV_ARMED = 1 << 1;
@@ -296,6 +352,13 @@ bitflags::bitflags! {
         const RELEASED = 1 << 5;
         /// An [`Action::Flush`] is out and its [`Event::Flush`] not yet handled.
         const FLUSH_ASKED = 1 << 6;
+        /// The receive armed last is on the large ring.
+        const LARGE = 1 << 7;
+        /// The last receive filled more than a small buffer holds: bulk data.
+        const BULK = 1 << 8;
+        /// The connection holds one of [`Large::conns`]: while its receive is large, and
+        /// after, while it still holds large buffers.
+        const CREDIT = 1 << 9;
     }
 }
 
@@ -310,7 +373,7 @@ pub(crate) struct Session {
     flags: Flags,
     /// Chunks at the queue's front that the send in flight reads (0 while not sending).
     inflight: u8,
-    /// Ring buffers in `queue`.
+    /// Small ring buffers in `queue`.
     ring_chunks: u8,
     /// Why the connection is closing, once it is (boxed: rare, and a reason can be long).
     closing: Option<Box<CloseKind>>,
@@ -398,6 +461,20 @@ impl Session {
         self.unsent
     }
 
+    /// Whether the receive armed last draws from the large ring (its completions' buffer ids
+    /// are the large ring's).
+    pub fn recv_large(&self) -> bool {
+        self.flags.contains(Flags::LARGE)
+    }
+
+    /// The unsent bytes the connection may hold in its mode.
+    fn cap(&self, shared: &Shared) -> u32 {
+        match &shared.large {
+            Some(l) if self.flags.contains(Flags::LARGE) => l.cap(),
+            _ => shared.cap,
+        }
+    }
+
     /// Buffers the connection holds, ring and spill.
     #[cfg(test)]
     pub fn buffers(&self) -> usize {
@@ -416,11 +493,23 @@ impl Session {
             out.actions.push(Action::Recycle(Buf::Ring(bid)));
             return;
         }
-        let room = out.shared.ring_held < out.shared.ring_budget;
-        let zero_copy = if out.shared.gather {
-            room && self.ring_chunks < out.shared.ring_per_conn
+        let small = out.shared.buffer_size;
+        let large = out.shared.is_large(bid);
+        // Bulk: a small receive filled its buffer, or a large one took more than a small
+        // buffer holds.
+        self.flags
+            .set(Flags::BULK, if large { len > small } else { len >= small });
+        let zero_copy = if large {
+            // Held as it is only while it carries more than a small buffer would, and the
+            // connection holds fewer than its share; else copied out and given back at once.
+            len > small && self.large_chunks(out.shared.small_count) < LARGE_PER_CONN
         } else {
-            room && self.queue.is_empty()
+            let room = out.shared.ring_held < out.shared.ring_budget;
+            if out.shared.gather {
+                room && self.ring_chunks < out.shared.ring_per_conn
+            } else {
+                room && self.queue.is_empty()
+            }
         };
         if zero_copy || !self.spill(bid, len, out) {
             self.queue.push_back(Chunk {
@@ -429,16 +518,29 @@ impl Session {
                 sent: 0,
                 recvs: 1,
             });
-            out.shared.ring_held += 1;
-            self.ring_chunks += 1;
+            if large {
+                out.shared.large.as_mut().expect("a large ring").held += 1;
+            } else {
+                out.shared.ring_held += 1;
+                self.ring_chunks += 1;
+            }
         } else {
             out.actions.push(Action::Recycle(Buf::Ring(bid)));
+        }
+        if large
+            && len <= small
+            && self.flags.contains(Flags::RECV_ARMED)
+            && !self.flags.contains(Flags::RECV_CANCELLING)
+        {
+            // Small data on the large ring: end the receive, so the next one is small.
+            self.flags.insert(Flags::RECV_CANCELLING);
+            out.actions.push(Action::CancelRecv);
         }
         self.unsent += len;
         if !self.flags.contains(Flags::SENDING) {
             self.send_soon(out);
         }
-        if self.unsent >= out.shared.cap
+        if self.unsent >= self.cap(out.shared)
             && !out.shared.recv_limit
             && self.flags.contains(Flags::RECV_ARMED)
             && !self.flags.contains(Flags::RECV_CANCELLING)
@@ -450,8 +552,9 @@ impl Session {
     }
 
     /// Copies `len` received bytes of ring buffer `bid` into the connection's spill buffers:
-    /// into the last one while it has room and no send reads it, then into a fresh one.
-    /// False, with nothing copied, when no fresh buffer can be had.
+    /// into the last one while it has room and no send reads it, then into fresh ones (more
+    /// than one where a large buffer's bytes are copied). False, with nothing copied, when
+    /// the fresh buffers cannot all be had.
     fn spill<S: Spills>(&mut self, bid: u16, len: u32, out: &mut Out<'_, S>) -> bool {
         let size = out.shared.buffer_size;
         // The front `inflight` chunks are being read by the kernel; any other may grow.
@@ -461,15 +564,21 @@ impl Session {
             _ => 0,
         };
         let room = room.min(len);
-        // Take the fresh buffer before copying anything: on failure nothing has moved.
-        let fresh = if room < len {
+        // Take the fresh buffers before copying anything: on failure nothing has moved.
+        let needed = (len - room).div_ceil(size) as usize;
+        let mut fresh = [Buf::Spill(0); MAX_FRESH];
+        assert!(needed <= MAX_FRESH, "{len} bytes need {needed} spills");
+        for i in 0..needed {
             match out.spills.take() {
-                Some(buf) => Some(buf),
-                None => return false,
+                Some(buf) => fresh[i] = buf,
+                None => {
+                    for &buf in &fresh[..i] {
+                        out.actions.push(Action::Recycle(buf));
+                    }
+                    return false;
+                }
             }
-        } else {
-            None
-        };
+        }
         if room > 0 {
             let tail = self.queue.back_mut().expect("room implies a tail");
             out.actions.push(Action::Copy {
@@ -481,24 +590,34 @@ impl Session {
             });
             tail.len += room;
         }
-        if let Some(buf) = fresh {
+        let mut from = room;
+        for &buf in &fresh[..needed] {
+            let n = (len - from).min(size);
             out.actions.push(Action::Copy {
                 bid,
-                from: room,
-                len: len - room,
+                from,
+                len: n,
                 to: buf,
                 at: 0,
             });
             self.queue.push_back(Chunk {
                 buf,
-                len: len - room,
+                len: n,
                 sent: 0,
                 recvs: 0,
             });
             out.shared.spill_held += 1;
+            from += n;
         }
         self.queue.back_mut().expect("just filled").recvs += 1;
         true
+    }
+
+    /// Large ring buffers in the queue (ids from `small_count` on). Counted, not kept: only
+    /// a large receive asks, and a counter would not fit the connection's cache line.
+    fn large_chunks(&self, small_count: u16) -> u8 {
+        let large = |c: &&Chunk| matches!(c.buf, Buf::Ring(b) if b >= small_count);
+        self.queue.iter().filter(large).count() as u8
     }
 
     /// Sends what is queued: at once without gathering, else once the batch is handled.
@@ -583,24 +702,69 @@ impl Session {
     }
 
     /// Arms the receive again if nothing stops it and the queue has drained to half the cap;
-    /// with the kernel's limit, for what is left below the cap less one buffer.
+    /// with the kernel's limit, for what is left below the cap less one buffer. The ring it
+    /// draws from is chosen first ([`Session::choose_ring`]).
     fn rearm<S: Spills>(&mut self, out: &mut Out<'_, S>) {
-        let low_water = out.shared.cap / 2;
-        if self.closing.is_none()
-            && !self
+        if self.closing.is_some()
+            || self
                 .flags
                 .intersects(Flags::PEER_EOF | Flags::RECV_ARMED | Flags::STARVED)
-            && self.unsent <= low_water
         {
-            self.flags.insert(Flags::RECV_ARMED);
-            let limit = if out.shared.recv_limit {
-                // At least cap/2 - size + 1 >= 1, as the cap holds two buffers.
-                out.shared.cap - self.unsent - (out.shared.buffer_size - 1)
-            } else {
-                0
-            };
-            out.actions.push(Action::Recv { limit });
+            return;
         }
+        self.choose_ring(out.shared);
+        let cap = self.cap(out.shared);
+        if self.unsent > cap / 2 {
+            return;
+        }
+        self.flags.insert(Flags::RECV_ARMED);
+        let large = self.flags.contains(Flags::LARGE);
+        let limit = if out.shared.recv_limit {
+            let size = match &out.shared.large {
+                Some(l) if large => l.size,
+                _ => out.shared.buffer_size,
+            };
+            // At least cap/2 - size + 1 >= 1, as the cap holds two buffers.
+            cap - self.unsent - (size - 1)
+        } else {
+            0
+        };
+        out.actions.push(Action::Recv { limit, large });
+    }
+
+    /// Between receives: a connection moving bulk data takes the large ring while a credit is
+    /// free; one that is not gives its credit back.
+    fn choose_ring(&mut self, shared: &mut Shared) {
+        let Some(l) = shared.large.as_mut() else {
+            return;
+        };
+        let bulk = self.flags.contains(Flags::BULK);
+        if bulk && !self.flags.contains(Flags::CREDIT) && l.conns < l.max_conns {
+            l.conns += 1;
+            self.flags.insert(Flags::CREDIT);
+        }
+        self.flags
+            .set(Flags::LARGE, bulk && self.flags.contains(Flags::CREDIT));
+        self.release_credit_if_done(shared);
+    }
+
+    /// Gives the large-ring credit back once the connection neither receives into the large
+    /// ring nor holds any of its buffers: so no more connections hold large buffers than
+    /// there are credits.
+    fn release_credit_if_done(&mut self, shared: &mut Shared) {
+        if self.flags.contains(Flags::CREDIT)
+            && !self.flags.contains(Flags::LARGE)
+            && self.large_chunks(shared.small_count) == 0
+        {
+            shared.large.as_mut().expect("a large ring").conns -= 1;
+            self.flags.remove(Flags::CREDIT);
+        }
+    }
+
+    /// Whether the connection holds a large-ring credit.
+    #[cfg(test)]
+    pub fn has_credit(&self) -> bool {
+        self.flags.contains(Flags::CREDIT)
     }
 
     /// Starts closing: cancels what is in flight and returns what no send reads.
@@ -632,6 +796,12 @@ impl Session {
     /// Gives back a buffer the queue held.
     fn release_held<S: Spills>(&mut self, out: &mut Out<'_, S>, buf: Buf) {
         match buf {
+            Buf::Ring(bid) if out.shared.is_large(bid) => {
+                out.shared.large.as_mut().expect("a large ring").held -= 1;
+                out.actions.push(Action::Recycle(buf));
+                self.release_credit_if_done(out.shared);
+                return;
+            }
             Buf::Ring(_) => {
                 out.shared.ring_held -= 1;
                 self.ring_chunks -= 1;
@@ -643,15 +813,17 @@ impl Session {
 
     /// Releases a closing connection once the kernel holds nothing of it.
     fn finish_if_done<S: Spills>(&mut self, out: &mut Out<'_, S>) {
-        if let Some(how) = &self.closing {
-            if !self
+        if self.closing.is_some()
+            && !self
                 .flags
                 .intersects(Flags::RECV_ARMED | Flags::SENDING | Flags::RELEASED)
-            {
-                debug_assert!(self.queue.is_empty());
-                self.flags.insert(Flags::RELEASED);
-                out.actions.push(Action::Release(CloseKind::clone(how)));
-            }
+        {
+            debug_assert!(self.queue.is_empty());
+            self.flags.remove(Flags::LARGE);
+            self.release_credit_if_done(out.shared);
+            self.flags.insert(Flags::RELEASED);
+            let how = self.closing.as_deref().expect("closing").clone();
+            out.actions.push(Action::Release(how));
         }
     }
 }

@@ -25,7 +25,9 @@
 //! `MAX_HELD + 2` buffers (on kernels without the receive limit, plus what arrives before
 //! the receive's cancellation lands), plus a pool of at most 1,024 spare spill buffers
 //! (trimmed to 64 after a quiet tick). At the defaults (256 × 4 KiB, cap 4) that is 1 MiB +
-//! at most 24 KiB per blocked connection.
+//! at most 24 KiB per blocked connection; with large receives ([`conn`]), plus the large
+//! ring (64 × 32 KiB) and, for each of the at most ten connections in large mode, three
+//! large buffers and its 64 KiB cap in spills.
 //!
 //! Alternatives weighed are in docs/backends.md: per-connection buffer rings cost memory for
 //! idle connections, which the shared ring exists to avoid.
@@ -61,7 +63,15 @@ pub struct RingConfig {
     pub direct: bool,
     /// Held buffers sent together at the end of a batch (`--gather-sends`, [`conn`]).
     pub gather: bool,
+    /// A second ring of large buffers for connections moving bulk data (`--large-receives`,
+    /// and no `--buffer-size` given: that flag gives one ring of one size).
+    pub large: bool,
 }
+
+/// The large ring: 64 buffers of 32 KiB (2 MiB of address space per thread, resident only
+/// as bulk traffic touches it; ten connections in large mode at once).
+const LARGE_BUFFERS: u16 = 64;
+const LARGE_SIZE: u32 = 32 << 10;
 
 /// Submission queue entries per ring (the completion queue has four times as many). Small,
 /// as liburing's echo example keeps it, so the rings' memory stays in cache: with the
@@ -222,6 +232,20 @@ pub fn run(
             false
         }
     };
+    // Large receives need the exact cap, so the kernel's receive limit; the large buffers'
+    // bytes must fit the spills one receive may take.
+    let large = if cfg.large && recv_limit && LARGE_SIZE <= cfg.buffer_size * conn::MAX_FRESH as u32
+    {
+        match ring.add_large(LARGE_BUFFERS, LARGE_SIZE) {
+            Ok(()) => Some(conn::Large::new(LARGE_BUFFERS, LARGE_SIZE)),
+            Err(e) => {
+                tracing::info!(error = %e, "no large ring; every receive uses the small one");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let gather = cfg.gather && ring.has_sendmsg();
     if cfg.gather && !gather {
         tracing::info!("kernel has no io_uring sendmsg; sending held buffers one at a time");
@@ -244,7 +268,10 @@ pub fn run(
         accepted_since_exhaustion: false,
         starved: Vec::new(),
         returned: false,
-        shared: Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit, gather),
+        shared: Shared {
+            large,
+            ..Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit, gather)
+        },
         flush: Vec::new(),
         actions: Vec::new(),
         table,
@@ -267,9 +294,11 @@ pub fn probe() -> String {
         Err(e) => format!("no ({e})"),
     };
     let taskrun = ring.taskrun();
+    let large = limit == "yes" && ring.add_large(2, LARGE_SIZE).is_ok();
     format!(
         "io_uring: yes\nprovided buffer rings: yes\nmultishot receive: {}\n\
          multishot receive limit: {limit}\nsendmsg (gathered sends): {}\n\
+         large receive ring (needs the limit): {}\n\
          DEFER_TASKRUN: {}\nCOOP_TASKRUN: {}\n",
         if limit.starts_with("no (") {
             "no"
@@ -277,6 +306,7 @@ pub fn probe() -> String {
             "yes"
         },
         yes(ring.has_sendmsg()),
+        yes(large),
         yes(taskrun == TaskRun::Deferred),
         yes(taskrun != TaskRun::Default),
     )
@@ -358,7 +388,10 @@ impl Loop {
             self.returned = false;
             self.flush_sends()?;
             let counters = &self.shell.worker.counters;
-            counters.ring_buffers_held.set(self.shared.ring_held as u64);
+            let large_held = self.shared.large.as_ref().map_or(0, |l| l.held);
+            counters
+                .ring_buffers_held
+                .set((self.shared.ring_held + large_held) as u64);
             counters
                 .spill_buffers_held
                 .set(self.shared.spill_held as u64);
@@ -609,6 +642,12 @@ impl Loop {
                     .buffer
                     .ok_or_else(|| io::Error::other("receive without a buffer"))?;
                 let conn = &mut self.conns[slot];
+                // The large ring's ids follow the small ring's.
+                let bid = if conn.session.recv_large() {
+                    bid + self.shared.small_count
+                } else {
+                    bid
+                };
                 tracing::debug!(sock = ?conn.sock, n = len, "read");
                 if !conn.session.is_closing() {
                     conn.last_active = self.shell.now;
@@ -651,9 +690,9 @@ impl Loop {
     /// Carries out one action of connection `slot`.
     fn execute(&mut self, slot: usize, sock: Sock, gen: u32, action: Action) -> io::Result<()> {
         match action {
-            Action::Recv { limit } => {
+            Action::Recv { limit, large } => {
                 self.ring
-                    .recv_multi(sock, limit, tag(Op::Recv, slot, gen))?
+                    .recv_multi(sock, limit, large, tag(Op::Recv, slot, gen))?
             }
             Action::CancelRecv => self
                 .ring

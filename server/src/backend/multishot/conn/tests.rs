@@ -14,6 +14,9 @@ use super::*;
 const SIZE: u32 = 64;
 const RING: u16 = 8;
 const CAP_BUFFERS: u32 = 4;
+/// The large ring: buffers of four small ones, room for two connections in large mode.
+const LSIZE: u32 = 4 * SIZE;
+const LRING: u16 = 16;
 
 /// The receive the model kernel has armed for a connection.
 #[derive(Debug)]
@@ -21,6 +24,8 @@ struct RecvOp {
     /// Bytes left before a limited receive ends by itself.
     left: Option<u32>,
     cancel_requested: bool,
+    /// It draws from the large ring.
+    large: bool,
 }
 
 /// A send in flight: the kernel reads each segment's `buf[offset..offset + len]`, in order,
@@ -95,6 +100,9 @@ struct Model {
     shared: Shared,
     peers: Vec<Peer>,
     ring_free: VecDeque<u16>,
+    /// The large ring's free buffers (ids from RING on).
+    large_free: VecDeque<u16>,
+    /// Every ring buffer's bytes by id, small then large.
     ring_mem: Vec<Vec<u8>>,
     spills: SpillPool,
     actions: Vec<Action>,
@@ -172,11 +180,28 @@ impl Step {
 
 impl Model {
     fn new(readers: &[bool], recv_limit: bool, spill_fails: bool, gather: bool) -> Model {
+        Model::with(readers, recv_limit, spill_fails, gather, false)
+    }
+
+    /// With `large`, a large ring beside the small one (on kernels with the receive limit).
+    fn with(
+        readers: &[bool],
+        recv_limit: bool,
+        spill_fails: bool,
+        gather: bool,
+        large: bool,
+    ) -> Model {
+        let mut ring_mem = vec![vec![0; SIZE as usize]; RING as usize];
+        ring_mem.extend(vec![vec![0; LSIZE as usize]; LRING as usize]);
         let mut m = Model {
-            shared: Shared::new(RING, SIZE, CAP_BUFFERS, recv_limit, gather),
+            shared: Shared {
+                large: (large && recv_limit).then(|| Large::new(LRING, LSIZE)),
+                ..Shared::new(RING, SIZE, CAP_BUFFERS, recv_limit, gather)
+            },
             peers: Vec::new(),
             ring_free: (0..RING).collect(),
-            ring_mem: vec![vec![0; SIZE as usize]; RING as usize],
+            large_free: (RING..RING + LRING).collect(),
+            ring_mem,
             spills: SpillPool {
                 fail: spill_fails,
                 ..SpillPool::default()
@@ -223,12 +248,18 @@ impl Model {
         let p = &mut self.peers[conn];
         assert!(!p.released, "{action:?} after release ({event:?})");
         match action {
-            Action::Recv { limit } => {
+            Action::Recv { limit, large } => {
                 assert!(p.recv.is_none(), "a second receive armed ({event:?})");
                 assert_eq!(limit > 0, self.shared.recv_limit, "limit {limit}");
+                assert!(
+                    !large || self.shared.large.is_some(),
+                    "a large receive, no ring"
+                );
+                assert_eq!(large, p.session.recv_large(), "the receive's ring");
                 p.recv = Some(RecvOp {
                     left: (limit > 0).then_some(limit),
                     cancel_requested: false,
+                    large,
                 });
             }
             Action::CancelRecv => {
@@ -241,9 +272,14 @@ impl Model {
                 let most = if self.shared.gather { MAX_SEGS } else { 1 };
                 assert!((1..=most).contains(&segs.as_slice().len()));
                 for s in segs.as_slice() {
-                    assert!(s.len > 0 && s.offset + s.len <= SIZE, "{s:?}");
+                    let size = match s.buf {
+                        Buf::Ring(bid) => self.ring_mem[bid as usize].len() as u32,
+                        Buf::Spill(_) => SIZE,
+                    };
+                    assert!(s.len > 0 && s.offset + s.len <= size, "{s:?}");
                     if let Buf::Ring(bid) = s.buf {
-                        assert!(!self.ring_free.contains(&bid), "send from a free buffer");
+                        let free = self.ring_free.contains(&bid) || self.large_free.contains(&bid);
+                        assert!(!free, "send from a free buffer");
                     }
                 }
                 p.send = Some(SendOp {
@@ -284,7 +320,7 @@ impl Model {
 
     /// Copies ring buffer `bid`'s bytes `from` into spill `to` at `at`, never under a send.
     fn copy(&mut self, conn: usize, bid: u16, from: std::ops::Range<u32>, to: Buf, at: u32) {
-        assert!(!self.ring_free.contains(&bid), "copy from a free buffer");
+        assert!(!self.is_free(bid), "copy from a free buffer");
         let len = from.end - from.start;
         if let Some(s) = &self.peers[conn].send {
             assert!(
@@ -310,10 +346,14 @@ impl Model {
         }
         match buf {
             Buf::Ring(bid) => {
-                assert!(!self.ring_free.contains(&bid), "ring buffer {bid} twice");
+                assert!(!self.is_free(bid), "ring buffer {bid} twice");
                 // Poison it: a later read of a recycled buffer shows as corruption.
                 self.ring_mem[bid as usize].fill(0xEE);
-                self.ring_free.push_back(bid);
+                if bid >= RING {
+                    self.large_free.push_back(bid);
+                } else {
+                    self.ring_free.push_back(bid);
+                }
                 true
             }
             Buf::Spill(i) => {
@@ -323,6 +363,10 @@ impl Model {
                 false
             }
         }
+    }
+
+    fn is_free(&self, bid: u16) -> bool {
+        self.ring_free.contains(&bid) || self.large_free.contains(&bid)
     }
 
     fn step(&mut self, step: Step) {
@@ -373,12 +417,22 @@ impl Model {
             }
             None => true,
         };
-        let Some(bid) = self.ring_free.pop_front() else {
+        let (free, size) = if r.large {
+            (&mut self.large_free, LSIZE)
+        } else {
+            (&mut self.ring_free, SIZE)
+        };
+        assert_eq!(
+            r.large,
+            p.session.recv_large(),
+            "the driver's ring for this receive"
+        );
+        let Some(bid) = free.pop_front() else {
             p.recv = None;
             self.feed(conn, Event::NoBuffers { more: false });
             return;
         };
-        let len = n.clamp(1, SIZE);
+        let len = n.clamp(1, size);
         if r.cancel_requested {
             p.late += len;
         }
@@ -454,6 +508,31 @@ impl Model {
             "ring buffers lost or made up"
         );
         assert_eq!(self.spills.held, self.shared.spill_held, "spill count");
+        if let Some(l) = &self.shared.large {
+            assert_eq!(
+                self.large_free.len() + l.held,
+                LRING as usize,
+                "large buffers lost or made up"
+            );
+            assert!(l.conns <= l.max_conns, "{} in large mode", l.conns);
+            assert!(
+                !spills_ok || l.held <= l.max_conns * usize::from(LARGE_PER_CONN),
+                "{} large buffers held",
+                l.held
+            );
+            let in_large = self
+                .peers
+                .iter()
+                .filter(|p| !p.released && p.session.has_credit())
+                .count();
+            assert_eq!(in_large, l.conns, "large-mode credits");
+        } else {
+            assert_eq!(
+                self.large_free.len(),
+                LRING as usize,
+                "the large ring, unused"
+            );
+        }
         if spills_ok {
             assert!(
                 self.shared.ring_held <= self.shared.ring_budget,
@@ -471,11 +550,16 @@ impl Model {
                 "conn {conn}: echo altered or reordered"
             );
             let unsent = p.session.unsent();
+            // A connection back from large mode may still hold what the large cap let in.
+            let cap = self
+                .shared
+                .large
+                .as_ref()
+                .map_or(self.shared.cap, |l| l.cap().max(self.shared.cap));
             if self.shared.recv_limit {
                 assert!(
-                    unsent <= self.shared.cap,
-                    "conn {conn} holds {unsent} unsent bytes, cap {}",
-                    self.shared.cap
+                    unsent <= cap,
+                    "conn {conn} holds {unsent} unsent bytes, cap {cap}"
                 );
             } else {
                 assert!(
@@ -487,9 +571,13 @@ impl Model {
             // Spills hold at most the cap and two part-filled ones; gathering adds the ring
             // buffers a connection may hold as they are.
             let ring = if self.shared.gather { CAP_BUFFERS } else { 0 };
+            // Large mode: its large buffers, and spills for what its cap let in.
+            let large = self.shared.large.as_ref().map_or(0, |l| {
+                u32::from(LARGE_PER_CONN) + l.cap() / SIZE + MAX_FRESH as u32
+            });
             if spills_ok && self.shared.recv_limit {
                 assert!(
-                    p.session.buffers() as u32 <= CAP_BUFFERS + 2 + ring,
+                    p.session.buffers() as u32 <= CAP_BUFFERS + 2 + ring + large,
                     "conn {conn} holds {} buffers",
                     p.session.buffers()
                 );
@@ -558,6 +646,10 @@ impl Model {
             assert!(self.peers[conn].released, "conn {conn} never released");
         }
         assert_eq!(self.ring_free.len(), RING as usize, "ring buffers kept");
+        assert_eq!(self.large_free.len(), LRING as usize, "large buffers kept");
+        if let Some(l) = &self.shared.large {
+            assert_eq!((l.held, l.conns), (0, 0), "large buffers or credits kept");
+        }
         assert_eq!(self.spills.held, 0, "spill buffers kept");
         assert_eq!(self.shared.ring_held, 0);
     }
@@ -567,6 +659,7 @@ fn steps(conns: usize) -> impl Strategy<Value = Vec<Step>> {
     let conn = 0..conns;
     let step = prop_oneof![
         30 => (conn.clone(), 1..=2 * SIZE).prop_map(|(conn, n)| Step::Deliver { conn, n }),
+        10 => (conn.clone(), 1..=2 * LSIZE).prop_map(|(conn, n)| Step::Deliver { conn, n }),
         15 => (conn.clone(), 1u8..=4).prop_map(|(conn, part)| Step::Complete { conn, part }),
         4 => conn.clone().prop_map(|conn| Step::CancelLands { conn }),
         1 => conn.clone().prop_map(|conn| Step::PeerFin { conn }),
@@ -578,8 +671,12 @@ fn steps(conns: usize) -> impl Strategy<Value = Vec<Step>> {
 }
 
 /// Plays `steps` (those for connections that exist) and then [`Model::finish`].
-fn run(readers: &[bool], recv_limit: bool, spill_fails: bool, gather: bool, steps: Vec<Step>) {
-    let mut m = Model::new(readers, recv_limit, spill_fails, gather);
+fn run(
+    readers: &[bool],
+    (recv_limit, spill_fails, gather, large): (bool, bool, bool, bool),
+    steps: Vec<Step>,
+) {
+    let mut m = Model::with(readers, recv_limit, spill_fails, gather, large);
     for step in steps.into_iter().filter(|s| s.conn() < readers.len()) {
         m.step(step);
     }
@@ -597,9 +694,10 @@ proptest! {
         readers in prop::collection::vec(any::<bool>(), 1..7),
         recv_limit in any::<bool>(),
         gather in any::<bool>(),
+        large in any::<bool>(),
         steps in steps(6),
     ) {
-        run(&readers, recv_limit, false, gather, steps);
+        run(&readers, (recv_limit, false, gather, large), steps);
     }
 
     /// With no spill buffer to be had, received ring buffers are held instead: nothing is
@@ -608,9 +706,10 @@ proptest! {
     fn failing_spills_lose_nothing(
         readers in prop::collection::vec(any::<bool>(), 1..4),
         gather in any::<bool>(),
+        large in any::<bool>(),
         steps in steps(3),
     ) {
-        run(&readers, true, true, gather, steps);
+        run(&readers, (true, true, gather, large), steps);
     }
 }
 
@@ -740,6 +839,70 @@ fn a_batchs_receives_leave_in_one_gathered_send() {
     m.step(Step::Complete { conn: 0, part: 4 });
     assert_eq!(m.peers[0].echoed.len(), 48);
     assert_eq!(m.peers[0].counted_recvs, 6);
+    m.finish();
+}
+
+/// Bulk data moves a connection to the large ring while a credit is free (two here): a third
+/// bulk connection stays small; small data on the large ring ends that receive, and the
+/// connection's next receive is small again, its credit back for another.
+#[test]
+fn bulk_connections_take_the_large_ring_while_credits_last() {
+    let mut m = Model::with(&[true, true, true], true, false, true, true);
+    let is_large =
+        |m: &Model| -> Vec<bool> { m.peers.iter().map(|p| p.session.recv_large()).collect() };
+    // Full small buffers: bulk. Each receive ends at its limit and the next is armed large
+    // while a credit is free; a large one gets more than a small buffer at a time.
+    for _ in 0..8 {
+        for conn in 0..3 {
+            let n = if m.peers[conn].session.recv_large() {
+                LSIZE
+            } else {
+                SIZE
+            };
+            m.step(Step::Deliver { conn, n });
+        }
+        m.step(Step::EndBatch);
+        for conn in 0..3 {
+            m.step(Step::Complete { conn, part: 4 });
+        }
+    }
+    let large = is_large(&m);
+    assert_eq!(large.iter().filter(|&&l| l).count(), 2, "{large:?}");
+    let big = large.iter().position(|&l| l).unwrap();
+    let small = large.iter().position(|&l| !l).unwrap();
+    // A few bytes on the large ring: copied out, the large buffer back at once, the receive
+    // ended; the next one is small, and the credit goes to the bulk connection left out.
+    if m.peers[big].recv.is_none() {
+        m.step(Step::Deliver {
+            conn: big,
+            n: LSIZE,
+        });
+    }
+    m.step(Step::Deliver { conn: big, n: 5 });
+    assert_eq!(m.shared.large.as_ref().unwrap().held, 0);
+    m.step(Step::CancelLands { conn: big });
+    m.step(Step::EndBatch);
+    m.step(Step::Complete { conn: big, part: 4 });
+    assert!(
+        !m.peers[big].session.recv_large(),
+        "still large after small data"
+    );
+    let mut took_it = false;
+    for _ in 0..8 {
+        let n = if m.peers[small].session.recv_large() {
+            LSIZE
+        } else {
+            SIZE
+        };
+        m.step(Step::Deliver { conn: small, n });
+        m.step(Step::EndBatch);
+        m.step(Step::Complete {
+            conn: small,
+            part: 4,
+        });
+        took_it |= m.peers[small].session.recv_large();
+    }
+    assert!(took_it, "the freed credit unused");
     m.finish();
 }
 
