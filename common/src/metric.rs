@@ -122,6 +122,19 @@ pub const CONNECTION_ERRORS: Metric = counter(
     Some("kind"),
     "Connections that ended in an error, by error kind",
 );
+/// Send requests made (multishot).
+pub const SENDS: Metric = counter(
+    "ringecho_sends",
+    None,
+    "Send requests made (multishot): each sends one held buffer, or several gathered",
+);
+/// Held buffers those sends carried (multishot).
+pub const SEND_BUFFERS: Metric = counter(
+    "ringecho_send_buffers",
+    None,
+    "Held buffers the send requests carried (multishot): more than one per send where \
+     gathered",
+);
 /// Buffers held with bytes not yet echoed (multishot), label `kind` (`ring`, `spill`).
 pub const BUFFERS_HELD: Metric = gauge(
     "ringecho_buffers_held",
@@ -153,6 +166,8 @@ pub const ALL: &[Metric] = &[
     ACCEPT_ERRORS,
     CLOSES,
     CONNECTION_ERRORS,
+    SENDS,
+    SEND_BUFFERS,
     BUFFERS_HELD,
     PROCESS_CPU_SECONDS_TOTAL,
 ];

@@ -108,6 +108,12 @@ pub fn render(s: &Snapshot) -> String {
         metric::CONNECTION_ERRORS.help,
         errors,
     );
+    reg.register(metric::SENDS.name, metric::SENDS.help, counter(s.sends));
+    reg.register(
+        metric::SEND_BUFFERS.name,
+        metric::SEND_BUFFERS.help,
+        counter(s.send_buffers),
+    );
     let held = Family::<Vec<(String, String)>, Gauge>::default();
     for (kind, v) in [
         ("ring", s.ring_buffers_held),

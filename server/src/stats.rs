@@ -105,6 +105,10 @@ pub struct Counters {
     pub error: LocalCounter,
     /// Accept calls that failed (EMFILE and the like); the server backs off and goes on.
     pub accept_errors: LocalCounter,
+    /// Send requests made (multishot).
+    pub sends: LocalCounter,
+    /// Held buffers those sends carried (multishot).
+    pub send_buffers: LocalCounter,
     /// Ring buffers held by connections now (multishot), a gauge.
     pub ring_buffers_held: LocalCounter,
     /// Spill buffers held by connections now (multishot), a gauge.
@@ -193,6 +197,8 @@ impl Stats {
             s.server += c.server.get();
             s.error += c.error.get();
             s.accept_errors += c.accept_errors.get();
+            s.sends += c.sends.get();
+            s.send_buffers += c.send_buffers.get();
             s.ring_buffers_held += c.ring_buffers_held.get();
             s.spill_buffers_held += c.spill_buffers_held.get();
             let map = c.errors_by_kind.lock().unwrap_or_else(|e| e.into_inner());
@@ -229,6 +235,10 @@ pub struct Snapshot {
     pub error: u64,
     /// Failed accept calls (the server backed off and went on).
     pub accept_errors: u64,
+    /// Send requests made (multishot).
+    pub sends: u64,
+    /// Held buffers those sends carried (multishot): above `sends` where gathered.
+    pub send_buffers: u64,
     /// Ring buffers held by connections (multishot): received bytes queued for sending.
     pub ring_buffers_held: u64,
     /// Spill buffers held by connections (multishot): bytes copied out of the ring.

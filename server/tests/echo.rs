@@ -462,3 +462,28 @@ fn run_serves_until_its_shutdown_future_then_drains() {
         "closed by the server"
     );
 }
+
+/// multishot gathers held buffers into one send while a stream keeps several in hand, and
+/// with `--gather-sends off` every send carries one buffer; the counters say which.
+#[test]
+fn multishot_sends_count_the_buffers_they_gather() {
+    for (gather, large) in [(true, true), (true, false), (false, false)] {
+        let srv = server(Setup(Backend::Multishot, false), |c| {
+            c.gather_sends = gather;
+            c.large_receives = large;
+        });
+        let data = pattern(8 << 20, 5);
+        assert!(echo_concurrently(connect(srv.local_addr()), data.clone()) == data);
+        let s = wait_for(&srv, "the close", |s| s.fin == 1);
+        assert!(s.sends > 0, "{s:?}");
+        if gather {
+            assert!(
+                s.send_buffers > s.sends,
+                "gather {gather}, large {large}: {s:?}"
+            );
+        } else {
+            assert_eq!(s.send_buffers, s.sends, "{s:?}");
+        }
+        srv.shutdown().unwrap();
+    }
+}

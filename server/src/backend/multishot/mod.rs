@@ -697,20 +697,12 @@ impl Loop {
             Action::CancelRecv => self
                 .ring
                 .cancel(tag(Op::Recv, slot, gen), tag(Op::Cancel, slot, gen))?,
-            Action::Send(segs) => match segs.as_slice() {
-                [one] => {
-                    self.ring
-                        .send(sock, one.buf, one.offset, one.len, tag(Op::Send, slot, gen))?
-                }
-                many => {
-                    let mut v = [(Buf::Spill(0), 0, 0); MAX_IOV];
-                    for (v, s) in v.iter_mut().zip(many) {
-                        *v = (s.buf, s.offset, s.len);
-                    }
-                    self.ring
-                        .send_gather(sock, &v[..many.len()], slot, tag(Op::Send, slot, gen))?
-                }
-            },
+            Action::Send(segs) => {
+                let counters = &self.shell.worker.counters;
+                counters.sends.add(1);
+                counters.send_buffers.add(segs.as_slice().len() as u64);
+                self.send(sock, slot, gen, &segs)?
+            }
             Action::Flush => self.flush.push((slot, gen)),
             Action::CancelSend => self
                 .ring
@@ -742,6 +734,23 @@ impl Loop {
             }
         }
         Ok(())
+    }
+
+    /// Submits a send of `segs`: a plain send for one buffer, a gathered one for several.
+    fn send(&mut self, sock: Sock, slot: usize, gen: u32, segs: &conn::Segments) -> io::Result<()> {
+        match segs.as_slice() {
+            [one] => self
+                .ring
+                .send(sock, one.buf, one.offset, one.len, tag(Op::Send, slot, gen)),
+            many => {
+                let mut v = [(Buf::Spill(0), 0, 0); MAX_IOV];
+                for (v, s) in v.iter_mut().zip(many) {
+                    *v = (s.buf, s.offset, s.len);
+                }
+                self.ring
+                    .send_gather(sock, &v[..many.len()], slot, tag(Op::Send, slot, gen))
+            }
+        }
     }
 
     /// The batch is handled: the connections that asked send what they queued.
