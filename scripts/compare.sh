@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Every backend side by side on loopback, in one run: the same load against uring, epoll and
-# multishot (and any echo server you bring with --server), interleaved round by round
-# (A B C A B C), server and loadgen pinned to different cores, a warm-up excluded from the
-# figures. Prints a table with ratios to epoll, writes every run's JSON, the latency and
-# latency-load plots and report.html under results/. A server that never listens, dies or
-# corrupts an echo gets a FAILED row and the run goes on; the script then exits 1.
+# Every backend side by side on loopback, in one run: the same load against epoll-loop,
+# multishot, epoll and uring (and any echo server you bring with --server or --peers),
+# interleaved round by round (A B C A B C), server and loadgen pinned to different cores, a
+# warm-up excluded from the figures. Prints a table with ratios to the baseline (the epoll
+# loop when it runs, else epoll, else the first server; --baseline NAME), writes every run's
+# JSON, the latency and latency-load plots and report.html under results/. A server that
+# never listens, dies or corrupts an echo gets a FAILED row and the run goes on; the script
+# then exits 1.
 #
 #   scripts/compare.sh [--quick] [--scenarios a,b] [--backends epoll-loop,multishot,epoll,uring] [--baseline NAME]
 #                      [--server NAME='COMMAND']... [--rounds N] [--duration DUR]
@@ -12,12 +14,12 @@
 #                      [--cap FRACTION] [--peers[=NAME,NAME]] [--peers-cache DIR] [--profile]
 #                      [--paired]
 #
-# The comparison itself is `ringecho-perf compare` (perf/src/compare.rs); --help there says
+# The comparison itself is `ringecho-perf compare` (perf/src/compare/); --help there says
 # what each flag does. This script builds the release binaries and runs it from the
 # checkout's root.
 # Scenarios (data in perf/src/scenario.rs; `ringecho-perf scenario NAME` prints one's flags):
-# c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k cap1000x64 cap10kx64
-# cap1000p16 sweep (default: all, 5–10 minutes depending on the machine; --quick: c100x64,
+# c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k cpr cprrst stream1k
+# stream4x2k c100x16k c10x64k cap1000x64 cap10kx64 cap1000p16 sweep (default: all, 5–10 minutes depending on the machine; --quick: c100x64,
 # churn and sweep with short windows, unless --scenarios names others).
 set -euo pipefail
 cd "$(dirname "$0")/.."

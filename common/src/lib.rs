@@ -3,6 +3,7 @@
 //! `HOST:PORT` resolution, logging set-up, and generated completions and man pages.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod metric;
 pub mod perf;
@@ -15,6 +16,7 @@ use std::time::Duration;
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit: each connection is a descriptor, and
 /// the usual soft limit (1024) is far below the thousands of connections a load test opens.
 /// Returns the (old, new) soft limits.
+#[allow(unsafe_code)]
 pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     let mut lim = nofile_limit()?;
     let old = lim.rlim_cur;
@@ -30,6 +32,7 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
 
 /// Closes `fd` and returns what close(2) said, which dropping an `OwnedFd` discards: a
 /// socket's lingering close (SO_LINGER) blocks in this call, and could report an error.
+#[allow(unsafe_code)]
 pub fn close_with_result(fd: std::os::fd::OwnedFd) -> io::Result<()> {
     use std::os::fd::IntoRawFd;
     let raw = fd.into_raw_fd();
@@ -42,6 +45,7 @@ pub fn close_with_result(fd: std::os::fd::OwnedFd) -> io::Result<()> {
 }
 
 /// RLIMIT_NOFILE as it stands (soft and hard).
+#[allow(unsafe_code)]
 pub(crate) fn nofile_limit() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -56,6 +60,7 @@ pub(crate) fn nofile_limit() -> io::Result<libc::rlimit> {
 
 /// The CPUs this thread may run on (its affinity mask), in ascending order: what `--pin`
 /// assigns threads from, so pinning respects `taskset` and cgroup limits.
+#[allow(unsafe_code)]
 pub fn allowed_cores() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain bits; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -75,6 +80,7 @@ pub fn allowed_cores() -> io::Result<Vec<usize>> {
 }
 
 /// Pins the calling thread to one CPU.
+#[allow(unsafe_code)]
 pub fn pin_to_core(core: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain bits; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

@@ -44,6 +44,7 @@ pub fn syscall_counting() -> Result<(), String> {
 /// `Ok` if `perf record` can sample the kernel here (root, or `kernel.perf_event_paranoid`
 /// at 1 or less); otherwise why not, and how to allow it. A profile of user space alone would
 /// miss where an echo server spends most of its time.
+#[allow(unsafe_code)]
 pub fn kernel_profiling() -> Result<(), String> {
     installed()?;
     // SAFETY: geteuid has no preconditions and touches no memory.

@@ -120,6 +120,7 @@ fn run_ns(dir: &str) -> Option<u64> {
 }
 
 /// Clock ticks per second, the unit of /proc's CPU times.
+#[allow(unsafe_code)]
 pub fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

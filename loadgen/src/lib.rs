@@ -10,6 +10,7 @@
 //! [`witness`] reads the server's and the kernel's counts.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 mod cli;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod plot;
 pub mod report;
 mod settle;
 pub mod sweep;
+#[allow(unsafe_code)]
 mod sys;
 mod watch;
 pub mod witness;

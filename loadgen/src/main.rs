@@ -2,6 +2,8 @@
 //! turns its outcome into the exit code: 0, 1 for a run that cannot be trusted or an
 //! `error:` line, 2 for a usage error (clap's).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};

@@ -236,6 +236,7 @@ async fn echo_until_closed<S: EchoStream>(stream: &mut S, conn: &Conn) -> CloseK
 
 /// Shuts a socket down both ways, waking any operation blocked on it (on a listener: it
 /// stops listening).
+#[allow(unsafe_code)]
 fn shutdown_socket(fd: RawFd) {
     // SAFETY: callers pass the descriptor of a socket this thread still owns (its stream or
     // listener is alive); shutdown does not close or free it.

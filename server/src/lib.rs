@@ -8,6 +8,7 @@
 //! error). The process around it (signals, the ready file, exit codes) is the binary's.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub(crate) mod admission;
 pub(crate) mod backend;

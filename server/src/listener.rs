@@ -124,6 +124,7 @@ pub(crate) fn nofile_soft() -> io::Result<u64> {
 
 /// Bytes a socket's send queue holds that the peer has not acknowledged (SIOCOUTQ): bytes
 /// the server took from a peer and has not yet delivered back. 0 when it cannot be read.
+#[allow(unsafe_code)]
 pub(crate) fn unsent_in_kernel(fd: std::os::fd::RawFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int into the int we pass; a bad descriptor is

@@ -2,6 +2,8 @@
 //! SIGINT and SIGTERM, the ready file and readiness notice, what is printed, and the exit
 //! code (0, or 1 with one `error:` line). Serving is the library's ([`ringecho_server::run`]).
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

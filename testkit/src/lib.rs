@@ -5,6 +5,7 @@
 //! `RINGECHO_NO_SKIP` is set (CI, as root, after installing every tool) it fails instead.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::path::Path;

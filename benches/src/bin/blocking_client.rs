@@ -1,6 +1,8 @@
 //! The classic echo benchmark client: one OS thread per connection, each a blocking
 //! write-then-read loop. The yardstick for the loadgen's own CPU per message.
 
+#![deny(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
@@ -23,6 +25,7 @@ struct Args {
     duration: Duration,
 }
 
+#[allow(unsafe_code)]
 fn cpu_s() -> f64 {
     // SAFETY: getrusage fills the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

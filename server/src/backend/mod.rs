@@ -6,6 +6,5 @@ pub(crate) mod clock;
 pub mod epoll;
 pub mod epoll_loop;
 pub mod multishot;
-mod ring;
 mod shell;
 pub mod uring;

@@ -41,7 +41,7 @@
 
 use std::collections::VecDeque;
 
-use super::super::ring::Buf;
+use super::ring::Buf;
 use crate::stats::CloseKind;
 
 /// What every connection of a thread shares: the ring's buffers and the limits.

@@ -32,9 +32,12 @@
 //! Alternatives weighed are in docs/backends.md: per-connection buffer rings cost memory for
 //! idle connections, which the shared ring exists to avoid.
 //!
-//! The raw memory handling lives in [`super::ring`].
+//! The raw memory handling lives in [`ring`], the one module of this crate allowed `unsafe`
+//! blocks besides two single calls (a socket's shutdown, its SIOCOUTQ).
 
 mod conn;
+#[allow(unsafe_code)]
+mod ring;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -43,7 +46,6 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::clock::TICK;
-use super::ring::{accepted_fd, Buf, Completion, Ring, Sock, TaskRun, MAX_IOV};
 use super::shell::{self, Shell, Step};
 use crate::admission::{Admission, Seen};
 use crate::listener::is_resource_exhaustion;
@@ -51,6 +53,7 @@ use crate::ready::Ready;
 use crate::stats::CloseKind;
 use crate::worker::Worker;
 use conn::{Action, Event, Session, Shared, Spills};
+use ring::{accepted_fd, Buf, Completion, Ring, Sock, TaskRun, MAX_IOV};
 
 const _: () = assert!(conn::MAX_SEGS <= MAX_IOV);
 
