@@ -54,7 +54,9 @@ pub fn bind_reuseport(
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    // Accepted sockets inherit TCP_NODELAY on Linux; each backend still sets it per connection.
+    // Accepted sockets inherit TCP_NODELAY on Linux (the child socket is a clone of the
+    // listener's), so no backend spends a setsockopt per connection on it; compare reads it
+    // back from an accepted socket of every server and shows it in table.txt.
     socket.set_nodelay(true)?;
     dead_peer.apply(&socket)?;
     socket.set_nonblocking(true)?;

@@ -39,7 +39,6 @@ impl Acceptor for EpollAcceptor {
 
     async fn accept(&self) -> io::Result<(EpollStream, std::net::SocketAddr)> {
         let (stream, peer) = self.0.accept().await?;
-        stream.set_nodelay(true)?;
         Ok((EpollStream(stream), peer))
     }
 

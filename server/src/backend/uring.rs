@@ -39,7 +39,6 @@ impl Acceptor for UringAcceptor {
 
     async fn accept(&self) -> io::Result<(UringStream, std::net::SocketAddr)> {
         let (stream, peer) = self.0.accept().await?;
-        stream.set_nodelay(true)?;
         Ok((UringStream(stream), peer))
     }
 

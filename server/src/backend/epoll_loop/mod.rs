@@ -296,10 +296,6 @@ impl Loop {
             Admission::Refused => return,
         }
         let peer = Some(peer);
-        if let Err(e) = stream.set_nodelay(true) {
-            self.shell.failed(&CloseKind::from_error(&e), peer);
-            return;
-        }
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         // Added for reading alone: bytes that came with the handshake give an edge at once.

@@ -613,12 +613,6 @@ impl Loop {
             }
             Admission::Refused => return self.close_socket(sock),
         }
-        if let Socket::Fd(fd) = &sock {
-            if let Err(e) = socket2::SockRef::from(fd).set_nodelay(true) {
-                self.shell.failed(&CloseKind::from_error(&e), peer);
-                return Ok(());
-            }
-        }
         self.next_gen = self.next_gen.wrapping_add(1) & 0x00ff_ffff;
         let gen = self.next_gen;
         let s = sock.sock();
