@@ -19,8 +19,9 @@
 # checkout's root.
 # Scenarios (data in perf/src/scenario.rs; `ringecho-perf scenario NAME` prints one's flags):
 # c100x64 c1000x64 c1000x4k c10kx64 c1000p16 churn rate idle10k cpr cprrst stream1k
-# stream4x2k c100x16k c10x64k cap1000x64 cap10kx64 cap1000p16 sweep (default: all, 5–10 minutes depending on the machine; --quick: c100x64,
-# churn and sweep with short windows, unless --scenarios names others).
+# stream4x2k c100x16k c10x64k cap1000x64 cap10kx64 cap1000p16 sweep (default: all, 5–10
+# minutes depending on the machine; --quick: c100x64, churn and sweep with short windows,
+# unless --scenarios names others).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "compare.sh: building release binaries" >&2
