@@ -61,6 +61,15 @@ pub const CONNECTIONS_ACCEPTED: Metric = counter(
     None,
     "Connections accepted (including those refused at once)",
 );
+/// Connections accepted by each echo thread, label [`THREAD`] (`0`, `1`, … in the order the
+/// threads started): how evenly SO_REUSEPORT spread them. Their sum is
+/// [`CONNECTIONS_ACCEPTED`].
+pub const THREAD_CONNECTIONS_ACCEPTED: Metric = counter(
+    "ringecho_thread_connections_accepted",
+    Some(THREAD),
+    "Connections accepted by each echo thread (how SO_REUSEPORT spread them); their sum is \
+     ringecho_connections_accepted_total",
+);
 /// Connections refused at once, for any reason: the sum of [`CONNECTIONS_REFUSED`]'s
 /// reasons, under its first name.
 pub const CONNECTIONS_REJECTED: Metric = counter(
@@ -150,12 +159,15 @@ pub const PROCESS_CPU_SECONDS_TOTAL: Metric = counter(
 );
 /// The label of [`CLOSES`]: `fin`, `rst`, `error`, `server`.
 pub const HOW: &str = "how";
+/// The label of [`THREAD_CONNECTIONS_ACCEPTED`]: the echo thread's number.
+pub const THREAD: &str = "thread";
 /// The label of [`CONNECTIONS_REFUSED`]: `limit`, `per_source`.
 pub const REASON: &str = "reason";
 
 /// Every metric the server exports under the `ringecho_` prefix, in the order it writes them.
 pub const ALL: &[Metric] = &[
     CONNECTIONS_ACCEPTED,
+    THREAD_CONNECTIONS_ACCEPTED,
     CONNECTIONS_REJECTED,
     CONNECTIONS_REFUSED,
     CONNECTIONS_EVICTED,

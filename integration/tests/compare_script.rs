@@ -498,3 +498,103 @@ fn compare_sh_shows_each_servers_socket_options() {
     assert!(summary.contains("\"nodelay\": false"), "{summary}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The map on a tiny grid with short windows: one record per cell and server, the baseline's
+/// A/A run in every round, a server that corrupts echoes FAILED in its cells with the reason
+/// (a `--server` row: the run exits 1) while the others' cells are called, and map.txt,
+/// map.svg and report.html's heat maps written. A bad axis value is refused before anything
+/// runs.
+#[test]
+fn map_runs_every_cell_and_fails_a_corrupting_server_in_its_cells() {
+    let out = std::env::temp_dir().join(format!("ringecho-map-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let perf = repo().join("target/release/ringecho-perf");
+    let bad = "bad=python3 examples/python/echo.py --port {port} --corrupt-every 500";
+    let run = Command::new(&perf)
+        .current_dir(repo())
+        .args(["map", "--backends", "epoll-loop,multishot", "--server", bad])
+        .args(["--payload", "64,1024", "--connections", "4"])
+        .args(["--rounds", "3", "--duration", "300ms", "--warmup", "100ms"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "a --server row's failure fails the map:\n{stderr}"
+    );
+    assert!(
+        stderr.starts_with("map: 2 cells × 4 runs × 3 rounds"),
+        "{stderr}"
+    );
+    let map: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("map.json")).unwrap()).unwrap();
+    assert_eq!(map["complete"], true);
+    let records = map["records"].as_array().unwrap();
+    assert_eq!(
+        records.len(),
+        2 * 3,
+        "two cells × three servers: {records:?}"
+    );
+    for r in records {
+        let server = r["server"].as_str().unwrap();
+        if server == "bad" {
+            let why = r["failure"].as_str().unwrap_or_default();
+            assert!(why.contains("corrupted"), "{r}");
+        } else {
+            assert!(r.get("failure").is_none(), "{r}");
+            assert_eq!(r["rounds"], 3, "{r}");
+            assert!(r["server_cpu_us_per_msg"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        if server == "epoll-loop" {
+            assert!(
+                r["aa_spread"].is_array(),
+                "the baseline's A/A pair ran: {r}"
+            );
+        }
+        if server == "multishot" {
+            let c = &r["contrasts"][0];
+            assert_eq!(c["over"], "epoll-loop", "{r}");
+            assert!(c["call"].is_string(), "called by the rule: {r}");
+        }
+    }
+    let text = std::fs::read_to_string(out.join("map.txt")).unwrap();
+    assert!(text.contains("multishot ×epoll-loop"), "{text}");
+    assert!(
+        text.contains("bad ×epoll-loop") && text.contains("FAILED"),
+        "{text}"
+    );
+    let svg = std::fs::read_to_string(out.join("map.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("FAILED"), "{svg}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("The map") && html.contains("FAILED cells"),
+        "report.html"
+    );
+
+    // Refused before anything runs: a payload too small, a grid past its time limit.
+    for (args, says) in [
+        (&["--payload", "8"][..], "under 16 B"),
+        (
+            &["--payload", "64,1024,16384", "--time-limit", "1s"][..],
+            "--time-limit",
+        ),
+    ] {
+        let dir = out.join("refused");
+        let run = Command::new(&perf)
+            .current_dir(repo())
+            .args(["map", "--backends", "epoll-loop"])
+            .args(args)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!dir.exists(), "nothing ran: {args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

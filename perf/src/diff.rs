@@ -12,13 +12,31 @@ use crate::summary::Row;
 
 /// The diff of results directories `a` and `b` as text.
 pub fn diff(a: &Path, b: &Path) -> crate::Result<String> {
-    let rows = |d: &Path| {
-        let r = Results::new(d);
-        r.summary()?.ok_or_else(|| r.no_summary())
-    };
-    let (ra, rb) = (rows(a)?, rows(b)?);
-    let machine = |d: &Path| Results::new(d).machine().map(Option::unwrap_or_default);
-    Ok(text(&ra, &rb, &machine(a)?, &machine(b)?, a, b))
+    let (xa, xb) = (Results::new(a), Results::new(b));
+    let maps = (xa.map()?, xb.map()?);
+    let (sa, sb) = (xa.summary()?, xb.summary()?);
+    let mut out = String::new();
+    match (sa, sb) {
+        (Some(ra), Some(rb)) => {
+            let machine = |d: &Path| Results::new(d).machine().map(Option::unwrap_or_default);
+            out.push_str(&text(&ra, &rb, &machine(a)?, &machine(b)?, a, b));
+        }
+        (sa, _) if maps.0.is_none() || maps.1.is_none() => {
+            return Err(if sa.is_none() {
+                xa.no_summary()
+            } else {
+                xb.no_summary()
+            });
+        }
+        _ => {}
+    }
+    if let (Some(ma), Some(mb)) = maps {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&crate::map::diff(&ma, &mb));
+    }
+    Ok(out)
 }
 
 fn text(ra: &[Row], rb: &[Row], ma: &str, mb: &str, a: &Path, b: &Path) -> String {

@@ -33,9 +33,17 @@ pub fn page(c: &Contents, baseline: &str, plot_scenario: &str) -> String {
     let conditions: Vec<String> = machine
         .lines()
         .filter(|l| {
-            ["date:", "kernel:", "cpus:", "caches:", "io_uring:", "perf:"]
-                .iter()
-                .any(|k| l.starts_with(k))
+            [
+                "date:",
+                "kernel:",
+                "cpus:",
+                "caches:",
+                "io_uring:",
+                "perf:",
+                "split:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
         })
         .map(e)
         .collect();
@@ -49,6 +57,9 @@ pub fn page(c: &Contents, baseline: &str, plot_scenario: &str) -> String {
     }
     answer(&mut b, rows, baseline);
     grid(&mut b, rows);
+    if let Some(m) = &c.map {
+        map(&mut b, m);
+    }
     let _ = write!(b, "<h2>Machine and flags</h2><pre>{}</pre>", e(machine));
     table(&mut b, rows, baseline);
     socket_options(&mut b, rows, baseline);
@@ -86,6 +97,41 @@ pub fn page(c: &Contents, baseline: &str, plot_scenario: &str) -> String {
         sweep_tables(&mut b, &c.sweeps, c.load_svg.as_deref());
     }
     format!("{HEAD}{b}\n</body></html>\n")
+}
+
+/// The map: its heat maps (the same SVG as map.svg), how it was made, and every FAILED cell
+/// with its reason.
+fn map(b: &mut String, m: &crate::map::MapFile) {
+    let _ = write!(
+        b,
+        "<h2>The map: where io_uring wins, where it is level, where it loses</h2>\
+         <p>Each cell is one workload, every server interleaved round by round ({} rounds of \
+         {} after {} warm-up), the baseline run twice per round for its A/A noise. A cell is \
+         coloured only when the contrast's rounds lie wholly outside that noise; otherwise it \
+         is drawn level. Command: <code>{}</code>{}</p>",
+        m.rounds,
+        e(&m.duration),
+        e(&m.warmup),
+        e(&m.command),
+        if m.complete {
+            ""
+        } else {
+            " — <strong>interrupted</strong>: the cells that finished"
+        }
+    );
+    b.push_str(&crate::map::svg(m));
+    let failed: Vec<String> = m
+        .records
+        .iter()
+        .filter_map(|r| {
+            r.failure
+                .as_ref()
+                .map(|why| format!("<li>{} in {}: {}</li>", e(&r.server), e(&r.cell), e(why)))
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = write!(b, "<p>FAILED cells:</p><ul>{}</ul>", failed.join(""));
+    }
 }
 
 /// The inline part of an SVG file written beside the page.

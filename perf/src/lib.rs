@@ -11,12 +11,13 @@
 mod cap;
 pub mod check;
 pub mod compare;
-mod cores;
+pub mod cores;
 pub mod diff;
 mod error;
 mod grid;
 pub mod html;
 mod loadgen;
+pub mod map;
 mod paired;
 pub mod profile;
 pub mod results;

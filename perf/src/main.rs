@@ -29,6 +29,42 @@ enum Command {
     /// report.html, plots and one JSON per run under --out (scripts/compare.sh runs this).
     /// Exits 1 if a server or run failed, 2 on a usage error.
     Compare(ringecho_perf::compare::Options),
+    /// The map of the workload space: every server interleaved round by round (the
+    /// baseline's A/A pair last) in each cell of a grid over message size, messages in
+    /// flight, connections and messages per connection (and the server's --buffer-size),
+    /// each contrast called by the comparison's rule; map.json, map.txt, map.svg and
+    /// report.html's heat maps under --out. Axes not given: a default of two 2-D slices
+    /// (about 15 minutes on 2 cores; --quick about 3). Prints its time estimate first;
+    /// refuses past --time-limit, or a cell this machine cannot run, before anything starts.
+    /// Exits 1 if a --server or built-in server failed (a reference peer's failure shows in
+    /// its cells only), 2 on a usage error, 130 when interrupted (the finished cells kept).
+    Map(ringecho_perf::map::Options),
+    /// Prints the split of the CPUs between server and loadgen that compare would choose:
+    /// the server's CPU list, the loadgen's, one line each, then the reason. Reads the
+    /// topology from DIR (laid out like /sys) instead of /sys when given.
+    Split {
+        /// A recorded sysfs tree: DIR/devices/system/cpu/cpuN/topology/…,
+        /// DIR/devices/system/node/nodeN/cpulist, optionally
+        /// DIR/fs/cgroup/cpuset.cpus.effective for the allowed CPUs.
+        #[arg(long, value_name = "DIR")]
+        sysfs: Option<PathBuf>,
+        /// Server threads (one per physical core) [default: half the cores of the largest
+        /// node].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// The CPUs this process may use, instead of its affinity mask (or the tree's
+        /// cgroup file).
+        #[arg(long, value_name = "LIST")]
+        allowed: Option<String>,
+    },
+    /// Draws a map.json's heat maps as one SVG (docs/map.svg is drawn so).
+    DrawMap {
+        /// The map.json.
+        map: PathBuf,
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Checks that ringecho-loadgen keeps itself out of the numbers on this machine: its runs
     /// against one epoll server under results/loadgen-check-<time>/, then each target, its
     /// figure and whether it was met (scripts/loadgen-check.sh runs this).
@@ -107,7 +143,8 @@ enum Command {
     },
     /// Two results directories side by side: which CPU-per-message ratios moved beyond their
     /// rounds' spread, and which lines of machine.txt differ (a kernel upgrade, a second
-    /// machine). Exits 0 whatever moved; 1 when a directory cannot be read.
+    /// machine); where both hold a map.json, its cells one by one. Exits 0 whatever moved;
+    /// 1 when a directory cannot be read.
     Diff {
         /// The earlier results directory.
         a: PathBuf,
@@ -171,8 +208,34 @@ fn run(command: Command) -> Result<bool> {
         Command::Compare(opts) => {
             let bin = bin_dir()?;
             let plan = ringecho_perf::compare::Plan::new(opts)?;
-            plan.check_backends(&bin)?;
+            plan.check(&bin)?;
             ringecho_perf::compare::Bench::new(plan, &bin)?.run()
+        }
+        Command::Map(opts) => {
+            let bin = bin_dir()?;
+            let map = opts.plan().map_err(Error::Usage)?;
+            let plan =
+                ringecho_perf::compare::Plan::for_map(&opts.servers, &opts.cores, map, opts.out)?;
+            plan.check(&bin)?;
+            ringecho_perf::compare::Bench::new(plan, &bin)?.run()
+        }
+        Command::Split {
+            sysfs,
+            threads,
+            allowed,
+        } => {
+            print!(
+                "{}",
+                ringecho_perf::cores::show(sysfs.as_deref(), threads, allowed.as_deref())
+                    .map_err(Error::Usage)?
+            );
+            Ok(true)
+        }
+        Command::DrawMap { map, out } => {
+            let text = ringecho_perf::read(&map)?;
+            let m: ringecho_perf::map::MapFile = ringecho_perf::parse(&map, "a map", &text)?;
+            ringecho_perf::write(&out, &ringecho_perf::map::svg(&m))?;
+            Ok(true)
         }
         Command::LoadgenCheck { quick } => {
             ringecho_perf::check::run(&bin_dir()?, quick)?;

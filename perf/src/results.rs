@@ -20,6 +20,10 @@ const SUMMARY_JSON: &str = "summary.json";
 const PAIRED_TXT: &str = "paired.txt";
 const PAIRED_JSON: &str = "paired.json";
 const PAIRED_DIR: &str = "paired";
+const MAP_DIR: &str = "map";
+const MAP_JSON: &str = "map.json";
+const MAP_TXT: &str = "map.txt";
+const MAP_SVG: &str = "map.svg";
 const PROFILE_TXT: &str = "profile.txt";
 const PROFILE_JSON: &str = "profile.json";
 const REPORT_HTML: &str = "report.html";
@@ -44,7 +48,7 @@ pub enum Part<T> {
 pub struct Contents {
     /// machine.txt: the machine, the split and the windows.
     pub machine: Option<String>,
-    /// The summary's rows; None when there is no summary.json (no run was made).
+    /// The summary's rows; None when there is no summary.json (no scenario ran).
     pub rows: Option<Vec<Row>>,
     /// `--paired`'s table.
     pub paired: Option<String>,
@@ -56,13 +60,17 @@ pub struct Contents {
     pub latency_svg: Option<String>,
     /// The sweeps' latency against load (SVG), if drawn.
     pub load_svg: Option<String>,
+    /// The map's cells (map.json), if a map ran.
+    pub map: Option<crate::map::MapFile>,
 }
 
 impl Contents {
     /// The baseline the summary's rows name (`epoll` for rows written before they named
     /// one); None without a summary.
     pub fn baseline(&self) -> Option<String> {
-        let rows = self.rows.as_ref()?;
+        let Some(rows) = self.rows.as_ref() else {
+            return self.map.as_ref().map(|m| m.baseline.clone());
+        };
         Some(
             rows.iter()
                 .map(|r| r.baseline.clone())
@@ -89,11 +97,15 @@ impl Results {
         &self.dir
     }
 
-    /// Creates the directory (and the paired runs' one, with `paired`).
-    pub fn create(&self, paired: bool) -> crate::Result<()> {
+    /// Creates the directory (and the paired runs' one, with `paired`; the map's, with
+    /// `map`).
+    pub fn create(&self, paired: bool, map: bool) -> crate::Result<()> {
         let mut dirs = vec![self.dir.clone()];
         if paired {
             dirs.push(self.paired_dir());
+        }
+        if map {
+            dirs.push(self.dir.join(MAP_DIR));
         }
         for d in dirs {
             std::fs::create_dir_all(&d)
@@ -140,14 +152,7 @@ impl Results {
 
     /// Every run's report of `scenario`, in name order.
     pub fn run_reports(&self, scenario: &str) -> crate::Result<Vec<PathBuf>> {
-        let prefix = format!("{scenario}-");
-        let mut files: Vec<PathBuf> = crate::list(&self.dir)?
-            .into_iter()
-            .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
-            .map(|n| self.dir.join(n))
-            .collect();
-        files.sort();
-        Ok(files)
+        reports_in(&self.dir, scenario)
     }
 
     /// machine.txt, and machine.json with its `key: value` lines as members.
@@ -192,6 +197,37 @@ impl Results {
         crate::write(&self.report_html(), page)
     }
 
+    /// The prefix of one map run's files, in the map's folder: `map/CELL-SERVER-ROUND`.
+    pub fn map_run(&self, cell: &str, server: &str, round: &str) -> PathBuf {
+        self.dir
+            .join(MAP_DIR)
+            .join(format!("{cell}-{server}-{round}"))
+    }
+
+    /// The JSON reports of one map cell's runs, in name order.
+    pub fn map_reports(&self, cell: &str) -> crate::Result<Vec<PathBuf>> {
+        reports_in(&self.dir.join(MAP_DIR), cell)
+    }
+
+    /// map.json, map.txt and map.svg (the heat maps).
+    pub fn write_map(&self, map: &crate::map::MapFile) -> crate::Result<()> {
+        crate::write_json(&self.dir.join(MAP_JSON), map)?;
+        crate::write(&self.dir.join(MAP_TXT), &crate::map::text(map))?;
+        crate::write(&self.dir.join(MAP_SVG), &crate::map::svg(map))
+    }
+
+    /// map.json, if it is there.
+    pub fn map(&self) -> crate::Result<Option<crate::map::MapFile>> {
+        match self.optional(MAP_JSON)? {
+            Some(text) => Ok(Some(crate::parse(
+                &self.dir.join(MAP_JSON),
+                "a map",
+                &text,
+            )?)),
+            None => Ok(None),
+        }
+    }
+
     /// A run's report whose run could not be made: its JSON says why.
     pub fn write_failed_run(&self, prefix: &Path, report: &Report) -> crate::Result<()> {
         crate::write_json(&with_suffix(prefix, ".json"), report)
@@ -225,6 +261,7 @@ impl Results {
         Ok(Contents {
             machine: self.machine()?,
             rows: self.summary()?,
+            map: self.map()?,
             paired: self.optional(PAIRED_TXT)?,
             profile,
             sweeps,
@@ -264,6 +301,18 @@ impl Results {
     }
 }
 
+/// The JSON reports in `dir` whose names begin `NAME-`, in name order.
+fn reports_in(dir: &Path, name: &str) -> crate::Result<Vec<PathBuf>> {
+    let prefix = format!("{name}-");
+    let mut files: Vec<PathBuf> = crate::list(dir)?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+        .map(|n| dir.join(n))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// A file's text; None when it does not exist.
 pub fn read_optional(path: &Path) -> crate::Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -286,7 +335,7 @@ mod tests {
     fn what_is_written_is_read_back() {
         let dir = std::env::temp_dir().join(format!("ringecho-results-{}", std::process::id()));
         let r = Results::new(&dir);
-        r.create(false).unwrap();
+        r.create(false, false).unwrap();
         let empty = r.load("c100x64").unwrap();
         assert!(empty.rows.is_none() && empty.machine.is_none() && empty.paired.is_none());
         assert_eq!(empty.profile, Part::NotAsked);

@@ -177,9 +177,39 @@ impl Scenario {
     }
 }
 
-/// Whether the scenario called `name` carries one message per connection.
+/// Whether the scenario or map cell called `name` carries one message per connection.
 pub fn per_connection(name: &str) -> bool {
     find(name).is_some_and(Scenario::per_connection)
+        || crate::map::Cell::parse(name).is_some_and(|c| c.churn == Some(1))
+}
+
+/// What one set of measured rounds runs: a scenario of the catalogue above, or a cell of the
+/// map (`crate::map`), made at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// Its name in tags, file names and tables.
+    pub name: String,
+    /// The loadgen flags it adds to every run.
+    pub flags: String,
+    /// Run with the server's CPU capped.
+    pub capped: bool,
+    /// Flags given to the built-in backends (a map's `--buffer-size` axis); other servers
+    /// run as they are.
+    pub server_args: Vec<String>,
+    /// A cell of the map: its runs go under the results' `map/` folder.
+    pub in_map: bool,
+}
+
+impl From<&Scenario> for Workload {
+    fn from(s: &Scenario) -> Workload {
+        Workload {
+            name: s.name.to_string(),
+            flags: s.flags.to_string(),
+            capped: s.capped(),
+            server_args: Vec::new(),
+            in_map: false,
+        }
+    }
 }
 
 /// The scenario called `name`.

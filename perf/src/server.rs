@@ -33,6 +33,9 @@ pub enum Spec {
         name: String,
         /// The command line, run by bash.
         command: String,
+        /// A reference peer (`--peers`): shown beside ours, its failure is its own row's,
+        /// never the comparison's exit status.
+        reference: bool,
     },
 }
 
@@ -52,7 +55,31 @@ impl Spec {
         Ok(Spec::External {
             name: name.to_string(),
             command: command.to_string(),
+            reference: false,
         })
+    }
+
+    /// The same server as a reference peer (`--peers`).
+    pub fn into_reference(self) -> Spec {
+        match self {
+            Spec::External { name, command, .. } => Spec::External {
+                name,
+                command,
+                reference: true,
+            },
+            backend => backend,
+        }
+    }
+
+    /// A failure of this server fails the comparison: every server but a reference peer.
+    pub fn failure_counts(&self) -> bool {
+        !matches!(
+            self,
+            Spec::External {
+                reference: true,
+                ..
+            }
+        )
     }
 
     /// Its row's name.
@@ -103,6 +130,12 @@ impl Launcher {
     /// Starts `spec`, its output in `LOG.server.out` and `LOG.server.err`, and waits until it
     /// listens. The error says why it never did.
     pub fn start(&self, spec: &Spec, log: &Path) -> crate::Result<Running> {
+        self.start_with(spec, &[], log)
+    }
+
+    /// As [`Launcher::start`], with `args` added to a built-in backend's command line (a
+    /// map's server axis); other servers run as they are.
+    pub fn start_with(&self, spec: &Spec, args: &[String], log: &Path) -> crate::Result<Running> {
         let out = create(&with_suffix(log, ".server.out"))?;
         let err_path = with_suffix(log, ".server.err");
         let err = create(&err_path)?;
@@ -117,7 +150,8 @@ impl Launcher {
                     .arg(self.threads.to_string())
                     .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
                     .arg("--ready-file")
-                    .arg(&ready);
+                    .arg(&ready)
+                    .args(args);
                 None
             }
             Spec::External { command, .. } => {
@@ -300,6 +334,8 @@ mod tests {
             .contains("letters"));
         assert!(Spec::external("=cmd").is_err());
         assert!(!Spec::Backend("epoll".into()).is_external());
+        assert!(s.failure_counts() && Spec::Backend("epoll".into()).failure_counts());
+        assert!(!s.into_reference().failure_counts());
     }
 
     #[test]

@@ -34,6 +34,20 @@ pub fn render(s: &Snapshot) -> String {
         metric::CONNECTIONS_ACCEPTED.help,
         counter(s.accepted),
     );
+    let by_thread = Family::<Vec<(String, String)>, Counter>::default();
+    for (i, v) in s.accepted_by_thread.iter().enumerate() {
+        by_thread
+            .get_or_create(&vec![(
+                label(&metric::THREAD_CONNECTIONS_ACCEPTED),
+                i.to_string(),
+            )])
+            .inc_by(*v);
+    }
+    reg.register(
+        metric::THREAD_CONNECTIONS_ACCEPTED.name,
+        metric::THREAD_CONNECTIONS_ACCEPTED.help,
+        by_thread,
+    );
     reg.register(
         metric::CONNECTIONS_REJECTED.name,
         metric::CONNECTIONS_REJECTED.help,
@@ -267,6 +281,7 @@ mod tests {
     fn renders_contract_names() {
         let s = Snapshot {
             accepted: 10,
+            accepted_by_thread: vec![6, 4],
             fin: 6,
             rst: 3,
             bytes_echoed: 640,
@@ -275,6 +290,8 @@ mod tests {
         let text = render(&s);
         for line in [
             "ringecho_connections_accepted_total 10",
+            "ringecho_thread_connections_accepted_total{thread=\"0\"} 6",
+            "ringecho_thread_connections_accepted_total{thread=\"1\"} 4",
             "ringecho_connections_active 1",
             "ringecho_bytes_echoed_total 640",
             "ringecho_closes_total{how=\"fin\"} 6",

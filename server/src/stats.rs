@@ -187,6 +187,7 @@ impl Stats {
         let mut s = Snapshot::default();
         for c in threads.iter() {
             s.accepted += c.accepted.get();
+            s.accepted_by_thread.push(c.accepted.get());
             s.refused_limit += c.refused_limit.get();
             s.refused_per_source += c.refused_per_source.get();
             s.evicted += c.evicted.get();
@@ -215,6 +216,8 @@ impl Stats {
 pub struct Snapshot {
     /// Connections accepted, including those refused at once.
     pub accepted: u64,
+    /// The same, per echo thread, in the order the threads registered.
+    pub accepted_by_thread: Vec<u64>,
     /// Connections refused at the connection limit, nothing being able to give way.
     pub refused_limit: u64,
     /// Connections refused because their source held `--max-conns-per-source` already.

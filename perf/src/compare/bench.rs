@@ -15,7 +15,7 @@ use crate::cores::Split;
 use crate::loadgen::{Interrupt, Loadgen, SOURCE_ADDRS};
 use crate::nonempty;
 use crate::results::{read_optional, Contents, Results};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, Workload};
 use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
 
 /// A comparison in progress: the plan, the machine's split, how servers and the loadgen are
@@ -42,7 +42,7 @@ pub struct Bench {
 
 /// One run's identity: its scenario, server and round (`1`, `2`, … or `sc`).
 struct RunId<'a> {
-    scenario: &'a Scenario,
+    scenario: &'a Workload,
     server: &'a Spec,
     round: String,
 }
@@ -51,7 +51,7 @@ impl Bench {
     /// A comparison of `plan`, with ringecho-server and ringecho-loadgen from `bin`; SIGINT
     /// and SIGTERM end it between runs, servers stopped and the cgroup removed.
     pub fn new(plan: Plan, bin: &Path) -> crate::Result<Bench> {
-        let split = Split::here();
+        let split = plan.split.clone();
         Ok(Bench {
             launcher: Launcher::new(bin, &split),
             loadgen: Loadgen::new(bin, &split),
@@ -69,7 +69,8 @@ impl Bench {
 
     /// Runs the comparison; true if every server and run succeeded.
     pub fn run(mut self) -> crate::Result<bool> {
-        self.results.create(self.plan.paired)?;
+        self.results
+            .create(self.plan.paired, self.plan.map.is_some())?;
         self.describe_machine()?;
         if self.plan.syscalls {
             if let Err(why) = ringecho_common::perf::syscall_counting() {
@@ -81,6 +82,10 @@ impl Bench {
             eprintln!("scenario {}: {}", scenario.name, scenario.flags);
             self.scenario(scenario)?;
         }
+        if let Some(map) = self.plan.map.take() {
+            self.map(&map)?;
+            self.plan.map = Some(map);
+        }
         eprintln!();
         self.summarise()?;
         if self.plan.paired {
@@ -91,8 +96,18 @@ impl Bench {
         }
         self.plot()?;
         self.report()?;
+        let map = if self.plan.map.is_some() {
+            "map.json, map.txt, map.svg, "
+        } else {
+            ""
+        };
+        let scenarios = if self.plan.scenarios.is_empty() {
+            ""
+        } else {
+            "table.txt, summary.json, plots, "
+        };
         eprintln!(
-            "compare: results in {} (report.html, table.txt, summary.json, plots, one JSON per run)",
+            "compare: results in {} (report.html, {map}{scenarios}one JSON per run)",
             self.plan.out.display()
         );
         if self.failed {
@@ -117,14 +132,36 @@ impl Bench {
             }
         }
         let (warmup, duration) = (self.plan.warmup.clone(), self.plan.duration.clone());
-        for round in 1..=self.plan.rounds {
+        let syscalls = self.plan.syscalls && scenario.name != "idle10k";
+        let rounds = self.plan.rounds;
+        self.rounds(
+            &Workload::from(scenario),
+            rounds,
+            &warmup,
+            &duration,
+            syscalls,
+        )
+    }
+
+    /// One workload's rounds, servers interleaved and the baseline's A/A pair last in each,
+    /// then (with `syscalls`) the syscall pass.
+    pub(super) fn rounds(
+        &mut self,
+        scenario: &Workload,
+        rounds: u32,
+        warmup: &str,
+        duration: &str,
+        syscalls: bool,
+    ) -> crate::Result<()> {
+        let servers = self.plan.servers.clone();
+        for round in 1..=rounds {
             for server in &servers {
                 let id = RunId {
                     scenario,
                     server,
                     round: round.to_string(),
                 };
-                self.measure(&id, &warmup, &duration, &[])?;
+                self.measure(&id, warmup, duration, &[])?;
             }
             // The baseline once more, last in the round: its A/A pair, the noise floor a
             // winner must clear (`grid::call`).
@@ -134,10 +171,10 @@ impl Bench {
                     server: base,
                     round: format!("{round}aa"),
                 };
-                self.measure(&id, &warmup, &duration, &["--tag", "pass=aa"])?;
+                self.measure(&id, warmup, duration, &["--tag", "pass=aa"])?;
             }
         }
-        if self.plan.syscalls && scenario.name != "idle10k" {
+        if syscalls {
             // Counting syscalls costs the server a little per call: a short pass of its own,
             // whose other figures are not used.
             for server in &servers {
@@ -171,14 +208,21 @@ impl Bench {
         duration: &str,
         extra: &[&str],
     ) -> crate::Result<()> {
-        let log = self
-            .results
-            .run(id.scenario.name, id.server.name(), &id.round);
-        let server = match self.launcher.start(id.server, &log) {
+        let log = if id.scenario.in_map {
+            self.results
+                .map_run(&id.scenario.name, id.server.name(), &id.round)
+        } else {
+            self.results
+                .run(&id.scenario.name, id.server.name(), &id.round)
+        };
+        let server = match self
+            .launcher
+            .start_with(id.server, &id.scenario.server_args, &log)
+        {
             Ok(s) => s,
             Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
         };
-        let _held = match (&self.cap, id.scenario.capped()) {
+        let _held = match (&self.cap, id.scenario.capped) {
             (Some(Ok(cap)), true) => {
                 let name = format!("{}-{}", id.server.name(), id.round);
                 match cap
@@ -235,7 +279,7 @@ impl Bench {
             return self.failed_row(id, log, &why);
         }
         if !loadgen.success() {
-            self.failed = true;
+            self.failed |= id.server.failure_counts();
             let err = std::fs::read_to_string(err).unwrap_or_default();
             let last = err.lines().rfind(|l| l.contains("error"));
             let said = last.unwrap_or("the loadgen failed");
@@ -278,7 +322,7 @@ impl Bench {
         let mut running = match self.launcher.start(server, &log) {
             Ok(s) => s,
             Err(why) => {
-                self.failed = true;
+                self.failed |= server.failure_counts();
                 eprintln!(
                     "compare: sweep of {} skipped: the server {why}",
                     server.name()
@@ -291,17 +335,17 @@ impl Bench {
         } else {
             ("1s", "300ms")
         };
-        let mut args = run_args(&running, scenario, warmup, duration);
+        let mut args = run_args(&running, &Workload::from(scenario), warmup, duration);
         args.extend(self.plan.sweep_range.iter().cloned());
         args.extend(["--tag".into(), format!("backend={}", server.name())]);
         args.extend(["--json".into(), path(&with_suffix(&log, ".json"))]);
         if !self.loadgen(Some("sweep"), &args, &log)?.success() {
-            self.failed = true;
+            self.failed |= server.failure_counts();
             let why = tail(&with_suffix(&log, ".err"), 1);
             eprintln!("compare: sweep of {}: {why}", server.name());
         }
         if !running.is_alive() {
-            self.failed = true;
+            self.failed |= server.failure_counts();
             eprintln!("compare: {} died during its sweep", server.name());
         }
         let _ = running.stop();
@@ -338,12 +382,13 @@ impl Bench {
     }
 
     /// Writes the run's JSON as a FAILED row saying why, and marks the comparison failed.
+    /// A reference peer's failure is its row's alone ([`Spec::failure_counts`]).
     fn failed_row(&mut self, id: &RunId, log: &Path, why: &str) -> crate::Result<()> {
-        self.failed = true;
+        self.failed |= id.server.failure_counts();
         let report = Report {
             failure: Some(why.to_string()),
             tags: [
-                ("scenario", id.scenario.name.to_string()),
+                ("scenario", id.scenario.name.clone()),
                 ("backend", id.server.name().to_string()),
                 ("round", id.round.clone()),
             ]
@@ -384,11 +429,25 @@ impl Bench {
         let table = crate::summary::table(&rows, &self.plan.baseline);
         print!("{table}");
         self.results.write_summary(&table, &rows)?;
-        if !reports.iter().all(Report::is_clean) {
+        if !self.all_clean(&reports) {
             self.failed = true;
         }
         self.contents.rows = Some(rows);
         Ok(())
+    }
+
+    /// Whether every run of a server whose failure counts was clean (a reference peer's
+    /// unclean run is its row's verdict alone).
+    pub(super) fn all_clean(&self, reports: &[Report]) -> bool {
+        reports.iter().all(|r| {
+            r.is_clean()
+                || r.tags.get("backend").is_some_and(|b| {
+                    self.plan
+                        .servers
+                        .iter()
+                        .any(|s| s.name() == b && !s.failure_counts())
+                })
+        })
     }
 
     /// The latency percentiles of the plot scenario's first round, and the sweeps' curves.
@@ -431,7 +490,7 @@ impl Bench {
     }
 
     /// report.html.
-    fn report(&self) -> crate::Result<()> {
+    pub(super) fn report(&self) -> crate::Result<()> {
         let p = &self.plan;
         let page = crate::html::page(&self.contents, &p.baseline, &p.plot_scenario);
         self.results.write_report(&page)
@@ -442,7 +501,7 @@ impl Bench {
 /// flags, the windows, and its process id for the server's CPU figures.
 pub(super) fn run_args(
     server: &Running,
-    scenario: &Scenario,
+    scenario: &Workload,
     warmup: &str,
     duration: &str,
 ) -> Vec<String> {

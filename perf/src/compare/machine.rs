@@ -11,12 +11,7 @@ impl Bench {
     /// machine.txt: when, which kernel and CPU, the split, the windows, and the cap.
     pub(super) fn describe_machine(&mut self) -> crate::Result<()> {
         let p = &self.plan;
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map_or("", |(_, m)| m.trim());
+        let model = model();
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
         let s = &self.split;
         let io_uring = Command::new(&self.server_exe)
@@ -31,6 +26,7 @@ impl Bench {
         let mut text = format!(
             "date: {}\nkernel: {}\ncpus: {ncpu} ({model})\ncaches: {}\n{io_uring}\n{}\n\
              server: taskset -c {}, {} threads; loadgen: taskset -c {}, {} threads\n\
+             split: {}\ntopology: {}\n\
              warmup {}, duration {}, rounds {}\n\
              per run (table.txt, summary.json): the server's cores' busy µs per message from \
              /proc/stat beside its process CPU, and the time stolen from them\n",
@@ -42,6 +38,9 @@ impl Bench {
             s.server_threads,
             s.loadgen_cpus,
             s.loadgen_threads,
+            s.reason,
+            crate::cores::Topology::here()
+                .map_or_else(|e| format!("unknown ({e})"), |t| t.describe()),
             p.warmup,
             p.duration,
             p.rounds,
@@ -116,6 +115,22 @@ fn caches() -> String {
     } else {
         out.join(", ")
     }
+}
+
+/// The CPU's model name (/proc/cpuinfo).
+fn model() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or(String::new(), |(_, m)| m.trim().to_string())
+}
+
+/// The machine in one line, for a map: kernel, CPUs and model.
+pub(super) fn one_line() -> String {
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("kernel {}, {ncpu} CPUs ({})", kernel(), model())
 }
 
 /// The running kernel's release (`uname -r`).

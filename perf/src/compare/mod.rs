@@ -6,14 +6,17 @@
 //!
 //! The settings are derived once, in [`Plan::new`] (`plan`); the state of a comparison in
 //! progress is one [`Bench`] ([`bench`]), whose [`Bench::run`] reads as the comparison's
-//! steps. Its optional passes are apart: `paired` (`--paired`) and `profile`
-//! (`--profile`); `machine` describes the machine the figures hold for.
+//! steps. Its optional passes are apart: `paired` (`--paired`), `profile`
+//! (`--profile`) and `cells` (the map's runs, `--map` and `ringecho-perf map`); `machine`
+//! describes the machine the figures hold for.
 
 mod bench;
+mod cells;
 mod machine;
 mod paired;
 mod plan;
 mod profile;
 
 pub use bench::Bench;
-pub use plan::{Options, Plan};
+pub(crate) use plan::{duration as duration_arg, duration_or_zero as duration_or_zero_arg};
+pub use plan::{Cores, Options, Plan, Servers};

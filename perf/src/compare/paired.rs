@@ -46,7 +46,7 @@ impl Bench {
                             pairs.push(p);
                         }
                         Err(why) => {
-                            self.failed = true;
+                            self.failed |= other.failure_counts();
                             eprintln!(
                                 "compare: {} beside {} in {} round {round} FAILED: {why}",
                                 other.name(),
@@ -93,7 +93,7 @@ impl Bench {
         let mut runs = Vec::new();
         for (server, log) in running.iter().zip(&logs) {
             let (warmup, duration) = (&self.plan.warmup, &self.plan.duration);
-            let mut args = run_args(server, scenario, warmup, duration);
+            let mut args = run_args(server, &scenario.into(), warmup, duration);
             args.extend(["--json".into(), path(&with_suffix(log, ".json"))]);
             runs.push(self.loadgen_run(None, &args, log)?);
         }

@@ -18,21 +18,12 @@ pub struct Options {
     /// Scenarios to run, comma-separated (`ringecho-perf scenarios` lists a default run's).
     #[arg(long, env = "SCENARIOS")]
     pub scenarios: Option<String>,
-    /// Built-in backends to run, comma-separated; '' compares --server rows alone.
-    #[arg(
-        long,
-        env = "BACKENDS",
-        default_value = "epoll-loop,multishot,epoll,uring"
-    )]
-    pub backends: String,
-    /// The server the × columns divide by [default: epoll-loop, the hand-written epoll
-    /// loop, when it runs; else epoll; else the first server].
-    #[arg(long)]
-    pub baseline: Option<String>,
-    /// Any echo server as NAME='COMMAND', {addr} (127.0.0.1:PORT) and {port} substituted;
-    /// pinned like the built-in ones, measured from outside (/proc, the kernel). Repeatable.
-    #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = Spec::external)]
-    pub servers: Vec<Spec>,
+    /// The servers compared.
+    #[command(flatten)]
+    pub servers: Servers,
+    /// Which cores each side runs on.
+    #[command(flatten)]
+    pub cores: Cores,
     /// Rounds per scenario (servers interleaved within each) [default: 3, the fewest that can
     /// name a winner; 2 with --quick, which then says "too few rounds to call"].
     #[arg(long, env = "ROUNDS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -55,13 +46,6 @@ pub struct Options {
     /// The capped scenarios' CPU, in cores per server thread (a cgroup quota; needs root).
     #[arg(long, default_value_t = 0.3, value_parser = fraction)]
     pub cap: f64,
-    /// The reference peers as --server rows (liburing, c-epoll, tokio, monoio; =NAME,NAME
-    /// for some), fetched and built by scripts/peers.sh.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "all", value_name = "NAMES")]
-    pub peers: Option<String>,
-    /// Where scripts/peers.sh builds the peers [default: ~/.cache/ringecho-peers].
-    #[arg(long)]
-    pub peers_cache: Option<PathBuf>,
     /// One more short run of the plot scenario per server under `perf record -e cpu-clock
     /// -g`: its CPU per message by category (profile.txt, profile.json, report.html).
     #[arg(long)]
@@ -71,16 +55,111 @@ pub struct Options {
     /// the drift between runs (paired.txt, paired.json, report.html).
     #[arg(long)]
     pub paired: bool,
+    /// Then the map of the workload space (`ringecho-perf map`'s default slices, or its
+    /// quick ones with --quick, in their own windows and --rounds): map.json, map.txt and
+    /// its heat maps in report.html, beside the scenarios' results.
+    #[arg(long)]
+    pub map: bool,
+}
+
+/// The cores each side runs on: by default the topology's split (`ringecho-perf split`
+/// prints it), or these.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Cores {
+    /// The server's CPUs (a list like 0-3,8-11), one server thread per physical core in it
+    /// [default: the topology's split]; the loadgen then gets the allowed CPUs off those
+    /// cores unless --loadgen-cpus says.
+    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    pub server_cpus: Option<Vec<usize>>,
+    /// The loadgen's CPUs, one loadgen thread each [default: the topology's split].
+    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    pub loadgen_cpus: Option<Vec<usize>>,
+}
+
+fn cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    match crate::cores::parse_list(s)? {
+        v if v.is_empty() => Err("an empty CPU list".into()),
+        v => Ok(v),
+    }
+}
+
+impl Cores {
+    /// The split these flags give on this machine; the error is a usage error's message.
+    pub fn split(&self) -> Result<crate::cores::Split, String> {
+        use crate::cores::{Split, Topology};
+        if self.server_cpus.is_none() && self.loadgen_cpus.is_none() {
+            return Ok(Split::here());
+        }
+        let t = Topology::here()?;
+        let all: Vec<usize> = t.cpus.iter().map(|c| c.id).collect();
+        // One side given: the other gets the allowed CPUs off its physical cores (or the
+        // same ones, shared, where none is left).
+        let rest = |given: &[usize]| -> Vec<usize> {
+            let cores: Vec<_> = t
+                .cpus
+                .iter()
+                .filter(|c| given.contains(&c.id))
+                .map(|c| c.core)
+                .collect();
+            let v: Vec<usize> = t
+                .cpus
+                .iter()
+                .filter(|c| !cores.contains(&c.core))
+                .map(|c| c.id)
+                .collect();
+            if v.is_empty() {
+                given.to_vec()
+            } else {
+                v
+            }
+        };
+        let (server, loadgen) = match (&self.server_cpus, &self.loadgen_cpus) {
+            (Some(s), Some(l)) => (s.clone(), l.clone()),
+            (Some(s), None) => (s.clone(), rest(s)),
+            (None, Some(l)) => (rest(l), l.clone()),
+            (None, None) => (all.clone(), all),
+        };
+        t.given(&server, &loadgen, None)
+    }
+}
+
+/// Which servers a comparison or a map runs, and which one the ratios divide by.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Servers {
+    /// Built-in backends to run, comma-separated; '' compares --server rows alone.
+    #[arg(
+        long,
+        env = "BACKENDS",
+        default_value = "epoll-loop,multishot,epoll,uring"
+    )]
+    pub backends: String,
+    /// The server the × columns divide by [default: epoll-loop, the hand-written epoll
+    /// loop, when it runs; else epoll; else the first server].
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Any echo server as NAME='COMMAND', {addr} (127.0.0.1:PORT) and {port} substituted;
+    /// pinned like the built-in ones, measured from outside (/proc, the kernel). Repeatable.
+    /// Its failure fails the run.
+    #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = Spec::external)]
+    pub servers: Vec<Spec>,
+    /// The reference peers as --server rows (liburing, c-epoll, tokio, monoio; =NAME,NAME
+    /// for some), fetched and built by scripts/peers.sh. A peer that fails shows FAILED
+    /// with its reason and leaves the exit status alone.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "all", value_name = "NAMES")]
+    pub peers: Option<String>,
+    /// Where scripts/peers.sh builds the peers [default: ~/.cache/ringecho-peers].
+    #[arg(long)]
+    pub peers_cache: Option<PathBuf>,
 }
 
 /// A duration checked by the one rule every program reads durations by, handed on to the
 /// loadgen as written.
-fn duration(s: &str) -> Result<String, String> {
+pub(crate) fn duration(s: &str) -> Result<String, String> {
     ringecho_common::parse_duration(s).map(|_| s.to_string())
 }
 
 /// As [`duration`], zero allowed (a `0s` warm-up).
-fn duration_or_zero(s: &str) -> Result<String, String> {
+pub(crate) fn duration_or_zero(s: &str) -> Result<String, String> {
     ringecho_common::parse_duration_or_zero(s).map(|_| s.to_string())
 }
 
@@ -98,6 +177,10 @@ const PLOT_SCENARIO: &str = "c1000x64";
 #[derive(Debug)]
 pub struct Plan {
     pub(super) scenarios: Vec<&'static Scenario>,
+    /// The map to run after the scenarios, if one is asked for.
+    pub(super) map: Option<crate::map::MapPlan>,
+    /// Which cores the server and the loadgen run on.
+    pub(super) split: crate::cores::Split,
     pub(super) servers: Vec<Spec>,
     pub(super) rounds: u32,
     pub(super) duration: String,
@@ -126,30 +209,20 @@ impl Plan {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| scenario::defaults(opts.quick));
         let scenarios = scenarios(&list)?;
-        let servers = servers(&opts.backends, opts.servers, &opts.peers, &opts.peers_cache)?;
-        let names: Vec<&str> = servers.iter().map(Spec::name).collect();
-        if opts.paired && names.len() < 2 {
+        let (servers, baseline) = opts.servers.resolve()?;
+        if opts.paired && servers.len() < 2 {
             return Err("--paired needs at least two servers".into());
         }
-        let baseline = match &opts.baseline {
-            Some(b) if names.contains(&b.as_str()) => b.clone(),
-            Some(b) => {
-                return Err(format!(
-                    "--baseline {b}: not among the servers compared ({})",
-                    names.join(", ")
-                ))
-            }
-            None => ["epoll-loop", "epoll"]
-                .into_iter()
-                .find(|b| names.contains(b))
-                .unwrap_or(names[0])
-                .to_string(),
-        };
         let plot_scenario = if scenarios.iter().any(|s| s.name == PLOT_SCENARIO) {
             PLOT_SCENARIO
         } else {
             scenarios[0].name
         };
+        let split = opts.cores.split()?;
+        let map = opts.map.then(|| {
+            let grid = crate::map::Grid::default_slices(opts.quick);
+            crate::map::MapPlan::new(grid, opts.quick, opts.rounds, None, None)
+        });
         let (steps, from, to) = if opts.quick {
             ("3", "5000", "20000")
         } else {
@@ -170,6 +243,8 @@ impl Plan {
             baseline,
             plot_scenario: plot_scenario.to_string(),
             scenarios,
+            map,
+            split,
             servers,
             rounds: opts.rounds.unwrap_or(if opts.quick { 2 } else { 3 }),
             duration: opts.duration.unwrap_or_else(|| duration.into()),
@@ -187,20 +262,99 @@ impl Plan {
     }
 }
 
+impl Servers {
+    /// The servers in run order and the baseline; the error is a usage error. Fetches and
+    /// builds the peers when asked.
+    pub fn resolve(&self) -> Result<(Vec<Spec>, String), String> {
+        let servers = servers(
+            &self.backends,
+            self.servers.clone(),
+            &self.peers,
+            &self.peers_cache,
+        )?;
+        let names: Vec<&str> = servers.iter().map(Spec::name).collect();
+        let baseline = match &self.baseline {
+            Some(b) if names.contains(&b.as_str()) => b.clone(),
+            Some(b) => {
+                return Err(format!(
+                    "--baseline {b}: not among the servers compared ({})",
+                    names.join(", ")
+                ))
+            }
+            None => ["epoll-loop", "epoll"]
+                .into_iter()
+                .find(|b| names.contains(b))
+                .unwrap_or(names[0])
+                .to_string(),
+        };
+        Ok((servers, baseline))
+    }
+}
+
 impl Plan {
-    /// Asks the ringecho-server in `bin` whether it knows each backend named, so that a
-    /// misspelt one is a usage error now rather than a FAILED row in every scenario: its own
-    /// flag parser answers (`--backend NAME --generate man` parses and prints, or refuses).
-    pub fn check_backends(&self, bin: &Path) -> crate::Result<()> {
+    /// The plan of a map alone (`ringecho-perf map`): no scenarios, the map's cells; the
+    /// error is a usage error (exit 2).
+    pub fn for_map(
+        servers: &Servers,
+        cores: &Cores,
+        map: crate::map::MapPlan,
+        out: Option<PathBuf>,
+    ) -> crate::Result<Plan> {
+        let (servers, baseline) = servers.resolve().map_err(crate::Error::Usage)?;
+        let split = cores.split().map_err(crate::Error::Usage)?;
+        Ok(Plan {
+            baseline,
+            plot_scenario: PLOT_SCENARIO.to_string(),
+            scenarios: Vec::new(),
+            quick: map.quick,
+            rounds: map.rounds,
+            duration: map.duration.clone(),
+            warmup: map.warmup.clone(),
+            map: Some(map),
+            split,
+            servers,
+            syscalls: false,
+            out: out.unwrap_or_else(|| PathBuf::from("results").join(crate::stamp())),
+            sweep_range: Vec::new(),
+            cap: 0.3,
+            profile: false,
+            paired: false,
+        })
+    }
+
+    /// The checks before anything runs, each a usage error: the ringecho-server in `bin`
+    /// asked whether it knows each backend named (and each server flag a map's axis gives),
+    /// so that a misspelt one is refused now rather than a FAILED row in every scenario —
+    /// its own flag parser answers (`--backend NAME --generate man` parses and prints, or
+    /// refuses); and a map's cells within this machine and its estimate within its time
+    /// limit, the estimate printed.
+    pub fn check(&self, bin: &Path) -> crate::Result<()> {
+        if let Some(m) = &self.map {
+            let line = m
+                .check(self.servers.len(), &crate::map::Limits::here())
+                .map_err(crate::Error::Usage)?;
+            eprintln!("{line}");
+        }
         self.backends_run(bin).map_err(crate::Error::Usage)
     }
 
     fn backends_run(&self, bin: &Path) -> Result<(), String> {
         let exe = bin.join("ringecho-server");
-        for s in &self.servers {
+        // A map's server axis (`--buffer-size 4096,65536`) is asked about too, each value.
+        let mut extra: Vec<Vec<String>> = vec![Vec::new()];
+        if let Some(m) = &self.map {
+            extra.extend(m.server_args());
+        }
+        for (s, args) in self
+            .servers
+            .iter()
+            .flat_map(|s| extra.iter().map(move |a| (s, a)))
+        {
             let Spec::Backend(name) = s else { continue };
             let out = Command::new(&exe)
-                .args(["--backend", name, "--generate", "man"])
+                .args(["--backend", name])
+                .args(args)
+                .args(["--generate", "man"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .output()
@@ -211,7 +365,14 @@ impl Plan {
                     .lines()
                     .find(|l| !l.trim().is_empty())
                     .unwrap_or("refused");
-                return Err(format!("--backends {name}: ringecho-server says: {line}"));
+                let with = if args.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", args.join(" "))
+                };
+                return Err(format!(
+                    "--backends {name}{with}: ringecho-server says: {line}"
+                ));
             }
         }
         Ok(())
@@ -289,6 +450,7 @@ fn peers(only: &str, cache: Option<&Path>) -> Vec<Spec> {
         .filter(|l| !l.is_empty())
         .filter_map(|l| {
             Spec::external(l)
+                .map(Spec::into_reference)
                 .map_err(|e| eprintln!("compare: peers.sh gave a bad row: {e}"))
                 .ok()
         })

@@ -67,7 +67,12 @@ impl Bench {
             .spawn()
             .map_err(|e| format!("cannot start perf: {e}"))?;
         std::thread::sleep(Duration::from_millis(300));
-        let mut args = run_args(&running, scenario, &self.plan.warmup, &self.plan.duration);
+        let mut args = run_args(
+            &running,
+            &scenario.into(),
+            &self.plan.warmup,
+            &self.plan.duration,
+        );
         let json = with_suffix(log, ".json");
         args.extend(["--json".into(), path(&json)]);
         let ran = self.loadgen(None, &args, log);
