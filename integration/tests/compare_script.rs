@@ -598,3 +598,65 @@ fn map_runs_every_cell_and_fails_a_corrupting_server_in_its_cells() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `compare --threads 1,2` on cores the server and the loadgen share: two points per
+/// backend, each a row in summary.json with its thread count, the two-thread server's
+/// connections spread over both threads (the per-thread metric read back), the scaling
+/// section and the sharing said in table.txt; a bad CPU list refused up front.
+#[test]
+fn compare_threads_draws_a_scaling_curve_per_backend() {
+    let out = std::env::temp_dir().join(format!("ringecho-scaling-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let perf = repo().join("target/release/ringecho-perf");
+    let run = Command::new(&perf)
+        .current_dir(repo())
+        .args(["compare", "--backends", "epoll-loop,multishot"])
+        .args(["--scenarios", "c100x64", "--threads", "1,2"])
+        .args(["--server-cpus", "0-1", "--loadgen-cpus", "0-1"])
+        .args(["--rounds", "1", "--duration", "300ms", "--warmup", "100ms"])
+        .arg("--no-syscalls")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for backend in ["epoll-loop", "multishot"] {
+        let mut threads: Vec<u64> = rows
+            .iter()
+            .filter(|r| r["backend"] == backend)
+            .filter_map(|r| r["server_threads"].as_u64())
+            .collect();
+        threads.sort_unstable();
+        assert_eq!(threads, vec![1, 2], "{backend}: {rows:?}");
+        let two = rows
+            .iter()
+            .find(|r| r["backend"] == backend && r["server_threads"] == 2)
+            .unwrap();
+        let b = &two["accepted_balance"];
+        let (min, max) = (b["min"].as_u64().unwrap(), b["max"].as_u64().unwrap());
+        assert!(
+            min > 0 && max < 100 && min <= max,
+            "both threads accepted: {two}"
+        );
+    }
+    let table = std::fs::read_to_string(out.join("table.txt")).unwrap();
+    assert!(table.contains("Scaling (--threads)"), "{table}");
+    assert!(
+        table.contains("share"),
+        "the shared cores are said: {table}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Scaling with server threads"));
+
+    let bad = Command::new(&perf)
+        .args(["compare", "--server-cpus", "0-x", "--out"])
+        .arg(out.join("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("CPU list"));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -337,6 +337,12 @@ fn report(cfg: &RunConfig, plan: &Plan, before: Before, ran: Ran) -> Result<Outc
         }),
         counts: tally.counts.clone(),
         server_closes,
+        // Informative: a server that does not count per thread leaves it empty.
+        server_accepted_by_thread: cfg
+            .server_metrics
+            .as_deref()
+            .and_then(|url| witness::scrape_accepted_by_thread(url).ok())
+            .unwrap_or_default(),
         server_agrees,
         kernel: match (before.kernel, KernelCounters::read()) {
             (Some(b), Some(a)) => Some(a.since(&b)),

@@ -139,6 +139,29 @@ pub fn scrape_closes(url: &str) -> io::Result<ServerCloses> {
     parse_closes(&http_get(url, Duration::from_secs(5))?)
 }
 
+/// The connections each echo thread of a ringecho server accepted
+/// (`ringecho_thread_connections_accepted_total{thread}`), in thread order; empty from a
+/// server that does not count them per thread.
+pub fn parse_accepted_by_thread(text: &str) -> io::Result<Vec<u64>> {
+    let name = metric::THREAD_CONNECTIONS_ACCEPTED.exposed();
+    let label = metric::THREAD;
+    let mut by: Vec<(u64, u64)> = samples(text)?
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter_map(|s| {
+            let t = s.labels.get(label)?.parse().ok()?;
+            Some((t, value_of(s)? as u64))
+        })
+        .collect();
+    by.sort_unstable();
+    Ok(by.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Scrapes [`parse_accepted_by_thread`]'s figures.
+pub fn scrape_accepted_by_thread(url: &str) -> io::Result<Vec<u64>> {
+    parse_accepted_by_thread(&http_get(url, Duration::from_secs(5))?)
+}
+
 /// Scrapes how many connections a ringecho server has open.
 pub fn scrape_active(url: &str) -> io::Result<u64> {
     let text = http_get(url, Duration::from_secs(5))?;

@@ -57,6 +57,13 @@ pub fn page(c: &Contents, baseline: &str, plot_scenario: &str) -> String {
     }
     answer(&mut b, rows, baseline);
     grid(&mut b, rows);
+    if let Some(scaling) = crate::scaling::table(rows, baseline) {
+        let _ = write!(
+            b,
+            "<h2>Scaling with server threads</h2><pre>{}</pre>",
+            e(scaling.trim_start())
+        );
+    }
     if let Some(m) = &c.map {
         map(&mut b, m);
     }

@@ -21,6 +21,7 @@ pub mod map;
 mod paired;
 pub mod profile;
 pub mod results;
+pub mod scaling;
 pub mod scenario;
 mod server;
 pub mod sockopts;

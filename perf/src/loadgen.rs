@@ -59,6 +59,14 @@ impl Loadgen {
         }
     }
 
+    /// The same loadgen on `split`'s loadgen cores.
+    pub fn on(&self, split: &Split) -> Loadgen {
+        Loadgen {
+            exe: self.exe.clone(),
+            cpus: split.loadgen_cpus.clone(),
+        }
+    }
+
     /// Runs `ringecho-loadgen ARGS…` pinned, its output to `stdout` and `stderr`, and returns
     /// its exit status; an interruption kills it and is the error.
     pub fn run(

@@ -179,6 +179,7 @@ impl Scenario {
 
 /// Whether the scenario or map cell called `name` carries one message per connection.
 pub fn per_connection(name: &str) -> bool {
+    let name = at_threads(name).0;
     find(name).is_some_and(Scenario::per_connection)
         || crate::map::Cell::parse(name).is_some_and(|c| c.churn == Some(1))
 }
@@ -198,6 +199,30 @@ pub struct Workload {
     pub server_args: Vec<String>,
     /// A cell of the map: its runs go under the results' `map/` folder.
     pub in_map: bool,
+    /// The cores and server threads of a scaling point (`compare --threads`), where they
+    /// differ from the comparison's.
+    pub split: Option<crate::cores::Split>,
+}
+
+impl Workload {
+    /// The scenario at one point of a scaling curve: named `NAME@Nt`, on `split`'s cores.
+    pub fn at(mut self, split: crate::cores::Split) -> Workload {
+        self.name = format!("{}@{}t", self.name, split.server_threads);
+        self.split = Some(split);
+        self
+    }
+}
+
+/// A workload's name apart from its scaling point: `("c1000x64", Some(2))` for
+/// `c1000x64@2t`, `("c1000x64", None)` for `c1000x64`.
+pub fn at_threads(name: &str) -> (&str, Option<usize>) {
+    match name.rsplit_once('@') {
+        Some((base, t)) => match t.strip_suffix('t').and_then(|n| n.parse().ok()) {
+            Some(n) => (base, Some(n)),
+            None => (name, None),
+        },
+        None => (name, None),
+    }
 }
 
 impl From<&Scenario> for Workload {
@@ -208,6 +233,7 @@ impl From<&Scenario> for Workload {
             capped: s.capped(),
             server_args: Vec::new(),
             in_map: false,
+            split: None,
         }
     }
 }
@@ -241,5 +267,9 @@ mod tests {
         assert!(find("nope").is_none());
         assert!(per_connection("cpr") && per_connection("cprrst"));
         assert!(!per_connection("churn") && !per_connection("c100x64"));
+        assert!(per_connection("cpr@2t"));
+        assert_eq!(at_threads("c1000x64@2t"), ("c1000x64", Some(2)));
+        assert_eq!(at_threads("c1000x64"), ("c1000x64", None));
+        assert_eq!(at_threads("a@b"), ("a@b", None));
     }
 }

@@ -127,6 +127,15 @@ impl Launcher {
         }
     }
 
+    /// The same launcher on `split`'s server cores and threads.
+    pub fn on(&self, split: &crate::cores::Split) -> Launcher {
+        Launcher {
+            exe: self.exe.clone(),
+            cpus: split.server_cpus.clone(),
+            threads: split.server_threads,
+        }
+    }
+
     /// Starts `spec`, its output in `LOG.server.out` and `LOG.server.err`, and waits until it
     /// listens. The error says why it never did.
     pub fn start(&self, spec: &Spec, log: &Path) -> crate::Result<Running> {

@@ -100,6 +100,13 @@ pub struct Row {
     /// What the server set on a socket it accepted (read once per comparison).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket_options: Option<crate::sockopts::SocketOptions>,
+    /// The server's threads, at a scaling point (`compare --threads`; scenario `NAME@Nt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_threads: Option<usize>,
+    /// How evenly SO_REUSEPORT spread the connections over the server's threads: the round
+    /// with the widest spread (a ringecho server with two threads or more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_balance: Option<crate::scaling::Balance>,
     /// This server against its counterparts in the 2×2 of interface × driver, from the
     /// same rounds (`crate::grid`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -341,6 +348,12 @@ fn row(
         failure,
         baseline: baseline.to_string(),
         socket_options: None,
+        server_threads: crate::scenario::at_threads(s).1,
+        accepted_balance: runs
+            .iter()
+            .filter(|r| r.server_accepted_by_thread.len() > 1)
+            .filter_map(|r| crate::scaling::Balance::of(&r.server_accepted_by_thread))
+            .max_by(|a, b| a.cv.total_cmp(&b.cv)),
         contrasts: Vec::new(),
     }
 }

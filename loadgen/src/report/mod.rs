@@ -173,6 +173,10 @@ pub struct Report {
     /// The server's close counts over the run (with --server-metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_closes: Option<ServerCloses>,
+    /// Connections each of the server's echo threads had accepted by the run's end (with
+    /// --server-metrics; a ringecho server): how evenly SO_REUSEPORT spread them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_accepted_by_thread: Vec<u64>,
     /// Whether the server's fin/rst counts equal what we initiated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_agrees: Option<bool>,

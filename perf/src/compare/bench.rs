@@ -134,13 +134,33 @@ impl Bench {
         let (warmup, duration) = (self.plan.warmup.clone(), self.plan.duration.clone());
         let syscalls = self.plan.syscalls && scenario.name != "idle10k";
         let rounds = self.plan.rounds;
-        self.rounds(
-            &Workload::from(scenario),
-            rounds,
-            &warmup,
-            &duration,
-            syscalls,
-        )
+        if self.plan.counts.is_empty() {
+            return self.rounds(
+                &Workload::from(scenario),
+                rounds,
+                &warmup,
+                &duration,
+                syscalls,
+            );
+        }
+        // `--threads`: the scenario once per count, each on its own split of the cores.
+        for (n, split) in self.plan.counts.clone() {
+            match split {
+                Ok(split) => {
+                    eprintln!(
+                        "  at {n} server thread(s): server taskset -c {}, loadgen taskset -c {} ({})",
+                        split.server_cpus, split.loadgen_cpus, split.reason
+                    );
+                    let w = Workload::from(scenario).at(split);
+                    self.rounds(&w, rounds, &warmup, &duration, false)?;
+                }
+                Err(why) => eprintln!(
+                    "compare: {} at {n} server threads skipped: {why}",
+                    scenario.name
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// One workload's rounds, servers interleaved and the baseline's A/A pair last in each,
@@ -215,13 +235,16 @@ impl Bench {
             self.results
                 .run(&id.scenario.name, id.server.name(), &id.round)
         };
-        let server = match self
-            .launcher
-            .start_with(id.server, &id.scenario.server_args, &log)
-        {
-            Ok(s) => s,
-            Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
-        };
+        let split = id.scenario.split.as_ref().unwrap_or(&self.split).clone();
+        let server =
+            match self
+                .launcher
+                .on(&split)
+                .start_with(id.server, &id.scenario.server_args, &log)
+            {
+                Ok(s) => s,
+                Err(why) => return self.failed_row(id, &log, &format!("the server {why}")),
+            };
         let _held = match (&self.cap, id.scenario.capped) {
             (Some(Ok(cap)), true) => {
                 let name = format!("{}-{}", id.server.name(), id.round);
@@ -255,7 +278,11 @@ impl Bench {
         let json = path(&with_suffix(&log, ".json"));
         let hgrm = path(&with_suffix(&log, ".hgrm"));
         args.extend(["--json".into(), json, "--hgrm".into(), hgrm]);
-        let loadgen = self.loadgen(None, &args, &log)?;
+        let (all, out, err) = self.loadgen_run_on(&split, None, &args, &log)?;
+        let loadgen = self
+            .loadgen
+            .on(&split)
+            .run(&all, out, err, &self.interrupt)?;
         self.judge(id, &log, loadgen, server)
     }
 
@@ -375,7 +402,18 @@ impl Bench {
         args: &[String],
         log: &Path,
     ) -> crate::Result<(Vec<String>, File, File)> {
-        let all = loadgen_args(sub, self.split.loadgen_threads, args);
+        self.loadgen_run_on(&self.split, sub, args, log)
+    }
+
+    /// As [`Bench::loadgen_run`], with the loadgen threads of `split`.
+    fn loadgen_run_on(
+        &self,
+        split: &Split,
+        sub: Option<&str>,
+        args: &[String],
+        log: &Path,
+    ) -> crate::Result<(Vec<String>, File, File)> {
+        let all = loadgen_args(sub, split.loadgen_threads, args);
         let out = create(&with_suffix(log, ".txt"))?;
         let err = create(&with_suffix(log, ".err"))?;
         Ok((all, out, err))
@@ -413,6 +451,12 @@ impl Bench {
         let mut files = Vec::new();
         for s in self.plan.scenarios.iter().filter(|s| s.name != "sweep") {
             files.extend(self.results.run_reports(s.name)?);
+            for (_, split) in &self.plan.counts {
+                if let Ok(split) = split {
+                    let w = Workload::from(*s).at(split.clone());
+                    files.extend(self.results.run_reports(&w.name)?);
+                }
+            }
         }
         if files.is_empty() {
             return Ok(());
@@ -426,7 +470,16 @@ impl Bench {
                 .find(|(n, _)| *n == r.backend)
                 .map(|(_, o)| o.clone());
         }
-        let table = crate::summary::table(&rows, &self.plan.baseline);
+        let mut table = crate::summary::table(&rows, &self.plan.baseline);
+        if let Some(scaling) = crate::scaling::table(&rows, &self.plan.baseline) {
+            table.push_str(&scaling);
+        }
+        if self.split.shared {
+            table.push_str(&format!(
+                "\nnote: the server and the loadgen share cores: {}\n",
+                self.split.reason
+            ));
+        }
         print!("{table}");
         self.results.write_summary(&table, &rows)?;
         if !self.all_clean(&reports) {

@@ -55,6 +55,12 @@ pub struct Options {
     /// the drift between runs (paired.txt, paired.json, report.html).
     #[arg(long)]
     pub paired: bool,
+    /// Server thread counts, comma-separated (1,2,4): each scenario at each count, servers
+    /// interleaved, on a split of the cores for that count; table.txt, summary.json and
+    /// report.html then show each backend's scaling curve. A count this machine cannot give
+    /// cores of their own is skipped with one line (unless --server-cpus says).
+    #[arg(long, value_name = "LIST", value_parser = thread_list)]
+    pub threads: Option<ThreadList>,
     /// Then the map of the workload space (`ringecho-perf map`'s default slices, or its
     /// quick ones with --quick, in their own windows and --rounds): map.json, map.txt and
     /// its heat maps in report.html, beside the scenarios' results.
@@ -70,25 +76,62 @@ pub struct Cores {
     /// [default: the topology's split]; the loadgen then gets the allowed CPUs off those
     /// cores unless --loadgen-cpus says.
     #[arg(long, value_name = "LIST", value_parser = cpu_list)]
-    pub server_cpus: Option<Vec<usize>>,
+    pub server_cpus: Option<CpuList>,
     /// The loadgen's CPUs, one loadgen thread each [default: the topology's split].
     #[arg(long, value_name = "LIST", value_parser = cpu_list)]
-    pub loadgen_cpus: Option<Vec<usize>>,
+    pub loadgen_cpus: Option<CpuList>,
 }
 
-fn cpu_list(s: &str) -> Result<Vec<usize>, String> {
+/// CPUs given on the command line (`0-3,8`), in number order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Server thread counts given on the command line (`1,2,4`), in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadList(pub Vec<usize>);
+
+fn thread_list(s: &str) -> Result<ThreadList, String> {
+    let mut out: Vec<usize> = Vec::new();
+    for part in s.split(',') {
+        match part.trim().parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) && !out.contains(&n) => out.push(n),
+            _ => return Err(format!("'{s}' is not a list of thread counts like 1,2,4")),
+        }
+    }
+    Ok(ThreadList(out))
+}
+
+fn cpu_list(s: &str) -> Result<CpuList, String> {
     match crate::cores::parse_list(s)? {
         v if v.is_empty() => Err("an empty CPU list".into()),
-        v => Ok(v),
+        v => Ok(CpuList(v)),
     }
 }
 
 impl Cores {
     /// The split these flags give on this machine; the error is a usage error's message.
     pub fn split(&self) -> Result<crate::cores::Split, String> {
+        self.split_for(None)
+    }
+
+    /// The split for `threads` server threads (None: the default's); the error says why
+    /// this machine cannot give them cores apart from the loadgen's.
+    pub fn split_for(&self, threads: Option<usize>) -> Result<crate::cores::Split, String> {
         use crate::cores::{Split, Topology};
         if self.server_cpus.is_none() && self.loadgen_cpus.is_none() {
-            return Ok(Split::here());
+            let Some(n) = threads else {
+                return Ok(Split::here());
+            };
+            let t = Topology::here()?;
+            let s = t.split(Some(n));
+            if s.server_threads < n || s.shared {
+                return Err(format!(
+                    "this machine cannot give {n} server threads cores of their own beside the \
+                     loadgen's ({}); --server-cpus and --loadgen-cpus can share them",
+                    t.describe()
+                ));
+            }
+            return Ok(s);
         }
         let t = Topology::here()?;
         let all: Vec<usize> = t.cpus.iter().map(|c| c.id).collect();
@@ -114,12 +157,12 @@ impl Cores {
             }
         };
         let (server, loadgen) = match (&self.server_cpus, &self.loadgen_cpus) {
-            (Some(s), Some(l)) => (s.clone(), l.clone()),
-            (Some(s), None) => (s.clone(), rest(s)),
-            (None, Some(l)) => (rest(l), l.clone()),
+            (Some(CpuList(s)), Some(CpuList(l))) => (s.clone(), l.clone()),
+            (Some(CpuList(s)), None) => (s.clone(), rest(s)),
+            (None, Some(CpuList(l))) => (rest(l), l.clone()),
             (None, None) => (all.clone(), all),
         };
-        t.given(&server, &loadgen, None)
+        t.given(&server, &loadgen, threads)
     }
 }
 
@@ -181,6 +224,8 @@ pub struct Plan {
     pub(super) map: Option<crate::map::MapPlan>,
     /// Which cores the server and the loadgen run on.
     pub(super) split: crate::cores::Split,
+    /// `--threads`: each count and its split, or why the machine cannot give it.
+    pub(super) counts: Vec<(usize, Result<crate::cores::Split, String>)>,
     pub(super) servers: Vec<Spec>,
     pub(super) rounds: u32,
     pub(super) duration: String,
@@ -219,6 +264,14 @@ impl Plan {
             scenarios[0].name
         };
         let split = opts.cores.split()?;
+        let scaling = opts.threads.is_some();
+        let counts = opts
+            .threads
+            .map(|t| t.0)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| (n, opts.cores.split_for(Some(n))))
+            .collect();
         let map = opts.map.then(|| {
             let grid = crate::map::Grid::default_slices(opts.quick);
             crate::map::MapPlan::new(grid, opts.quick, opts.rounds, None, None)
@@ -245,12 +298,14 @@ impl Plan {
             scenarios,
             map,
             split,
+            counts,
             servers,
             rounds: opts.rounds.unwrap_or(if opts.quick { 2 } else { 3 }),
             duration: opts.duration.unwrap_or_else(|| duration.into()),
             warmup: opts.warmup.unwrap_or_else(|| warmup.into()),
             quick: opts.quick,
-            syscalls: !opts.quick && !opts.no_syscalls,
+            // Scaling points leave the syscall pass out: it would run at one count alone.
+            syscalls: !opts.quick && !opts.no_syscalls && !scaling,
             out: opts
                 .out
                 .unwrap_or_else(|| PathBuf::from("results").join(crate::stamp())),
@@ -312,6 +367,7 @@ impl Plan {
             warmup: map.warmup.clone(),
             map: Some(map),
             split,
+            counts: Vec::new(),
             servers,
             syscalls: false,
             out: out.unwrap_or_else(|| PathBuf::from("results").join(crate::stamp())),

@@ -297,6 +297,7 @@ impl Cell {
             capped: false,
             server_args: self.server_args(),
             in_map: true,
+            split: None,
         }
     }
 
