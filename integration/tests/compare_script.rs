@@ -660,3 +660,67 @@ fn compare_threads_draws_a_scaling_curve_per_backend() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("CPU list"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A map interrupted by SIGINT keeps the cells it finished: exit 130, map.json marked
+/// incomplete with those cells' records, and report.html drawing them.
+#[test]
+fn an_interrupted_map_keeps_the_cells_it_finished() {
+    let out = std::env::temp_dir().join(format!("ringecho-map-int-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let log = out.join("stderr.txt");
+    let mut child = Command::new(repo().join("target/release/ringecho-perf"))
+        .current_dir(repo())
+        .args([
+            "map",
+            "--backends",
+            "epoll-loop",
+            "--payload",
+            "64,128,256,512",
+        ])
+        .args(["--connections", "4", "--rounds", "1", "--duration", "300ms"])
+        .args(["--warmup", "100ms", "--out"])
+        .arg(out.join("map"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Bounded: the second cell starts within a minute, or the test fails saying so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("map cell 2/")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the map never reached its second cell"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let map: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("map/map.json")).expect("map.json is written"),
+    )
+    .unwrap();
+    assert_eq!(map["complete"], false);
+    let cells: Vec<&str> = map["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["cell"].as_str())
+        .collect();
+    assert!(
+        cells.contains(&"c4.p64.f1.mall"),
+        "the first cell is kept: {cells:?}"
+    );
+    assert!(!cells.contains(&"c4.p512.f1.mall"), "{cells:?}");
+    let html = std::fs::read_to_string(out.join("map/report.html")).unwrap();
+    assert!(html.contains("interrupted"), "report.html says so");
+    let _ = std::fs::remove_dir_all(&out);
+}
