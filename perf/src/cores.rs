@@ -628,6 +628,19 @@ mod tests {
     }
 
     #[test]
+    fn without_a_topology_the_cpus_are_halved_by_number() {
+        let two = Split::by_number(2);
+        assert_eq!(
+            (two.server_cpus.as_str(), two.loadgen_cpus.as_str()),
+            ("0-0", "1-1")
+        );
+        let five = Split::by_number(5);
+        assert_eq!((five.server_threads, five.loadgen_threads), (2, 3));
+        let one = Split::by_number(1);
+        assert!(one.shared && one.loadgen_cpus == "0");
+    }
+
+    #[test]
     fn overrides_are_honoured_and_sharing_is_said() {
         let t = Topology::read(&tree("smt-16"), None).unwrap();
         let s = t.given(&ids("0-1"), &ids("2-3"), None).unwrap();
