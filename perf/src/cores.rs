@@ -403,22 +403,14 @@ pub fn show(
     };
     let s = t.split(threads.map(usize::from));
     Ok(format!(
-        "server: {} ({})\nloadgen: {} ({})\nreason: {}\ntopology: {}\n",
+        "server: {}\nloadgen: {}\nreason: {}\nthreads: server {}, loadgen {}\ntopology: {}\n",
         s.server_cpus,
-        threads_text(s.server_threads),
         s.loadgen_cpus,
-        threads_text(s.loadgen_threads),
         s.reason,
+        s.server_threads,
+        s.loadgen_threads,
         t.describe()
     ))
-}
-
-fn threads_text(n: usize) -> String {
-    if n == 1 {
-        "1 thread".into()
-    } else {
-        format!("{n} threads")
-    }
 }
 
 /// The CPUs this process may run on (its affinity mask, from /proc/self/status).

@@ -80,3 +80,42 @@ fn a_comparison_with_bad_flags_exits_2_saying_why() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `split` on a recorded tree prints the server's CPU list, the loadgen's, then the reason;
+/// a tree that is not one and a bad CPU list are errors that say so (exit 2).
+#[test]
+fn split_prints_the_lists_then_the_reason_and_refuses_a_bad_tree() {
+    let tree = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sysfs/smt-16");
+    let out = bin().args(["split", "--sysfs", tree]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "server: 0-3,8-11", "{text}");
+    assert_eq!(lines[1], "loadgen: 4-7,12-15", "{text}");
+    assert!(lines[2].starts_with("reason: "), "{text}");
+    let out = bin()
+        .args([
+            "split",
+            "--sysfs",
+            tree,
+            "--threads",
+            "2",
+            "--allowed",
+            "0-3,8-11",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("server: 0-1,8-9\nloadgen: 2-3,10-11\n"),
+        "{text}"
+    );
+    for args in [
+        &["split", "--sysfs", "/nonexistent"][..],
+        &["split", "--sysfs", tree, "--allowed", "3-1"][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
