@@ -15,8 +15,8 @@
 #                      [--paired] [--map]
 #
 # --map adds the map of the workload space after the scenarios (`ringecho-perf map`'s default
-# slices: message size × messages in flight, connections × messages per connection; about 15
-# minutes on 2 cores, 3 with --quick): map.json, map.txt, map.svg and its heat maps in
+# slices: message size × messages in flight, connections × messages per connection; about 13
+# minutes on 2 cores, 2 with --quick): map.json, map.txt, map.svg and its heat maps in
 # report.html. `ringecho-perf map` runs a map of your own axes alone.
 #
 # The comparison itself is `ringecho-perf compare` (perf/src/compare/); --help there says

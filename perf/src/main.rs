@@ -34,7 +34,7 @@ enum Command {
     /// flight, connections and messages per connection (and the server's --buffer-size),
     /// each contrast called by the comparison's rule; map.json, map.txt, map.svg and
     /// report.html's heat maps under --out. Axes not given: a default of two 2-D slices
-    /// (about 15 minutes on 2 cores; --quick about 3). Prints its time estimate first;
+    /// (13 minutes measured on 2 cores over the four backends; --quick under 2). Prints its time estimate first;
     /// refuses past --time-limit, or a cell this machine cannot run, before anything starts.
     /// Exits 1 if a --server or built-in server failed (a reference peer's failure shows in
     /// its cells only), 2 on a usage error, 130 when interrupted (the finished cells kept).
