@@ -87,9 +87,31 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     // The run went on for everyone: each server's sweep was made.
     for s in ["epoll", "py", "bad"] {
         assert!(
-            out.join(format!("sweep-{s}.json")).exists(),
+            out.join("runs").join(format!("sweep-{s}.json")).exists(),
             "{s} has no sweep"
         );
+    }
+
+    // What a person opens sits at the top; every run's files under runs/, each summary row
+    // naming its own.
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".err") && !name.ends_with(".hgrm") && !name.ends_with("-1.json"),
+            "{name} is a run's file at the top"
+        );
+    }
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for r in &rows {
+        let runs = r["runs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no runs: {r}"));
+        assert!(!runs.is_empty(), "{r}");
+        for f in runs {
+            let f = f.as_str().unwrap();
+            assert!(f.starts_with("runs/") && out.join(f).is_file(), "{f}");
+        }
     }
 
     let report = out.join("report.html");
@@ -210,7 +232,7 @@ fn compare_sh_paired_runs_each_server_beside_the_baseline() {
             format!("c100x64-epoll-{round}-beside-multishot.json"),
             format!("c100x64-multishot-{round}.json"),
         ] {
-            let text = std::fs::read_to_string(out.join("paired").join(&name)).unwrap();
+            let text = std::fs::read_to_string(out.join("runs/paired").join(&name)).unwrap();
             let report: serde_json::Value = serde_json::from_str(&text).unwrap();
             let cpu = report["server"]["cpu_us_per_msg"].as_f64().unwrap();
             assert!(cpu > 0.0, "{name}: {cpu}");
@@ -293,7 +315,7 @@ fn compare_sh_caps_the_server() {
     }
     assert!(run.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("cap1000x64-epoll-1.json")).unwrap(),
+        &std::fs::read_to_string(out.join("runs/cap1000x64-epoll-1.json")).unwrap(),
     )
     .unwrap();
     let server = &report["server"];

@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Every backend and any server you bring side by side on loopback, interleaved round by
     /// round, server and loadgen pinned to different cores: table.txt, summary.json,
-    /// report.html, plots and one JSON per run under --out (scripts/compare.sh runs this).
+    /// report.html and plots under --out, one JSON per run under --out/runs (scripts/compare.sh runs this).
     /// Exits 1 if a server or run failed, 2 on a usage error.
     Compare(ringecho_perf::compare::Options),
     /// The map of the workload space: every server interleaved round by round (the

@@ -19,8 +19,10 @@ const TABLE_TXT: &str = "table.txt";
 const SUMMARY_JSON: &str = "summary.json";
 const PAIRED_TXT: &str = "paired.txt";
 const PAIRED_JSON: &str = "paired.json";
-const PAIRED_DIR: &str = "paired";
-const MAP_DIR: &str = "map";
+/// Every run's own files, apart from what a person opens first.
+const RUNS_DIR: &str = "runs";
+const PAIRED_DIR: &str = "runs/paired";
+const MAP_DIR: &str = "runs/map";
 const MAP_JSON: &str = "map.json";
 const MAP_TXT: &str = "map.txt";
 const MAP_SVG: &str = "map.svg";
@@ -100,7 +102,7 @@ impl Results {
     /// Creates the directory (and the paired runs' one, with `paired`; the map's, with
     /// `map`).
     pub fn create(&self, paired: bool, map: bool) -> crate::Result<()> {
-        let mut dirs = vec![self.dir.clone()];
+        let mut dirs = vec![self.dir.clone(), self.dir.join(RUNS_DIR)];
         if paired {
             dirs.push(self.paired_dir());
         }
@@ -114,20 +116,22 @@ impl Results {
         Ok(())
     }
 
-    /// The prefix of one run's files: `SCENARIO-SERVER-ROUND` (`.json`, `.txt`, `.err`,
+    /// The prefix of one run's files: `runs/SCENARIO-SERVER-ROUND` (`.json`, `.txt`, `.err`,
     /// `.hgrm`, `.server.err`).
     pub fn run(&self, scenario: &str, server: &str, round: &str) -> PathBuf {
-        self.dir.join(format!("{scenario}-{server}-{round}"))
+        self.dir
+            .join(RUNS_DIR)
+            .join(format!("{scenario}-{server}-{round}"))
     }
 
-    /// The prefix of a server's sweep: `sweep-SERVER`.
+    /// The prefix of a server's sweep: `runs/sweep-SERVER`.
     pub fn sweep(&self, server: &str) -> PathBuf {
-        self.dir.join(format!("sweep-{server}"))
+        self.dir.join(RUNS_DIR).join(format!("sweep-{server}"))
     }
 
     /// The prefix of a server's profiled run: `profile-SERVER`.
     pub fn profile_run(&self, server: &str) -> PathBuf {
-        self.dir.join(format!("profile-{server}"))
+        self.dir.join(RUNS_DIR).join(format!("profile-{server}"))
     }
 
     /// Where the paired runs' files go.
@@ -152,7 +156,15 @@ impl Results {
 
     /// Every run's report of `scenario`, in name order.
     pub fn run_reports(&self, scenario: &str) -> crate::Result<Vec<PathBuf>> {
-        reports_in(&self.dir, scenario)
+        reports_in(&self.dir.join(RUNS_DIR), scenario)
+    }
+
+    /// A run file's path as summary.json names it: relative to the directory.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// machine.txt, and machine.json with its `key: value` lines as members.
@@ -197,7 +209,7 @@ impl Results {
         crate::write(&self.report_html(), page)
     }
 
-    /// The prefix of one map run's files, in the map's folder: `map/CELL-SERVER-ROUND`.
+    /// The prefix of one map run's files, in the map's folder: `runs/map/CELL-SERVER-ROUND`.
     pub fn map_run(&self, cell: &str, server: &str, round: &str) -> PathBuf {
         self.dir
             .join(MAP_DIR)
@@ -249,13 +261,20 @@ impl Results {
             (None, None) => Part::NotAsked,
         };
         let mut sweeps = Vec::new();
-        let mut names: Vec<String> = crate::list(&self.dir)?
+        // Under runs/; at the top in a directory written before runs/ existed.
+        let runs = self.dir.join(RUNS_DIR);
+        let dir = if runs.is_dir() {
+            runs
+        } else {
+            self.dir.clone()
+        };
+        let mut names: Vec<String> = crate::list(&dir)?
             .into_iter()
             .filter(|n| n.starts_with("sweep-") && n.ends_with(".json"))
             .collect();
         names.sort();
         for n in names {
-            let path = self.dir.join(&n);
+            let path = dir.join(&n);
             sweeps.push(crate::parse(&path, "a sweep", &crate::read(&path)?)?);
         }
         Ok(Contents {

@@ -107,6 +107,9 @@ pub struct Row {
     /// with the widest spread (a ringecho server with two threads or more).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accepted_balance: Option<crate::scaling::Balance>,
+    /// Its runs' JSON files, relative to the results directory (`runs/…`), every pass.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
     /// This server against its counterparts in the 2×2 of interface × driver, from the
     /// same rounds (`crate::grid`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -349,6 +352,7 @@ fn row(
         baseline: baseline.to_string(),
         socket_options: None,
         server_threads: crate::scenario::at_threads(s).1,
+        runs: Vec::new(),
         accepted_balance: runs
             .iter()
             .filter(|r| r.server_accepted_by_thread.len() > 1)

@@ -107,7 +107,7 @@ impl Bench {
             "table.txt, summary.json, plots, "
         };
         eprintln!(
-            "compare: results in {} (report.html, {map}{scenarios}one JSON per run)",
+            "compare: results in {} (report.html, {map}{scenarios}every run's files under runs/)",
             self.plan.out.display()
         );
         if self.failed {
@@ -464,6 +464,15 @@ impl Bench {
         let reports = crate::read_reports(&files)?;
         let mut rows = crate::summary::summarise(&reports, &self.plan.baseline);
         for r in &mut rows {
+            r.runs = files
+                .iter()
+                .zip(&reports)
+                .filter(|(_, rep)| {
+                    rep.tags.get("scenario") == Some(&r.scenario)
+                        && rep.tags.get("backend") == Some(&r.backend)
+                })
+                .map(|(f, _)| self.results.relative(f))
+                .collect();
             r.socket_options = self
                 .sockopts
                 .iter()

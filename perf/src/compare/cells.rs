@@ -1,6 +1,6 @@
 //! The map's runs (`ringecho-perf map`, `compare --map`): each cell of its grid measured as a
 //! scenario is — every server interleaved round by round, the baseline's A/A pair last —
-//! its runs under `map/`, then map.json, map.txt and map.svg from their summary. An
+//! its runs under `runs/map/`, then map.json, map.txt and map.svg from their summary. An
 //! interrupted map keeps the cells it finished, and the report draws them.
 
 use super::machine::one_line;
