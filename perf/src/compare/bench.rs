@@ -287,7 +287,7 @@ impl Bench {
     }
 
     /// After a run: the server stopped, and a FAILED row if it died, exited badly or the
-    /// loadgen left no report; otherwise the run's throughput on stderr.
+    /// loadgen left no report; otherwise the run's throughput and server CPU on stderr.
     fn judge(
         &mut self,
         id: &RunId,
@@ -330,12 +330,17 @@ impl Bench {
             }
             Ok(_) => {}
         }
-        let text = std::fs::read_to_string(with_suffix(log, ".txt")).unwrap_or_default();
-        let throughput = text
-            .lines()
-            .find_map(|l| l.trim_start().strip_prefix("throughput "))
-            .unwrap_or("")
-            .trim();
+        // The run's figures from its JSON, never scraped from its text.
+        let throughput = match crate::read_report(&with_suffix(log, ".json")) {
+            Ok(r) => format!(
+                "{:.0} msgs/s  {:.2} MiB/s  {}",
+                r.msgs_per_s,
+                r.mib_per_s,
+                r.server
+                    .map_or(String::new(), |s| format!("{:.2} µs/msg", s.cpu_us_per_msg))
+            ),
+            Err(e) => format!("(its report cannot be read: {e})"),
+        };
         let name = log
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
