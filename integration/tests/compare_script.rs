@@ -46,6 +46,20 @@ fn compare_sh(args: &[&str], out: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// An empty directory of this test process's own under the temporary directory.
+fn fresh_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringecho-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A JSON file the run wrote, parsed; the test fails naming it when it is missing or bad.
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} is not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[test]
 fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
     let out = std::env::temp_dir().join(format!("ringecho-compare-{}", std::process::id()));
@@ -101,9 +115,9 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
             "{name} is a run's file at the top"
         );
     }
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    for r in &rows {
+    let summary = read_json(&out.join("summary.json"));
+    let rows = summary.as_array().expect("summary.json is a list of rows");
+    for r in rows {
         let runs = r["runs"]
             .as_array()
             .unwrap_or_else(|| panic!("no runs: {r}"));
@@ -139,8 +153,7 @@ fn compare_sh_measures_external_servers_and_fails_a_corrupting_one() {
         .unwrap();
     assert!(dom.status.success());
     let dom = String::from_utf8_lossy(&dom.stdout);
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = read_json(&out.join("summary.json"));
     let epoll_rate = summary
         .as_array()
         .unwrap()
@@ -239,8 +252,7 @@ fn compare_sh_paired_runs_each_server_beside_the_baseline() {
             assert_eq!(report["mismatches"].as_u64(), Some(0), "{name}");
         }
     }
-    let rows: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("paired.json")).unwrap()).unwrap();
+    let rows = read_json(&out.join("paired.json"));
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let row = &rows[0];
@@ -374,8 +386,7 @@ fn compare_sh_profiles_each_server() {
         std::fs::remove_dir_all(&out).unwrap();
         return;
     }
-    let profiles: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
+    let profiles = read_json(&out.join("profile.json"));
     let epoll = &profiles[0];
     assert_eq!(epoll["server"], "epoll", "{profiles}");
     assert!(epoll["samples"].as_u64().unwrap() > 100, "{epoll}");
@@ -528,8 +539,7 @@ fn compare_sh_shows_each_servers_socket_options() {
 /// runs.
 #[test]
 fn map_runs_every_cell_and_fails_a_corrupting_server_in_its_cells() {
-    let out = std::env::temp_dir().join(format!("ringecho-map-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_dir("map");
     let perf = repo().join("target/release/ringecho-perf");
     let bad = "bad=python3 examples/python/echo.py --port {port} --corrupt-every 500";
     let run = Command::new(&perf)
@@ -551,8 +561,7 @@ fn map_runs_every_cell_and_fails_a_corrupting_server_in_its_cells() {
         stderr.starts_with("map: 2 cells × 4 runs × 3 rounds"),
         "{stderr}"
     );
-    let map: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("map.json")).unwrap()).unwrap();
+    let map = read_json(&out.join("map.json"));
     assert_eq!(map["complete"], true);
     let records = map["records"].as_array().unwrap();
     assert_eq!(
@@ -627,8 +636,7 @@ fn map_runs_every_cell_and_fails_a_corrupting_server_in_its_cells() {
 /// section and the sharing said in table.txt; a bad CPU list refused up front.
 #[test]
 fn compare_threads_draws_a_scaling_curve_per_backend() {
-    let out = std::env::temp_dir().join(format!("ringecho-scaling-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_dir("scaling");
     let perf = repo().join("target/release/ringecho-perf");
     let run = Command::new(&perf)
         .current_dir(repo())
@@ -643,8 +651,8 @@ fn compare_threads_draws_a_scaling_curve_per_backend() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = read_json(&out.join("summary.json"));
+    let rows = summary.as_array().expect("summary.json is a list of rows");
     for backend in ["epoll-loop", "multishot"] {
         let mut threads: Vec<u64> = rows
             .iter()
@@ -687,8 +695,7 @@ fn compare_threads_draws_a_scaling_curve_per_backend() {
 /// incomplete with those cells' records, and report.html drawing them.
 #[test]
 fn an_interrupted_map_keeps_the_cells_it_finished() {
-    let out = std::env::temp_dir().join(format!("ringecho-map-int-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_dir("map-int");
     std::fs::create_dir_all(&out).unwrap();
     let log = out.join("stderr.txt");
     let mut child = Command::new(repo().join("target/release/ringecho-perf"))
@@ -726,10 +733,7 @@ fn an_interrupted_map_keeps_the_cells_it_finished() {
     let status = child.wait().unwrap();
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
-    let map: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("map/map.json")).expect("map.json is written"),
-    )
-    .unwrap();
+    let map = read_json(&out.join("map/map.json"));
     assert_eq!(map["complete"], false);
     let cells: Vec<&str> = map["records"]
         .as_array()

@@ -18,12 +18,11 @@ use crate::results::{read_optional, Contents, Results};
 use crate::scenario::{Scenario, Workload};
 use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
 
-/// A comparison in progress: the plan, the machine's split, how servers and the loadgen are
-/// started, the cap, where its results go and what they hold so far, and whether anything
-/// failed.
+/// A comparison in progress: the plan (the machine's split in it), how servers and the
+/// loadgen are started, the cap, where its results go and what they hold so far, and
+/// whether anything failed.
 pub struct Bench {
     pub(super) plan: Plan,
-    pub(super) split: Split,
     pub(super) launcher: Launcher,
     pub(super) loadgen: Loadgen,
     /// The capped scenarios' cgroup, or why there is none (made only if one is planned).
@@ -51,11 +50,9 @@ impl Bench {
     /// A comparison of `plan`, with ringecho-server and ringecho-loadgen from `bin`; SIGINT
     /// and SIGTERM end it between runs, servers stopped and the cgroup removed.
     pub fn new(plan: Plan, bin: &Path) -> crate::Result<Bench> {
-        let split = plan.split.clone();
         Ok(Bench {
-            launcher: Launcher::new(bin, &split),
-            loadgen: Loadgen::new(bin, &split),
-            split,
+            launcher: Launcher::new(bin, &plan.split),
+            loadgen: Loadgen::new(bin, &plan.split),
             results: Results::new(plan.out.clone()),
             contents: Contents::default(),
             sockopts: Vec::new(),
@@ -235,7 +232,12 @@ impl Bench {
             self.results
                 .run(&id.scenario.name, id.server.name(), &id.round)
         };
-        let split = id.scenario.split.as_ref().unwrap_or(&self.split).clone();
+        let split = id
+            .scenario
+            .split
+            .as_ref()
+            .unwrap_or(&self.plan.split)
+            .clone();
         let server =
             match self
                 .launcher
@@ -278,11 +280,7 @@ impl Bench {
         let json = path(&with_suffix(&log, ".json"));
         let hgrm = path(&with_suffix(&log, ".hgrm"));
         args.extend(["--json".into(), json, "--hgrm".into(), hgrm]);
-        let (all, out, err) = self.loadgen_run_on(&split, None, &args, &log)?;
-        let loadgen = self
-            .loadgen
-            .on(&split)
-            .run(&all, out, err, &self.interrupt)?;
+        let loadgen = self.loadgen_on(&split, None, &args, &log)?;
         self.judge(id, &log, loadgen, server)
     }
 
@@ -396,8 +394,19 @@ impl Bench {
         args: &[String],
         log: &Path,
     ) -> crate::Result<ExitStatus> {
-        let (all, out, err) = self.loadgen_run(sub, args, log)?;
-        self.loadgen.run(&all, out, err, &self.interrupt)
+        self.loadgen_on(&self.plan.split, sub, args, log)
+    }
+
+    /// As [`Bench::loadgen`], on `split`'s loadgen cores and threads (a scaling point's).
+    fn loadgen_on(
+        &self,
+        split: &Split,
+        sub: Option<&str>,
+        args: &[String],
+        log: &Path,
+    ) -> crate::Result<ExitStatus> {
+        let (all, out, err) = self.loadgen_run_on(split, sub, args, log)?;
+        self.loadgen.on(split).run(&all, out, err, &self.interrupt)
     }
 
     /// A loadgen run's full arguments and output files, as [`Bench::loadgen`] describes.
@@ -407,7 +416,7 @@ impl Bench {
         args: &[String],
         log: &Path,
     ) -> crate::Result<(Vec<String>, File, File)> {
-        self.loadgen_run_on(&self.split, sub, args, log)
+        self.loadgen_run_on(&self.plan.split, sub, args, log)
     }
 
     /// As [`Bench::loadgen_run`], with the loadgen threads of `split`.
@@ -488,10 +497,10 @@ impl Bench {
         if let Some(scaling) = crate::scaling::table(&rows, &self.plan.baseline) {
             table.push_str(&scaling);
         }
-        if self.split.shared {
+        if self.plan.split.shared {
             table.push_str(&format!(
                 "\nnote: the server and the loadgen share cores: {}\n",
-                self.split.reason
+                self.plan.split.reason
             ));
         }
         print!("{table}");

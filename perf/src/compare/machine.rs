@@ -13,7 +13,7 @@ impl Bench {
         let p = &self.plan;
         let model = model();
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let s = &self.split;
+        let s = &p.split;
         let io_uring = Command::new(&self.server_exe)
             .arg("--probe")
             .output()

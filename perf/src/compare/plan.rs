@@ -213,6 +213,11 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The results directory: `out`, or results/<UTC time>.
+fn out_dir(out: Option<PathBuf>) -> PathBuf {
+    out.unwrap_or_else(|| PathBuf::from("results").join(crate::stamp()))
+}
+
 /// The scenario whose latency percentiles are plotted and profiled, when it runs.
 const PLOT_SCENARIO: &str = "c1000x64";
 
@@ -306,9 +311,7 @@ impl Plan {
             quick: opts.quick,
             // Scaling points leave the syscall pass out: it would run at one count alone.
             syscalls: !opts.quick && !opts.no_syscalls && !scaling,
-            out: opts
-                .out
-                .unwrap_or_else(|| PathBuf::from("results").join(crate::stamp())),
+            out: out_dir(opts.out),
             sweep_range,
             cap: opts.cap,
             profile: opts.profile,
@@ -370,7 +373,7 @@ impl Plan {
             counts: Vec::new(),
             servers,
             syscalls: false,
-            out: out.unwrap_or_else(|| PathBuf::from("results").join(crate::stamp())),
+            out: out_dir(out),
             sweep_range: Vec::new(),
             cap: 0.3,
             profile: false,
