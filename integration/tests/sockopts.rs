@@ -13,7 +13,7 @@ fn accepted_sockets_inherit_nodelay_on_every_backend() {
         Backend::Multishot,
     ] {
         let srv = ringecho_integration::server(backend, |_| {});
-        let opts = ringecho_perf::sockopts::read(std::process::id(), srv.local_addr());
+        let opts = ringecho_perf::run::sockets::read(std::process::id(), srv.local_addr());
         assert_eq!(
             opts.nodelay,
             Some(true),

@@ -1,33 +1,29 @@
 //! ringecho-perf: the comparison's side of the numbers. The loadgen measures one run and
 //! writes its JSON; this crate runs the comparison (servers started, pinned, capped and
-//! stopped; the loadgen run against each, round by round), reads the runs, summarises them per scenario
-//! and server (medians over rounds, ratios to the baseline measured in the same rounds, and
-//! their spread), gives each row its verdict once, and writes the table and report.html; it
-//! also splits a perf profile of each server by category and draws the comparison's plots.
+//! stopped; the loadgen run against each, round by round), reads the runs, summarises them
+//! per scenario and server (medians over rounds, ratios to the baseline measured in the same
+//! rounds, and their spread), gives each row its verdict once, and writes the table and
+//! report.html; it also splits a perf profile of each server by category.
+//!
+//! Three layers, dependencies pointing one way (perf/tests/layers.rs keeps it so):
+//! [`run`] (processes: servers, loadgens, caps, cores, signals) calls [`render`] (text and
+//! HTML) and [`analysis`] (functions of data); [`render`] calls [`analysis`]. Below all
+//! three: the scenarios ([`scenario`]), the machine's
+//! cores ([`cores`]), the errors and the file helpers here; [`results`], the directory on disk,
+//! stores the analysis's data and is read by the two layers above.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod cap;
-pub mod check;
-pub mod compare;
+pub mod analysis;
 pub mod cores;
-pub mod diff;
 mod error;
-mod grid;
-pub mod html;
-mod loadgen;
-pub mod map;
-mod paired;
-pub mod profile;
+pub mod render;
 pub mod results;
-pub mod scaling;
+pub mod run;
 pub mod scenario;
-mod server;
-pub mod sockopts;
-pub mod summary;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ringecho_loadgen::report::Report;
 
@@ -100,4 +96,11 @@ pub fn list(dir: &Path) -> crate::Result<Vec<String>> {
         })?
         .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().into_owned()))
         .collect())
+}
+
+/// `LOG` + `suffix` (`out/c100x64-epoll-1` + `.json`).
+pub fn with_suffix(log: &Path, suffix: &str) -> PathBuf {
+    let mut s = log.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }

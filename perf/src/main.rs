@@ -28,7 +28,7 @@ enum Command {
     /// round, server and loadgen pinned to different cores: table.txt, summary.json,
     /// report.html and plots under --out, one JSON per run under --out/runs (scripts/compare.sh runs this).
     /// Exits 1 if a server or run failed, 2 on a usage error.
-    Compare(ringecho_perf::compare::Options),
+    Compare(ringecho_perf::run::Options),
     /// The map of the workload space: every server interleaved round by round (the
     /// baseline's A/A pair last) in each cell of a grid over message size, messages in
     /// flight, connections and messages per connection (and the server's --buffer-size),
@@ -38,7 +38,7 @@ enum Command {
     /// refuses past --time-limit, or a cell this machine cannot run, before anything starts.
     /// Exits 1 if a --server or built-in server failed (a reference peer's failure shows in
     /// its cells only), 2 on a usage error, 130 when interrupted (the finished cells kept).
-    Map(ringecho_perf::map::Options),
+    Map(ringecho_perf::run::map_plan::Options),
     /// Prints the split of the CPUs between server and loadgen that compare would choose:
     /// the server's CPU list, the loadgen's, one line each, then the reason. Reads the
     /// topology from DIR (laid out like /sys) instead of /sys when given.
@@ -207,17 +207,17 @@ fn run(command: Command) -> Result<bool> {
     match command {
         Command::Compare(opts) => {
             let bin = bin_dir()?;
-            let plan = ringecho_perf::compare::Plan::new(opts)?;
+            let plan = ringecho_perf::run::Plan::new(opts)?;
             plan.check(&bin)?;
-            ringecho_perf::compare::Bench::new(plan, &bin)?.run()
+            ringecho_perf::run::Bench::new(plan, &bin)?.run()
         }
         Command::Map(opts) => {
             let bin = bin_dir()?;
             let map = opts.plan().map_err(Error::Usage)?;
             let plan =
-                ringecho_perf::compare::Plan::for_map(&opts.servers, &opts.cores, map, opts.out)?;
+                ringecho_perf::run::Plan::for_map(&opts.servers, &opts.cores, map, opts.out)?;
             plan.check(&bin)?;
-            ringecho_perf::compare::Bench::new(plan, &bin)?.run()
+            ringecho_perf::run::Bench::new(plan, &bin)?.run()
         }
         Command::Split {
             sysfs,
@@ -233,12 +233,13 @@ fn run(command: Command) -> Result<bool> {
         }
         Command::DrawMap { map, out } => {
             let text = ringecho_perf::read(&map)?;
-            let m: ringecho_perf::map::MapFile = ringecho_perf::parse(&map, "a map", &text)?;
-            ringecho_perf::write(&out, &ringecho_perf::map::svg(&m))?;
+            let m: ringecho_perf::analysis::map::MapFile =
+                ringecho_perf::parse(&map, "a map", &text)?;
+            ringecho_perf::write(&out, &ringecho_perf::render::heat::svg(&m))?;
             Ok(true)
         }
         Command::LoadgenCheck { quick } => {
-            ringecho_perf::check::run(&bin_dir()?, quick)?;
+            ringecho_perf::run::check::run(&bin_dir()?, quick)?;
             Ok(true)
         }
         Command::Summarise {
@@ -247,8 +248,8 @@ fn run(command: Command) -> Result<bool> {
             json,
         } => {
             let reports = ringecho_perf::read_reports(&files)?;
-            let rows = ringecho_perf::summary::summarise(&reports, &baseline);
-            print!("{}", ringecho_perf::summary::table(&rows, &baseline));
+            let rows = ringecho_perf::analysis::summary::summarise(&reports, &baseline);
+            print!("{}", ringecho_perf::render::text::table(&rows, &baseline));
             if let Some(p) = json {
                 ringecho_perf::write_json(&p, &rows)?;
             }
@@ -271,7 +272,7 @@ fn run(command: Command) -> Result<bool> {
             }
         },
         Command::Check { dir } => {
-            ringecho_perf::check::judge(&dir)?;
+            ringecho_perf::run::check::judge(&dir)?;
             Ok(true)
         }
         Command::Scenarios { quick } => {
@@ -289,9 +290,11 @@ fn run(command: Command) -> Result<bool> {
                     ))
                 })?;
                 let script = ringecho_perf::read(report)?;
-                profiles.push(ringecho_perf::profile::profile(name, &script, cpu));
+                profiles.push(ringecho_perf::analysis::profile::profile(
+                    name, &script, cpu,
+                ));
             }
-            print!("{}", ringecho_perf::profile::table(&profiles));
+            print!("{}", ringecho_perf::render::text::profiles(&profiles));
             if let Some(p) = json {
                 ringecho_perf::write_json(&p, &profiles)?;
             }
@@ -313,7 +316,7 @@ fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
         Command::Diff { a, b } => {
-            print!("{}", ringecho_perf::diff::diff(&a, &b)?);
+            print!("{}", ringecho_perf::render::diff::diff(&a, &b)?);
             Ok(true)
         }
         Command::Report {
@@ -327,7 +330,7 @@ fn run(command: Command) -> Result<bool> {
                 Some(b) => b,
                 None => return Err(results.no_summary()),
             };
-            results.write_report(&ringecho_perf::html::page(
+            results.write_report(&ringecho_perf::render::html::page(
                 &contents,
                 &baseline,
                 &plot_scenario,

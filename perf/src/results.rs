@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use ringecho_loadgen::report::Report;
 use ringecho_loadgen::sweep::Sweep;
 
-use crate::profile::Profile;
-use crate::server::with_suffix;
-use crate::summary::Row;
+use crate::analysis::map::MapFile;
+use crate::analysis::profile::Profile;
+use crate::analysis::summary::Row;
+use crate::with_suffix;
 
 const MACHINE_TXT: &str = "machine.txt";
 const MACHINE_JSON: &str = "machine.json";
@@ -63,7 +64,7 @@ pub struct Contents {
     /// The sweeps' latency against load (SVG), if drawn.
     pub load_svg: Option<String>,
     /// The map's cells (map.json), if a map ran.
-    pub map: Option<crate::map::MapFile>,
+    pub map: Option<MapFile>,
 }
 
 impl Contents {
@@ -167,12 +168,8 @@ impl Results {
             .into_owned()
     }
 
-    /// machine.txt, and machine.json with its `key: value` lines as members.
-    pub fn write_machine(
-        &self,
-        text: &str,
-        json: &serde_json::Map<String, serde_json::Value>,
-    ) -> crate::Result<()> {
+    /// machine.txt and machine.json: the same facts as text and as JSON.
+    pub fn write_machine(&self, text: &str, json: &impl serde::Serialize) -> crate::Result<()> {
         crate::write_json(&self.dir.join(MACHINE_JSON), json)?;
         crate::write(&self.dir.join(MACHINE_TXT), text)
     }
@@ -189,11 +186,12 @@ impl Results {
         crate::write_json(&self.dir.join(PAIRED_JSON), rows)
     }
 
-    /// profile.txt and profile.json; profile.txt alone saying why when it was skipped.
-    pub fn write_profile(&self, profile: &Part<Vec<Profile>>) -> crate::Result<()> {
+    /// profile.txt (`table`, the profiles as text) and profile.json; profile.txt alone
+    /// saying why when it was skipped.
+    pub fn write_profile(&self, profile: &Part<Vec<Profile>>, table: &str) -> crate::Result<()> {
         match profile {
             Part::Ran(p) if !p.is_empty() => {
-                crate::write(&self.dir.join(PROFILE_TXT), &crate::profile::table(p))?;
+                crate::write(&self.dir.join(PROFILE_TXT), table)?;
                 crate::write_json(&self.dir.join(PROFILE_JSON), p)
             }
             Part::Skipped(why) => crate::write(
@@ -221,15 +219,15 @@ impl Results {
         reports_in(&self.dir.join(MAP_DIR), cell)
     }
 
-    /// map.json, map.txt and map.svg (the heat maps).
-    pub fn write_map(&self, map: &crate::map::MapFile) -> crate::Result<()> {
+    /// map.json, map.txt (`text`) and map.svg (`svg`, the heat maps).
+    pub fn write_map(&self, map: &MapFile, text: &str, svg: &str) -> crate::Result<()> {
         crate::write_json(&self.dir.join(MAP_JSON), map)?;
-        crate::write(&self.dir.join(MAP_TXT), &crate::map::text(map))?;
-        crate::write(&self.dir.join(MAP_SVG), &crate::map::svg(map))
+        crate::write(&self.dir.join(MAP_TXT), text)?;
+        crate::write(&self.dir.join(MAP_SVG), svg)
     }
 
     /// map.json, if it is there.
-    pub fn map(&self) -> crate::Result<Option<crate::map::MapFile>> {
+    pub fn map(&self) -> crate::Result<Option<MapFile>> {
         match self.optional(MAP_JSON)? {
             Some(text) => Ok(Some(crate::parse(
                 &self.dir.join(MAP_JSON),
@@ -365,8 +363,9 @@ mod tests {
             r.load("c100x64").unwrap().baseline().as_deref(),
             Some("epoll")
         );
-        r.write_machine("kernel: x\n", &Default::default()).unwrap();
-        r.write_profile(&Part::Skipped("perf is not installed".into()))
+        r.write_machine("kernel: x\n", &serde_json::json!({"kernel": "x"}))
+            .unwrap();
+        r.write_profile(&Part::Skipped("perf is not installed".into()), "")
             .unwrap();
         r.write_paired("table\n", &Vec::<u8>::new()).unwrap();
         let back = r.load("c100x64").unwrap();

@@ -181,7 +181,7 @@ impl Scenario {
 pub fn per_connection(name: &str) -> bool {
     let name = at_threads(name).0;
     find(name).is_some_and(Scenario::per_connection)
-        || crate::map::Cell::parse(name).is_some_and(|c| c.churn == Some(1))
+        || crate::analysis::map::Cell::parse(name).is_some_and(|c| c.churn == Some(1))
 }
 
 /// What one set of measured rounds runs: a scenario of the catalogue above, or a cell of the

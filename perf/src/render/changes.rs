@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::axes::Cell;
-use super::record::{HeatCell, MapFile};
+use crate::analysis::map::Cell;
+use crate::analysis::map::{HeatCell, MapFile};
 
 /// The cell-by-cell diff of maps `a` and `b` as text.
 pub fn diff(a: &MapFile, b: &MapFile) -> String {
@@ -111,7 +111,7 @@ fn change(a: &HeatCell, b: &HeatCell) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::map::record::tests::one_cell;
+    use crate::analysis::map::record::tests::one_cell;
 
     #[test]
     fn a_cell_moves_only_when_the_spreads_part() {

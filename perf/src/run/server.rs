@@ -7,6 +7,8 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+
+pub use crate::with_suffix;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -307,13 +309,6 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join(" ")
-}
-
-/// `LOG` + `suffix` (`out/c100x64-epoll-1` + `.json`).
-pub fn with_suffix(log: &Path, suffix: &str) -> PathBuf {
-    let mut s = log.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// A file created for a child's output, or an error naming it.

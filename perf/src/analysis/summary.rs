@@ -3,13 +3,13 @@
 //! ratios, so that noise on a shared machine shows instead of hiding.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 use ringecho_loadgen::report::Report;
 
-use crate::grid::{Contrast, Point};
+use super::grid::{Contrast, Point};
+use super::stats::{median, spread};
 
 /// One backend in one scenario, summarised over its rounds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -99,14 +99,14 @@ pub struct Row {
     pub baseline: String,
     /// What the server set on a socket it accepted (read once per comparison).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub socket_options: Option<crate::sockopts::SocketOptions>,
+    pub socket_options: Option<super::sockopts::SocketOptions>,
     /// The server's threads, at a scaling point (`compare --threads`; scenario `NAME@Nt`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_threads: Option<usize>,
     /// How evenly SO_REUSEPORT spread the connections over the server's threads: the round
     /// with the widest spread (a ringecho server with two threads or more).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub accepted_balance: Option<crate::scaling::Balance>,
+    pub accepted_balance: Option<super::scaling::Balance>,
     /// Its runs' JSON files, relative to the results directory (`runs/…`), every pass.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<String>,
@@ -114,28 +114,6 @@ pub struct Row {
     /// same rounds (`crate::grid`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub contrasts: Vec<Contrast>,
-}
-
-/// The median of `v` (0 when empty).
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// The lowest and highest of per-round ratios (all positive): the spread a ratio's median is
-/// shown with.
-pub(crate) fn spread(ratios: &[f64]) -> (f64, f64) {
-    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = ratios.iter().copied().fold(0.0, f64::max);
-    (lo, hi)
 }
 
 /// The median of a figure the server's runs may lack; `None` when none has it.
@@ -356,7 +334,7 @@ fn row(
         accepted_balance: runs
             .iter()
             .filter(|r| r.server_accepted_by_thread.len() > 1)
-            .filter_map(|r| crate::scaling::Balance::of(&r.server_accepted_by_thread))
+            .filter_map(|r| super::scaling::Balance::of(&r.server_accepted_by_thread))
             .max_by(|a, b| a.cv.total_cmp(&b.cv)),
         contrasts: Vec::new(),
     }
@@ -384,7 +362,7 @@ fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups, aa: Option<(f64, f64)
             })
             .collect()
     };
-    for c in crate::grid::contrasts(&servers, points, aa) {
+    for c in super::grid::contrasts(&servers, points, aa) {
         if let Some(row) = rows
             .iter_mut()
             .find(|r| r.scenario == scenario && r.backend == c.server)
@@ -392,43 +370,6 @@ fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups, aa: Option<(f64, f64)
             row.contrasts.push(c);
         }
     }
-}
-
-/// Scenarios in the order they first appear in `rows`.
-pub fn scenario_order(rows: &[Row]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for r in rows {
-        if !out.contains(&r.scenario) {
-            out.push(r.scenario.clone());
-        }
-    }
-    out
-}
-
-/// Per scenario, in the rows' order, the contrasts its rows carry, by question: what the
-/// table's 2×2 section and the report's show.
-pub fn scenario_contrasts(rows: &[Row]) -> Vec<(String, Vec<Contrast>)> {
-    let mut scenarios: Vec<(String, Vec<Contrast>)> = Vec::new();
-    for r in rows {
-        match scenarios.iter_mut().find(|(s, _)| *s == r.scenario) {
-            Some((_, cs)) => cs.extend(r.contrasts.iter().cloned()),
-            None => scenarios.push((r.scenario.clone(), r.contrasts.clone())),
-        }
-    }
-    for (_, cs) in &mut scenarios {
-        cs.sort_by_key(|c| c.question);
-    }
-    scenarios
-}
-
-/// The 2×2 section of the table: per scenario, the contrasts its rows carry.
-pub fn grid(rows: &[Row]) -> String {
-    let scenarios = scenario_contrasts(rows);
-    crate::grid::table(&scenarios, |scenario, name| {
-        rows.iter()
-            .find(|r| r.scenario == scenario && r.backend == name && r.failure.is_none())
-            .map(|r| r.server_cpu_us_per_msg)
-    })
 }
 
 /// Whether a row's runs can be trusted, said once for the table and the report.
@@ -466,212 +407,13 @@ pub fn verdict(r: &Row) -> Verdict {
     Verdict { text, class }
 }
 
-/// One column of the table: its header, width, side, and what a row shows in it. Header
-/// and cells are padded by the same width, so they cannot drift apart.
-struct Column {
-    name: String,
-    width: usize,
-    left: bool,
-    cell: fn(&Row) -> String,
-}
-
-fn col(name: &str, width: usize, left: bool, cell: fn(&Row) -> String) -> Column {
-    Column {
-        name: name.into(),
-        width,
-        left,
-        cell,
-    }
-}
-
-fn two(v: Option<f64>) -> String {
-    v.map_or("-".to_string(), |x| format!("{x:.2}"))
-}
-
-/// The table's columns, with `×baseline` for the ratio columns.
-fn columns(baseline: &str) -> Vec<Column> {
-    let x = format!("×{baseline}");
-    vec![
-        col("scenario", 12, true, |r| r.scenario.clone()),
-        col("backend", 9, true, |r| r.backend.clone()),
-        col("msgs/s", 9, false, |r| format!("{:.0}", r.msgs_per_s)),
-        col(&x, 6, false, |r| two(r.msgs_ratio)),
-        col("p50µs", 6, false, |r| format!("{:.0}", r.p50_us)),
-        col("p99µs", 6, false, |r| format!("{:.0}", r.p99_us)),
-        col("p99.9µs", 7, false, |r| format!("{:.0}", r.p999_us)),
-        col("maxµs", 7, false, |r| format!("{:.0}", r.max_us)),
-        col("srv µs", 7, false, |r| {
-            format!("{:.2}", r.server_cpu_us_per_msg)
-        }),
-        col("user", 5, false, |r| {
-            format!("{:.2}", r.server_user_us_per_msg)
-        }),
-        col("sys", 5, false, |r| {
-            format!("{:.2}", r.server_sys_us_per_msg)
-        }),
-        col("µs/conn", 7, false, |r| two(r.server_cpu_us_per_conn)),
-        col("cores", 6, false, |r| {
-            let flag = if r.cores_differ_rounds > 0 { "!" } else { "" };
-            two(r.server_cores_busy_us_per_msg) + flag
-        }),
-        col("steal", 5, false, |r| two(r.server_cores_steal_us_per_msg)),
-        col(&x, 6, false, |r| two(r.cpu_ratio)),
-        col("spread", 15, false, |r| {
-            r.cpu_ratio_spread
-                .map_or("-".to_string(), |(a, b)| format!("{a:.2}–{b:.2}"))
-        }),
-        col("sysc", 6, false, |r| two(r.server_syscalls_per_msg)),
-        col("rss MiB", 7, false, |r| format!("{:.1}", r.server_rss_mib)),
-        col("lg µs", 6, false, |r| {
-            format!("{:.2}", r.loadgen_us_per_msg)
-        }),
-        col("lg%", 4, false, |r| {
-            format!("{:.0}%", r.loadgen_utilisation * 100.0)
-        }),
-        col("lim", 3, false, |r| {
-            format!("{}/{}", r.loadgen_limited_rounds, r.rounds)
-        }),
-        col(" fin/rst", 0, true, |r| {
-            format!(" {}/{} {}", r.fin, r.rst, verdict(r).text)
-        }),
-    ]
-}
-
-fn pad(text: &str, width: usize, left: bool) -> String {
-    if left {
-        format!("{text:<width$}")
-    } else {
-        format!("{text:>width$}")
-    }
-}
-
-/// The table printed by compare.sh: a row per scenario and server, a failed run's reason in
-/// place of its figures, and a note when rows were loadgen-limited.
-pub fn table(rows: &[Row], baseline: &str) -> String {
-    let cols = columns(baseline);
-    let measured: Vec<&Row> = rows.iter().filter(|r| r.failure.is_none()).collect();
-    let cells: Vec<Vec<String>> = measured
-        .iter()
-        .map(|r| cols.iter().map(|c| (c.cell)(r)).collect())
-        .collect();
-    // Each column as wide as its header and its widest cell (a long server name widens its
-    // column instead of pushing the rest of its row out of line).
-    let widths: Vec<usize> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|row| row[i].chars().count())
-                .fold(c.width.max(c.name.chars().count()), usize::max)
-        })
-        .collect();
-    let line = |texts: &[String]| {
-        let padded: Vec<String> = texts
-            .iter()
-            .zip(cols.iter().zip(&widths))
-            .map(|(t, (c, &w))| pad(t, w, c.left))
-            .collect();
-        padded.join(" ").trim_end().to_string() + "\n"
-    };
-    let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
-    let mut s = line(&names);
-    let mut measured_cells = cells.into_iter();
-    for r in rows {
-        match &r.failure {
-            Some(_) => {
-                let lead = [r.scenario.clone(), r.backend.clone()];
-                s += &format!("{} {}\n", line(&lead).trim_end(), verdict(r).text);
-            }
-            None => s += &line(&measured_cells.next().expect("one per measured row")),
-        }
-    }
-    let _ = writeln!(
-        s,
-        "baseline: {baseline} (the × columns divide by its figures in the same round)"
-    );
-    let noise: Vec<String> = rows
-        .iter()
-        .filter_map(|r| {
-            let (lo, hi) = r.aa_spread?;
-            Some(format!(
-                "{} {:.2} ({lo:.2}–{hi:.2})",
-                r.scenario,
-                r.aa_ratio.unwrap_or(1.0)
-            ))
-        })
-        .collect();
-    if !noise.is_empty() {
-        let _ = writeln!(
-            s,
-            "noise: {baseline} against itself in the same rounds (A/A): {}; a winner's spread \
-             must lie wholly outside it, with {} rounds or more",
-            noise.join(", "),
-            crate::grid::MIN_ROUNDS
-        );
-    }
-    let mut options: Vec<(String, crate::sockopts::SocketOptions)> = Vec::new();
-    for r in rows {
-        if let Some(o) = &r.socket_options {
-            if !options.iter().any(|(n, _)| *n == r.backend) {
-                options.push((r.backend.clone(), o.clone()));
-            }
-        }
-    }
-    if !options.is_empty() {
-        let differ = crate::sockopts::differing(&options, baseline);
-        let _ = writeln!(
-            s,
-            "socket options (read from one accepted socket of each server):"
-        );
-        for (name, o) in &options {
-            let flag = if differ.contains(&name.as_str()) {
-                format!("  <- TCP_NODELAY differs from {baseline}'s: Nagle coalesces its small sends, so its stream figures are not between equals")
-            } else {
-                String::new()
-            };
-            let _ = writeln!(s, "  {name:<16} {}{flag}", o.describe());
-        }
-    }
-    let per_conn: Vec<String> = scenario_order(rows)
-        .into_iter()
-        .filter(|sc| crate::scenario::per_connection(sc))
-        .collect();
-    if !per_conn.is_empty() {
-        let _ = writeln!(
-            s,
-            "per connection: in {} each connection carries one message, so the server's CPU is \
-             a cost per connection (µs/conn: accept, one echo, close), and × compares it",
-            per_conn.join(", ")
-        );
-    }
-    if rows.iter().any(|r| r.cores_differ_rounds > 0) {
-        let _ = writeln!(
-            s,
-            "note: cores marked ! were busier (or idler) than the server's own CPU by more than \
-             5 % in some round: interrupts handled there, or other work on the server's cores \
-             (cores: their busy µs per message from /proc/stat; steal: the hypervisor's)"
-        );
-    }
-    let limited = rows.iter().filter(|r| r.loadgen_limited_rounds > 0).count();
-    if limited > 0 {
-        let _ = writeln!(
-            s,
-            "note: {limited} of {} rows were loadgen-limited in some round (lim): there msgs/s \
-             and latency measure the loadgen as much as the server; server CPU per message \
-             (srv µs) is the comparable figure",
-            rows.len()
-        );
-    }
-    s + &grid(rows)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ringecho_loadgen::witness::ServerCost;
 
-    fn run(scenario: &str, backend: &str, round: &str, msgs: f64, cpu: f64) -> Report {
+    /// A measured run's report, tagged as compare tags it.
+    pub(crate) fn run(scenario: &str, backend: &str, round: &str, msgs: f64, cpu: f64) -> Report {
         Report {
             tags: [
                 ("scenario", scenario),
@@ -721,11 +463,11 @@ mod tests {
         assert!(ms.aa_ratio.is_none());
         // 0.88–0.92 against a band of 0.91–1.1: not wholly outside it, so level.
         let c = &ms.contrasts[0];
-        assert_eq!(c.call, Some(crate::grid::Call::Level), "{}", c.verdict);
-        assert!(
-            table(&rows, "epoll-loop").contains("noise"),
+        assert_eq!(
+            c.call,
+            Some(crate::analysis::grid::Call::Level),
             "{}",
-            table(&rows, "epoll-loop")
+            c.verdict
         );
     }
 
@@ -755,39 +497,5 @@ mod tests {
         assert_eq!(ms.server_syscalls_per_msg, Some(0.5));
         let ep = rows.iter().find(|r| r.backend == "epoll").unwrap();
         assert_eq!(ep.cpu_ratio, Some(1.0));
-        assert!(table(&rows, "epoll").contains("multishot"));
-        assert!(!table(&rows, "epoll").contains("saturated"));
-    }
-
-    #[test]
-    fn header_and_cells_line_up_and_a_failed_run_says_why() {
-        let mut reports = vec![
-            run("a", "epoll", "1", 100.0, 5.0),
-            run("a", "a-long-server-name", "1", 123_456.0, 4.0),
-        ];
-        reports.push(Report {
-            failure: Some("never listened".into()),
-            ..run("a", "gone", "1", 0.0, 0.0)
-        });
-        let rows = summarise(&reports, "epoll");
-        let text = table(&rows, "epoll");
-        let lines: Vec<&str> = text.lines().collect();
-        let end = |l: &str, col: &str| l.find(col).map(|i| l[..i + col.len()].chars().count());
-        let lim = end(lines[0], "lim").expect("a lim column");
-        let measured: Vec<&&str> = lines[1..]
-            .iter()
-            .filter(|l| l.starts_with("a ") && (l.contains("epoll ") || l.contains("a-long")))
-            .collect();
-        assert_eq!(measured.len(), 2, "{text}");
-        for l in measured {
-            let upto: String = l.chars().take(lim).collect();
-            assert!(
-                upto.ends_with("/1"),
-                "{l:?} does not end its lim column at {lim}"
-            );
-        }
-        let failed = lines.iter().find(|l| l.contains("gone")).unwrap();
-        assert!(failed.contains("FAILED: never listened"), "{failed}");
-        assert!(text.contains("baseline: epoll "), "{text}");
     }
 }

@@ -374,26 +374,6 @@ pub fn profile(server: &str, script: &str, cpu_us_per_msg: f64) -> Profile {
     }
 }
 
-/// The profiles as a text table: one row per server, µs per message by category.
-pub fn table(profiles: &[Profile]) -> String {
-    let mut out = format!("{:<18}", "server");
-    for c in Category::ALL {
-        out.push_str(&format!(" {:>24}", c.label()));
-    }
-    out.push_str(&format!(" {:>8}\n", "total"));
-    for p in profiles {
-        out.push_str(&format!("{:<18}", p.server));
-        for (_, share, us) in &p.categories {
-            out.push_str(&format!(
-                " {:>24}",
-                format!("{us:.2} µs ({:.0} %)", share * 100.0)
-            ));
-        }
-        out.push_str(&format!(" {:>8.2}\n", p.cpu_us_per_msg));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,7 +438,6 @@ mod tests {
         assert!((sum - 5.0).abs() < 1e-9);
         assert_eq!(p.top[0], (0.2, "_raw_spin_unlock_irqrestore".to_string()));
         assert!(p.top.iter().any(|t| t.1.ends_with("on_recv (user)")));
-        assert!(table(&[p]).contains("multishot"));
     }
 
     #[test]

@@ -1,26 +1,11 @@
-//! The map of the workload space (`ringecho-perf map`, `compare --map`): the same servers,
-//! interleaved round by round with the baseline's A/A pair, in every cell of a grid over
-//! message size, messages in flight, connections and messages per connection (and the
-//! server's buffer), so that the answer to "what does io_uring give" is a map rather than one
-//! corner of it. Each cell's contrasts are called by the comparison's one rule
-//! (`crate::grid::call`): a winner only outside the cell's own A/A noise.
-//!
-//! The space and its checks are [`axes`]; the records of a finished map (map.json) are
-//! [`record`]; map.txt and the heat maps are [`draw`]; two maps side by side are
-//! [`changes`]. The runs themselves are the comparison's (`crate::compare`).
-
-mod axes;
-mod changes;
-mod draw;
-mod record;
+//! The map's plan (`ringecho-perf map`, `compare --map`): its flags, the grid they ask for,
+//! the machine's limits and the estimate checked before anything runs. The runs are the
+//! comparison's ([`super::Bench`]); the space is `crate::analysis::map`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use axes::{Axis, Cell, Grid, Limits, Slice, AXES};
-pub use changes::diff;
-pub use draw::{svg, text};
-pub use record::{build, HeatCell, MapFile, Record};
+use crate::analysis::map::{Axis, Grid, Limits};
 
 /// `ringecho-perf map`'s flags: the servers as compare takes them, the axes as the
 /// loadgen's own flags take one value.
@@ -28,10 +13,10 @@ pub use record::{build, HeatCell, MapFile, Record};
 pub struct Options {
     /// The servers compared.
     #[command(flatten)]
-    pub servers: crate::compare::Servers,
+    pub servers: crate::run::Servers,
     /// Which cores each side runs on.
     #[command(flatten)]
-    pub cores: crate::compare::Cores,
+    pub cores: crate::run::Cores,
     /// Message sizes, comma-separated (at least 16 B each).
     #[arg(long, value_name = "LIST")]
     pub payload: Option<String>,
@@ -57,13 +42,13 @@ pub struct Options {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: Option<u32>,
     /// Each run's measured window [default: 1500ms; 1s with --quick].
-    #[arg(long, value_parser = crate::compare::duration_arg)]
+    #[arg(long, value_parser = crate::run::duration_arg)]
     pub duration: Option<String>,
     /// Each run's warm-up [default: 500ms; 300ms with --quick].
-    #[arg(long, value_parser = crate::compare::duration_or_zero_arg)]
+    #[arg(long, value_parser = crate::run::duration_or_zero_arg)]
     pub warmup: Option<String>,
     /// Refuse to start a map estimated to take longer than this.
-    #[arg(long, default_value = "30m", value_parser = crate::compare::duration_arg)]
+    #[arg(long, default_value = "30m", value_parser = crate::run::duration_arg)]
     pub time_limit: String,
     /// The results directory [default: results/<UTC time>].
     #[arg(long)]
@@ -101,6 +86,30 @@ impl Options {
         plan.time_limit =
             ringecho_common::parse_duration(&self.time_limit).map_err(|e| e.to_string())?;
         Ok(plan)
+    }
+}
+
+impl Limits {
+    /// This machine's, from /proc (generous when unreadable: the runs then say).
+    pub fn here() -> Limits {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let open_files = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX);
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_bytes = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(u64::MAX, |kib| kib * 1024);
+        Limits {
+            open_files,
+            memory_bytes,
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use super::bench::{path, run_args};
 use super::Bench;
 use crate::nonempty;
+use crate::run::server::{tail, with_suffix, Spec};
 use crate::scenario::Scenario;
-use crate::server::{tail, with_suffix, Spec};
 
 impl Bench {
     /// `--paired`: each server beside the baseline, round by round, in every scenario with
@@ -59,8 +59,8 @@ impl Bench {
                 }
             }
         }
-        let rows = crate::paired::rows(&pairs, base.name());
-        let table = crate::paired::table(&rows, base.name());
+        let rows = crate::analysis::paired::rows(&pairs, base.name());
+        let table = crate::render::text::paired(&rows, base.name());
         eprint!("{table}");
         self.results.write_paired(&table, &rows)?;
         self.contents.paired = Some(table);
@@ -76,7 +76,7 @@ impl Bench {
         other: &Spec,
         round: u32,
         dir: &Path,
-    ) -> crate::Result<crate::paired::Pair> {
+    ) -> crate::Result<crate::analysis::paired::Pair> {
         let name = |s: &Spec| format!("{}-{}-{round}", scenario.name, s.name());
         let logs = [
             dir.join(format!("{}-beside-{}", name(base), other.name())),
@@ -122,7 +122,7 @@ impl Bench {
                 .ok_or_else(|| format!("no server CPU for {}", spec.name()))?;
             cpu.push(c);
         }
-        Ok(crate::paired::Pair {
+        Ok(crate::analysis::paired::Pair {
             scenario: scenario.name.to_string(),
             server: other.name().to_string(),
             server_cpu: cpu[1],

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::axes::{Cell, Slice};
-use crate::grid::{Call, Contrast, Question};
-use crate::summary::Row;
+use crate::analysis::grid::{Call, Contrast, Question};
+use crate::analysis::summary::Row;
 
 /// map.json.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub fn build(rows: &[Row]) -> Vec<Record> {
     rows.iter()
         .filter(|r| Cell::parse(&r.scenario).is_some())
         .map(|r| {
-            let v = crate::summary::verdict(r);
+            let v = crate::analysis::summary::verdict(r);
             let failure = r.failure.clone().or_else(|| {
                 (v.class == "bad").then(|| v.text.trim_start_matches("FAILED: ").to_string())
             });
@@ -195,7 +195,11 @@ impl MapFile {
                     HeatCell::Called {
                         ratio,
                         spread,
-                        call: crate::grid::call(r.rounds, spread, crate::grid::noise_band(aa)),
+                        call: crate::analysis::grid::call(
+                            r.rounds,
+                            spread,
+                            crate::analysis::grid::noise_band(aa),
+                        ),
                     }
                 }
                 _ => HeatCell::Missing,
@@ -208,7 +212,7 @@ impl MapFile {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::map::axes::{Axis, Grid};
+    use crate::analysis::map::axes::{Axis, Grid};
 
     /// A map of one cell where multishot against epoll-loop ran `ratios` per round, and
     /// epoll-loop against itself `aa`.
@@ -221,17 +225,17 @@ pub(crate) mod tests {
         };
         let base = points(&|_| 10.0);
         let ms = points(&|i| 10.0 * ratios[i]);
-        fn pt(v: &[(String, f64)]) -> Vec<crate::grid::Point<'_>> {
+        fn pt(v: &[(String, f64)]) -> Vec<crate::analysis::grid::Point<'_>> {
             v.iter()
-                .map(|(r, c)| crate::grid::Point {
+                .map(|(r, c)| crate::analysis::grid::Point {
                     round: r,
                     cpu: *c,
                     msgs: 1.0,
                 })
                 .collect()
         }
-        let aa_spread = (!aa.is_empty()).then(|| crate::summary::spread(aa));
-        let c = crate::grid::contrast(
+        let aa_spread = (!aa.is_empty()).then(|| crate::analysis::stats::spread(aa));
+        let c = crate::analysis::grid::contrast(
             Question::Interface,
             "multishot",
             "epoll-loop",

@@ -4,8 +4,9 @@
 //! interrupted map keeps the cells it finished, and the report draws them.
 
 use super::machine::one_line;
+use super::map_plan::MapPlan;
 use super::Bench;
-use crate::map::{build, MapFile, MapPlan};
+use crate::analysis::map::{build, MapFile};
 
 impl Bench {
     /// Runs the map's cells, then writes what they measured.
@@ -62,7 +63,7 @@ impl Bench {
         if !self.all_clean(&reports) {
             self.failed = true;
         }
-        let rows = crate::summary::summarise(&reports, &self.plan.baseline);
+        let rows = crate::analysis::summary::summarise(&reports, &self.plan.baseline);
         let file = MapFile {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             date: date.to_string(),
@@ -75,8 +76,12 @@ impl Bench {
             slices: map.grid.slices.clone(),
             records: build(&rows),
         };
-        self.results.write_map(&file)?;
-        eprint!("{}", crate::map::text(&file));
+        self.results.write_map(
+            &file,
+            &crate::render::heat::text(&file),
+            &crate::render::heat::svg(&file),
+        )?;
+        eprint!("{}", crate::render::heat::text(&file));
         self.contents.map = Some(file);
         Ok(())
     }

@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::analysis::summary::Row;
 use crate::results::Results;
-use crate::summary::Row;
 
 /// The diff of results directories `a` and `b` as text.
 pub fn diff(a: &Path, b: &Path) -> crate::Result<String> {
@@ -34,7 +34,7 @@ pub fn diff(a: &Path, b: &Path) -> crate::Result<String> {
         if !out.is_empty() {
             out.push('\n');
         }
-        out.push_str(&crate::map::diff(&ma, &mb));
+        out.push_str(&crate::render::changes::diff(&ma, &mb));
     }
     Ok(out)
 }

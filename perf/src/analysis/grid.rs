@@ -12,18 +12,25 @@
 //! [`MIN_ROUNDS`] rounds or more and a spread wholly outside the noise the baseline showed
 //! against itself in the same rounds (its A/A pair), else "level", or "too few rounds".
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 
-use crate::summary::{median, spread};
+use super::stats::{median, spread};
 
-/// The four built-in backends' places in the 2×2: (interface, driver).
+// The 2×2's data: the one place in perf that names the built-in backends. Everything else
+// (the contrasts, the text table, the report, the map) derives from it.
+
+/// The two interfaces, in the 2×2's column order.
+pub const INTERFACES: [&str; 2] = ["epoll", "io_uring"];
+
+/// The two drivers, in the 2×2's row order.
+pub const DRIVERS: [&str; 2] = ["hand-written loop", "runtime"];
+
+/// The four built-in backends' places in the 2×2: (server, interface, driver).
 pub const CELLS: [(&str, &str, &str); 4] = [
-    ("epoll-loop", "epoll", "hand-written loop"),
-    ("multishot", "io_uring", "hand-written loop"),
-    ("epoll", "epoll", "runtime"),
-    ("uring", "io_uring", "runtime"),
+    ("epoll-loop", INTERFACES[0], DRIVERS[0]),
+    ("multishot", INTERFACES[1], DRIVERS[0]),
+    ("epoll", INTERFACES[0], DRIVERS[1]),
+    ("uring", INTERFACES[1], DRIVERS[1]),
 ];
 
 /// The pairs compared: (question, server, over, what it isolates).
@@ -43,6 +50,48 @@ const PAIRS: [(Question, &str, &str, &str); 4] = [
         "tokio-uring over io_uring",
     ),
 ];
+
+// The end of the 2×2's data.
+
+/// The built-in server at `interface` × `driver`.
+pub fn cell(interface: &str, driver: &str) -> &'static str {
+    CELLS
+        .iter()
+        .find(|(_, i, d)| *i == interface && *d == driver)
+        .map(|(name, _, _)| *name)
+        .expect("every interface × driver has a cell")
+}
+
+/// Whether `server` is one of the 2×2's built-in backends.
+pub fn is_builtin(server: &str) -> bool {
+    CELLS.iter().any(|(name, _, _)| *name == server)
+}
+
+/// The hand-written loops, epoll's first: what other servers are measured over.
+pub fn loops() -> [&'static str; 2] {
+    INTERFACES.map(|i| cell(i, DRIVERS[0]))
+}
+
+/// The pairs with their question, as (question, server, over, what it holds equal).
+pub fn pairs() -> &'static [(Question, &'static str, &'static str, &'static str)] {
+    &PAIRS
+}
+
+/// The pair that answers `question` for the cells sharing `driver` (an interface contrast)
+/// or `interface` (a runtime contrast): (server, over).
+pub fn pair(question: Question, along: &str) -> Option<(&'static str, &'static str)> {
+    let place = |name: &str| CELLS.iter().find(|(n, _, _)| *n == name).copied();
+    PAIRS
+        .iter()
+        .find(|(q, server, _, _)| {
+            *q == question
+                && place(server).is_some_and(|(_, i, d)| match question {
+                    Question::Interface => d == along,
+                    _ => i == along,
+                })
+        })
+        .map(|(_, server, over, _)| (*server, *over))
+}
 
 /// What a contrast answers, in the order the sections show them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -206,10 +255,11 @@ fn verdict(c: &Contrast) -> String {
     }
     match c.question {
         Some(Question::Interface) => {
+            let [epoll, io_uring] = INTERFACES;
             let (cheaper, dearer) = if c.cpu_ratio < 1.0 {
-                ("io_uring", "epoll")
+                (io_uring, epoll)
             } else {
-                ("epoll", "io_uring")
+                (epoll, io_uring)
             };
             if level(c.cpu_ratio_spread) {
                 format!(
@@ -271,10 +321,10 @@ pub fn contrasts<'a>(
         }
     }
     for s in servers {
-        if CELLS.iter().any(|(name, _, _)| name == s) {
+        if is_builtin(s) {
             continue;
         }
-        for over in ["epoll-loop", "multishot"] {
+        for over in loops() {
             if servers.contains(&over) {
                 out.extend(contrast(
                     Question::Peer,
@@ -289,72 +339,6 @@ pub fn contrasts<'a>(
         }
     }
     out
-}
-
-/// The text section: per scenario, the 2×2 of CPU per message and the sentences.
-/// `cpu(scenario, server)` is the server's median CPU µs per message there.
-pub fn table(
-    scenarios: &[(String, Vec<Contrast>)],
-    cpu: impl Fn(&str, &str) -> Option<f64>,
-) -> String {
-    let mut s = String::new();
-    for (scenario, cs) in scenarios {
-        if cs.is_empty() {
-            continue;
-        }
-        let _ = writeln!(
-            s,
-            "\n{scenario}: server CPU µs per message, interface × driver (ratios: medians of \
-             per-round ratios, spread)"
-        );
-        let cell =
-            |name: &str| cpu(scenario, name).map_or("-".to_string(), |v| format!("{name} {v:.2}"));
-        let find = |a: &str, b: &str| cs.iter().find(|c| c.server == a && c.over == b);
-        let ratio = |c: Option<&Contrast>| {
-            c.map_or("-".to_string(), |c| {
-                let (lo, hi) = c.cpu_ratio_spread;
-                format!("{:.2} ({lo:.2}–{hi:.2})", c.cpu_ratio)
-            })
-        };
-        let _ = writeln!(
-            s,
-            "  {:<20} {:<20} {:<20} io_uring ×epoll",
-            "", "epoll", "io_uring"
-        );
-        let _ = writeln!(
-            s,
-            "  {:<20} {:<20} {:<20} {}",
-            "hand-written loop",
-            cell("epoll-loop"),
-            cell("multishot"),
-            ratio(find("multishot", "epoll-loop"))
-        );
-        let _ = writeln!(
-            s,
-            "  {:<20} {:<20} {:<20} {}",
-            "runtime",
-            cell("epoll"),
-            cell("uring"),
-            ratio(find("uring", "epoll"))
-        );
-        let _ = writeln!(
-            s,
-            "  {:<20} {:<20} {:<20}",
-            "runtime ×loop",
-            ratio(find("epoll", "epoll-loop")),
-            ratio(find("uring", "multishot"))
-        );
-        for c in cs {
-            let _ = writeln!(s, "  - {}", c.verdict);
-        }
-    }
-    if !s.is_empty() {
-        s.insert_str(
-            0,
-            "\nio_uring against epoll between equals, and what a runtime costs\n",
-        );
-    }
-    s
 }
 
 #[cfg(test)]
@@ -492,24 +476,14 @@ mod tests {
                 ("c-epoll", "multishot"),
             ]
         );
-        let text = table(&[("c1000x64".into(), cs)], |_, n| {
-            (n != "uring").then_some(5.0)
-        });
-        let line = |head: &str| {
-            text.lines()
-                .find(|l| l.trim_start().starts_with(head))
-                .unwrap()
-        };
-        assert!(
-            line("hand-written loop").contains("epoll-loop 5.00"),
-            "{text}"
+        assert_eq!(
+            pair(Question::Interface, DRIVERS[1]),
+            Some(("uring", "epoll"))
         );
-        assert!(
-            line("hand-written loop").contains("multishot 5.00"),
-            "{text}"
+        assert_eq!(
+            pair(Question::Runtime, INTERFACES[1]),
+            Some(("uring", "multishot"))
         );
-        // A server without figures shows as "-", not as a number.
-        assert!(!line("runtime ").contains("uring 5.00"), "{text}");
-        assert!(text.contains("uring against epoll"), "{text}");
+        assert_eq!(loops(), ["epoll-loop", "multishot"]);
     }
 }

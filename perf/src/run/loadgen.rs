@@ -5,37 +5,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::signals::Interrupt;
 use crate::cores::Split;
-
-/// Set once SIGINT or SIGTERM came; the comparison stops at its next step.
-#[derive(Debug, Clone)]
-pub struct Interrupt(Arc<AtomicBool>);
-
-impl Interrupt {
-    /// Catches SIGINT and SIGTERM from now on (instead of dying by them, which would leave a
-    /// server running and a cgroup behind).
-    pub fn catch() -> crate::Result<Interrupt> {
-        let flag = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, Arc::clone(&flag))
-                .map_err(|e| format!("cannot handle signals: {e}"))?;
-        }
-        Ok(Interrupt(flag))
-    }
-
-    /// [`crate::Error::Interrupted`] once a signal came.
-    pub fn check(&self) -> crate::Result<()> {
-        if self.0.load(Ordering::Relaxed) {
-            Err(crate::Error::Interrupted)
-        } else {
-            Ok(())
-        }
-    }
-}
 
 /// Connections come from these source addresses: TIME_WAIT sockets left by earlier runs would
 /// otherwise slow every connect's search for a free port (tens of thousands pile up).

@@ -7,9 +7,9 @@
 
 use std::fmt::Write as _;
 
-use super::axes::Slice;
-use super::record::{HeatCell, MapFile};
-use crate::grid::Call;
+use crate::analysis::grid::Call;
+use crate::analysis::map::Slice;
+use crate::analysis::map::{HeatCell, MapFile};
 
 /// What a called cell's marker means, said once for the text and the legend.
 const LEGEND: &str = "server CPU per message over the other server's, median of the rounds \
@@ -314,7 +314,7 @@ fn short(label: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::map::record::tests::one_cell;
+    use crate::analysis::map::record::tests::one_cell;
 
     #[test]
     fn text_and_svg_show_the_call_and_never_a_winner_inside_the_noise() {

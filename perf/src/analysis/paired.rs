@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::{median, spread};
+use super::stats::{first_seen, median, spread};
 
 /// One paired run's figures: server CPU µs per echoed message of each side.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,54 +47,30 @@ pub struct PairedRow {
 
 /// The rows of `pairs` (beside `baseline`), per scenario and server, in the order first seen.
 pub fn rows(pairs: &[Pair], baseline: &str) -> Vec<PairedRow> {
-    let mut keys: Vec<(&str, &str)> = Vec::new();
-    for p in pairs {
-        if !keys.contains(&(p.scenario.as_str(), p.server.as_str())) {
-            keys.push((&p.scenario, &p.server));
+    first_seen(
+        pairs
+            .iter()
+            .map(|p| (p.scenario.as_str(), p.server.as_str())),
+    )
+    .into_iter()
+    .map(|(scenario, server)| {
+        let mine: Vec<&Pair> = pairs
+            .iter()
+            .filter(|p| p.scenario == scenario && p.server == server)
+            .collect();
+        let ratios: Vec<f64> = mine.iter().map(|p| p.server_cpu / p.baseline_cpu).collect();
+        PairedRow {
+            scenario: scenario.to_string(),
+            server: server.to_string(),
+            baseline: baseline.to_string(),
+            rounds: mine.len(),
+            cpu_ratio_spread: spread(&ratios),
+            cpu_ratio: median(ratios),
+            server_cpu_us_per_msg: median(mine.iter().map(|p| p.server_cpu).collect()),
+            baseline_cpu_us_per_msg: median(mine.iter().map(|p| p.baseline_cpu).collect()),
         }
-    }
-    keys.into_iter()
-        .map(|(scenario, server)| {
-            let mine: Vec<&Pair> = pairs
-                .iter()
-                .filter(|p| p.scenario == scenario && p.server == server)
-                .collect();
-            let ratios: Vec<f64> = mine.iter().map(|p| p.server_cpu / p.baseline_cpu).collect();
-            PairedRow {
-                scenario: scenario.to_string(),
-                server: server.to_string(),
-                baseline: baseline.to_string(),
-                rounds: mine.len(),
-                cpu_ratio_spread: spread(&ratios),
-                cpu_ratio: median(ratios),
-                server_cpu_us_per_msg: median(mine.iter().map(|p| p.server_cpu).collect()),
-                baseline_cpu_us_per_msg: median(mine.iter().map(|p| p.baseline_cpu).collect()),
-            }
-        })
-        .collect()
-}
-
-/// paired.txt: a line per server and scenario.
-pub fn table(rows: &[PairedRow], baseline: &str) -> String {
-    let mut t = format!(
-        "side by side with {baseline}: both servers at once, server CPU µs per echoed message; \
-         ×base is the median of the per-run ratios\n{:<12} {:<14} {:>8} {:>8} {:>7} {:>13} {:>5}\n",
-        "scenario", "server", "srv µs", "base µs", "×base", "spread", "runs",
-    );
-    for r in rows {
-        t.push_str(&format!(
-            "{:<12} {:<14} {:>8.3} {:>8.3} {:>7.3} {:>6.3}–{:<6.3} {:>5}\n",
-            r.scenario,
-            r.server,
-            r.server_cpu_us_per_msg,
-            r.baseline_cpu_us_per_msg,
-            r.cpu_ratio,
-            r.cpu_ratio_spread.0,
-            r.cpu_ratio_spread.1,
-            r.rounds,
-        ));
-    }
-    t
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -128,8 +104,5 @@ mod tests {
         assert!((r.cpu_ratio_spread.1 - 1.02).abs() < 1e-9);
         assert!((r.server_cpu_us_per_msg - 5.1).abs() < 1e-9);
         assert!((rows[1].cpu_ratio - 1.5).abs() < 1e-9);
-        let t = table(&rows, "c-epoll");
-        assert!(t.contains("side by side with c-epoll"), "{t}");
-        assert!(t.contains("0.980"), "{t}");
     }
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::run::server::Spec;
 use crate::scenario::{self, Scenario};
-use crate::server::Spec;
 
 /// compare.sh's flags (a contract: scripts and tests outside the checkout rely on them); the environment's SCENARIOS, BACKENDS,
 /// ROUNDS, DURATION and WARMUP stand in for missing ones.
@@ -226,7 +226,7 @@ const PLOT_SCENARIO: &str = "c1000x64";
 pub struct Plan {
     pub(super) scenarios: Vec<&'static Scenario>,
     /// The map to run after the scenarios, if one is asked for.
-    pub(super) map: Option<crate::map::MapPlan>,
+    pub(super) map: Option<crate::run::map_plan::MapPlan>,
     /// Which cores the server and the loadgen run on.
     pub(super) split: crate::cores::Split,
     /// `--threads`: each count and its split, or why the machine cannot give it.
@@ -278,8 +278,8 @@ impl Plan {
             .map(|n| (n, opts.cores.split_for(Some(n))))
             .collect();
         let map = opts.map.then(|| {
-            let grid = crate::map::Grid::default_slices(opts.quick);
-            crate::map::MapPlan::new(grid, opts.quick, opts.rounds, None, None)
+            let grid = crate::analysis::map::Grid::default_slices(opts.quick);
+            crate::run::map_plan::MapPlan::new(grid, opts.quick, opts.rounds, None, None)
         });
         let (steps, from, to) = if opts.quick {
             ("3", "5000", "20000")
@@ -355,7 +355,7 @@ impl Plan {
     pub fn for_map(
         servers: &Servers,
         cores: &Cores,
-        map: crate::map::MapPlan,
+        map: crate::run::map_plan::MapPlan,
         out: Option<PathBuf>,
     ) -> crate::Result<Plan> {
         let (servers, baseline) = servers.resolve().map_err(crate::Error::Usage)?;
@@ -390,7 +390,7 @@ impl Plan {
     pub fn check(&self, bin: &Path) -> crate::Result<()> {
         if let Some(m) = &self.map {
             let line = m
-                .check(self.servers.len(), &crate::map::Limits::here())
+                .check(self.servers.len(), &crate::analysis::map::Limits::here())
                 .map_err(crate::Error::Usage)?;
             eprintln!("{line}");
         }

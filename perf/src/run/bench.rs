@@ -10,13 +10,14 @@ use ringecho_loadgen::report::Report;
 
 use super::machine::kernel;
 use super::plan::Plan;
-use crate::cap::Cap;
 use crate::cores::Split;
-use crate::loadgen::{Interrupt, Loadgen, SOURCE_ADDRS};
 use crate::nonempty;
 use crate::results::{read_optional, Contents, Results};
+use crate::run::cap::Cap;
+use crate::run::loadgen::{Loadgen, SOURCE_ADDRS};
+use crate::run::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
+use crate::run::signals::Interrupt;
 use crate::scenario::{Scenario, Workload};
-use crate::server::{create, describe, tail, with_suffix, Launcher, Running, Spec};
 
 /// A comparison in progress: the plan (the machine's split in it), how servers and the
 /// loadgen are started, the cap, where its results go and what they hold so far, and
@@ -36,7 +37,7 @@ pub struct Bench {
     /// What the report is made from, filled as each part is written.
     pub(super) contents: Contents,
     /// Each server's accepted-socket options, read at its first run.
-    pub(super) sockopts: Vec<(String, crate::sockopts::SocketOptions)>,
+    pub(super) sockopts: Vec<(String, crate::analysis::sockopts::SocketOptions)>,
 }
 
 /// One run's identity: its scenario, server and round (`1`, `2`, … or `sc`).
@@ -261,7 +262,7 @@ impl Bench {
             _ => None,
         };
         if !self.sockopts.iter().any(|(n, _)| n == id.server.name()) {
-            let o = crate::sockopts::read(server.pid(), server.addr);
+            let o = crate::run::sockets::read(server.pid(), server.addr);
             eprintln!("  {} socket options: {}", id.server.name(), o.describe());
             self.sockopts.push((id.server.name().to_string(), o));
         }
@@ -476,7 +477,7 @@ impl Bench {
             return Ok(());
         }
         let reports = crate::read_reports(&files)?;
-        let mut rows = crate::summary::summarise(&reports, &self.plan.baseline);
+        let mut rows = crate::analysis::summary::summarise(&reports, &self.plan.baseline);
         for r in &mut rows {
             r.runs = files
                 .iter()
@@ -493,8 +494,8 @@ impl Bench {
                 .find(|(n, _)| *n == r.backend)
                 .map(|(_, o)| o.clone());
         }
-        let mut table = crate::summary::table(&rows, &self.plan.baseline);
-        if let Some(scaling) = crate::scaling::table(&rows, &self.plan.baseline) {
+        let mut table = crate::render::text::table(&rows, &self.plan.baseline);
+        if let Some(scaling) = crate::render::text::scaling(&rows, &self.plan.baseline) {
             table.push_str(&scaling);
         }
         if self.plan.split.shared {
@@ -568,7 +569,7 @@ impl Bench {
     /// report.html.
     pub(super) fn report(&self) -> crate::Result<()> {
         let p = &self.plan;
-        let page = crate::html::page(&self.contents, &p.baseline, &p.plot_scenario);
+        let page = crate::render::html::page(&self.contents, &p.baseline, &p.plot_scenario);
         self.results.write_report(&page)
     }
 }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use ringecho_loadgen::report::Report;
 
 use crate::cores::Split;
-use crate::loadgen::{Interrupt, Loadgen, SOURCE_ADDRS};
-use crate::server::{Launcher, Spec};
+use crate::run::loadgen::{Loadgen, SOURCE_ADDRS};
+use crate::run::server::{Launcher, Spec};
+use crate::run::signals::Interrupt;
 
 /// The runs the check makes: each one's name (its JSON file's) and loadgen flags, `{win}` and
 /// `{warm}` standing for the windows and `{metrics}` for the server's metrics URL.
@@ -75,7 +76,7 @@ pub fn run(bin: &Path, quick: bool) -> crate::Result<()> {
         let json = out.join(format!("{name}.json"));
         args.extend(["--json".into(), json.to_string_lossy().into_owned()]);
         let txt = out.join(format!("{name}.txt"));
-        let file = crate::server::create(&txt)?;
+        let file = crate::run::server::create(&txt)?;
         let err = file.try_clone().map_err(|e| e.to_string())?;
         loadgen.run(&args, file, err, &interrupt)?;
         if !crate::nonempty(&json) {

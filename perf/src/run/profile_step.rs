@@ -11,8 +11,8 @@ use super::bench::{path, run_args};
 use super::Bench;
 use crate::nonempty;
 use crate::results::Part;
+use crate::run::server::{create, tail, with_suffix, Spec};
 use crate::scenario::{self, Scenario};
-use crate::server::{create, tail, with_suffix, Spec};
 
 impl Bench {
     /// `--profile`: one more run of the plot scenario per server under perf record, its CPU
@@ -21,7 +21,7 @@ impl Bench {
         if let Err(why) = ringecho_common::perf::kernel_profiling() {
             eprintln!("compare: --profile skipped: {why}");
             self.contents.profile = Part::Skipped(why.to_string());
-            return self.results.write_profile(&self.contents.profile);
+            return self.write_profile();
         }
         let scenario = scenario::find(&self.plan.plot_scenario).expect("a planned scenario");
         eprintln!(
@@ -38,10 +38,10 @@ impl Bench {
             self.interrupt.check()?;
         }
         if !profiles.is_empty() {
-            print!("{}", crate::profile::table(&profiles));
+            print!("{}", crate::render::text::profiles(&profiles));
         }
         self.contents.profile = Part::Ran(profiles);
-        self.results.write_profile(&self.contents.profile)
+        self.write_profile()
     }
 
     /// One server's profile: perf record over a run, then perf script, categorised.
@@ -50,7 +50,7 @@ impl Bench {
         scenario: &Scenario,
         server: &Spec,
         log: &Path,
-    ) -> crate::Result<crate::profile::Profile> {
+    ) -> crate::Result<crate::analysis::profile::Profile> {
         let data = with_suffix(log, ".data");
         let perf_err = with_suffix(log, ".perf.err");
         let running = self
@@ -107,6 +107,17 @@ impl Bench {
             .map(|s| s.cpu_us_per_msg)
             .ok_or("the run has no server CPU")?;
         let text = String::from_utf8_lossy(&script.stdout);
-        Ok(crate::profile::profile(server.name(), &text, cpu))
+        Ok(crate::analysis::profile::profile(server.name(), &text, cpu))
+    }
+}
+
+impl Bench {
+    /// profile.txt and profile.json from what the profile pass found.
+    fn write_profile(&self) -> crate::Result<()> {
+        let table = match &self.contents.profile {
+            Part::Ran(p) => crate::render::text::profiles(p),
+            _ => String::new(),
+        };
+        self.results.write_profile(&self.contents.profile, &table)
     }
 }

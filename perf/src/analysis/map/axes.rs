@@ -357,30 +357,6 @@ pub struct Limits {
     pub memory_bytes: u64,
 }
 
-impl Limits {
-    /// This machine's, from /proc (generous when unreadable: the runs then say).
-    pub fn here() -> Limits {
-        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-        let open_files = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .and_then(|l| l.split_whitespace().nth(4))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(u64::MAX);
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_bytes = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemAvailable:"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(u64::MAX, |kib| kib * 1024);
-        Limits {
-            open_files,
-            memory_bytes,
-        }
-    }
-}
-
 /// A 2-D slice of the space: two axes varied, the others where `at` has them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slice {
