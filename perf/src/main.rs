@@ -80,8 +80,8 @@ enum Command {
         /// JSON reports written by ringecho-loadgen --json.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The server the ratios are taken against.
-        #[arg(long, default_value = "epoll")]
+        /// The server the ratios are taken against (tokio's epoll unless named).
+        #[arg(long, default_value = ringecho_perf::analysis::grid::CELLS[2].0)]
         baseline: String,
         /// Write the summary rows as JSON (summary.json).
         #[arg(long)]
@@ -156,7 +156,7 @@ enum Command {
     Report {
         /// The results directory.
         dir: PathBuf,
-        /// The server the ratios are taken against [default: the one summary.json names].
+        /// The server the ratios are taken against (tokio's epoll unless named).[default: the one summary.json names].
         #[arg(long)]
         baseline: Option<String>,
         /// The scenario whose latency percentiles and profile are plotted.

@@ -68,8 +68,8 @@ pub struct Contents {
 }
 
 impl Contents {
-    /// The baseline the summary's rows name (`epoll` for rows written before they named
-    /// one); None without a summary.
+    /// The baseline the summary's rows name (tokio's epoll for rows written before they
+    /// named one, when it was every comparison's baseline); None without a summary.
     pub fn baseline(&self) -> Option<String> {
         let Some(rows) = self.rows.as_ref() else {
             return self.map.as_ref().map(|m| m.baseline.clone());
@@ -78,7 +78,10 @@ impl Contents {
             rows.iter()
                 .map(|r| r.baseline.clone())
                 .find(|b| !b.is_empty())
-                .unwrap_or_else(|| "epoll".into()),
+                .unwrap_or_else(|| {
+                    let [epoll, _] = crate::analysis::grid::INTERFACES;
+                    crate::analysis::grid::cell(epoll, crate::analysis::grid::DRIVERS[1]).into()
+                }),
         )
     }
 }

@@ -177,13 +177,6 @@ impl Scenario {
     }
 }
 
-/// Whether the scenario or map cell called `name` carries one message per connection.
-pub fn per_connection(name: &str) -> bool {
-    let name = at_threads(name).0;
-    find(name).is_some_and(Scenario::per_connection)
-        || crate::analysis::map::Cell::parse(name).is_some_and(|c| c.churn == Some(1))
-}
-
 /// What one set of measured rounds runs: a scenario of the catalogue above, or a cell of the
 /// map (`crate::map`), made at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,9 +258,8 @@ mod tests {
         assert_eq!(defaults(true), "c100x64,churn,sweep");
         assert_eq!(defaults(false).split(',').count(), ALL.len());
         assert!(find("nope").is_none());
-        assert!(per_connection("cpr") && per_connection("cprrst"));
-        assert!(!per_connection("churn") && !per_connection("c100x64"));
-        assert!(per_connection("cpr@2t"));
+        assert!(find("cpr").unwrap().per_connection() && find("cprrst").unwrap().per_connection());
+        assert!(!find("churn").unwrap().per_connection());
         assert_eq!(at_threads("c1000x64@2t"), ("c1000x64", Some(2)));
         assert_eq!(at_threads("c1000x64"), ("c1000x64", None));
         assert_eq!(at_threads("a@b"), ("a@b", None));

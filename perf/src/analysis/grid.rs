@@ -51,7 +51,20 @@ const PAIRS: [(Question, &str, &str, &str); 4] = [
     ),
 ];
 
+/// The built-in backends compare runs by default, comma-separated.
+pub const BACKENDS: &str = "epoll-loop,multishot,epoll,uring";
+
 // The end of the 2×2's data.
+
+/// The baseline when none is named: the first of the epoll servers (the hand-written loop,
+/// then the runtime) among `servers`, else the first server.
+pub fn default_baseline<'a>(servers: &[&'a str]) -> Option<&'a str> {
+    DRIVERS
+        .iter()
+        .map(|d| cell(INTERFACES[0], d))
+        .find_map(|b| servers.iter().find(|s| **s == b).copied())
+        .or(servers.first().copied())
+}
 
 /// The built-in server at `interface` × `driver`.
 pub fn cell(interface: &str, driver: &str) -> &'static str {
@@ -485,5 +498,13 @@ mod tests {
             Some(("uring", "multishot"))
         );
         assert_eq!(loops(), ["epoll-loop", "multishot"]);
+        let names: Vec<&str> = CELLS.iter().map(|c| c.0).collect();
+        assert_eq!(BACKENDS, names.join(","));
+        assert_eq!(default_baseline(&["uring", "epoll"]), Some("epoll"));
+        assert_eq!(
+            default_baseline(&["multishot", "epoll-loop"]),
+            Some("epoll-loop")
+        );
+        assert_eq!(default_baseline(&["c-epoll"]), Some("c-epoll"));
     }
 }

@@ -287,7 +287,7 @@ fn row(
         server_cpu_us_per_msg: server(&|s| s.cpu_us_per_msg),
         server_user_us_per_msg: server(&|s| s.user_us_per_msg),
         server_sys_us_per_msg: server(&|s| s.sys_us_per_msg),
-        server_cpu_us_per_conn: crate::scenario::per_connection(s)
+        server_cpu_us_per_conn: per_connection(s)
             .then(|| {
                 runs.iter()
                     .filter_map(|r| {
@@ -370,6 +370,13 @@ fn contrasts(rows: &mut [Row], scenario: &str, g: &Groups, aa: Option<(f64, f64)
             row.contrasts.push(c);
         }
     }
+}
+
+/// Whether the scenario or map cell called `name` carries one message per connection.
+pub fn per_connection(name: &str) -> bool {
+    let name = crate::scenario::at_threads(name).0;
+    crate::scenario::find(name).is_some_and(crate::scenario::Scenario::per_connection)
+        || super::map::Cell::parse(name).is_some_and(|c| c.churn == Some(1))
 }
 
 /// Whether a row's runs can be trusted, said once for the table and the report.
@@ -497,5 +504,12 @@ pub(crate) mod tests {
         assert_eq!(ms.server_syscalls_per_msg, Some(0.5));
         let ep = rows.iter().find(|r| r.backend == "epoll").unwrap();
         assert_eq!(ep.cpu_ratio, Some(1.0));
+    }
+
+    #[test]
+    fn a_scenario_or_a_cell_of_one_message_per_connection_is_counted_per_connection() {
+        assert!(per_connection("cpr") && per_connection("cprrst"));
+        assert!(!per_connection("churn") && !per_connection("c100x64"));
+        assert!(per_connection("cpr@2t"));
     }
 }

@@ -9,7 +9,7 @@ use crate::analysis::paired::PairedRow;
 use crate::analysis::profile::{Category, Profile};
 use crate::analysis::scaling::loadgen_bound;
 use crate::analysis::stats::first_seen;
-use crate::analysis::summary::{verdict, Row};
+use crate::analysis::summary::{per_connection, verdict, Row};
 use crate::analysis::view::{self, GridView, Ratio};
 use crate::scenario::at_threads;
 
@@ -174,7 +174,7 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
     }
     let per_conn: Vec<String> = view::scenario_order(rows)
         .into_iter()
-        .filter(|sc| crate::scenario::per_connection(sc))
+        .filter(|sc| per_connection(sc))
         .collect();
     if !per_conn.is_empty() {
         let _ = writeln!(

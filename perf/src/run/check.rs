@@ -43,6 +43,9 @@ pub const RUNS: [(&str, &str); 8] = [
     ("beyond", "--connections 10 --rate 5000000 --duration {win}"),
 ];
 
+/// The server the loadgen is checked against: tokio's epoll, the runtime's epoll cell.
+const CHECKED: &str = crate::analysis::grid::CELLS[2].0;
+
 /// Makes the check's runs (`ringecho-perf loadgen-check`, which scripts/loadgen-check.sh
 /// runs): an epoll server on the server's cores, one loadgen thread on the loadgen's, every
 /// run's JSON under `results/loadgen-check-<time>/`; then judges them. `quick` shortens
@@ -55,7 +58,7 @@ pub fn run(bin: &Path, quick: bool) -> crate::Result<()> {
     let interrupt = Interrupt::catch()?;
     let launcher = Launcher::new(bin, &split);
     let server = launcher
-        .start(&Spec::Backend("epoll".into()), &out.join("server"))
+        .start(&Spec::Backend(CHECKED.into()), &out.join("server"))
         .map_err(|why| format!("the server {why}"))?;
     let metrics = server.metrics_url.clone().unwrap_or_default();
     let loadgen = Loadgen::new(bin, &split);

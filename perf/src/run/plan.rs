@@ -173,7 +173,7 @@ pub struct Servers {
     #[arg(
         long,
         env = "BACKENDS",
-        default_value = "epoll-loop,multishot,epoll,uring"
+        default_value = crate::analysis::grid::BACKENDS
     )]
     pub backends: String,
     /// The server the × columns divide by [default: epoll-loop, the hand-written epoll
@@ -339,9 +339,7 @@ impl Servers {
                     names.join(", ")
                 ))
             }
-            None => ["epoll-loop", "epoll"]
-                .into_iter()
-                .find(|b| names.contains(b))
+            None => crate::analysis::grid::default_baseline(&names)
                 .unwrap_or(names[0])
                 .to_string(),
         };

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::axes::{Cell, Slice};
-use crate::analysis::grid::{Call, Contrast, Question};
+use crate::analysis::grid::{loops, Call, Contrast, Question};
 use crate::analysis::summary::Row;
 
 /// map.json.
@@ -136,7 +136,7 @@ impl MapFile {
             for c in self.records.iter().flat_map(|r| &r.contrasts) {
                 let wanted = match q {
                     Question::Interface => c.question == Some(Question::Interface),
-                    _ => c.question == Some(Question::Peer) && c.over == "epoll-loop",
+                    _ => c.question == Some(Question::Peer) && c.over == loops()[0],
                 };
                 if wanted {
                     push(&mut out, &c.server, &c.over);
@@ -149,7 +149,7 @@ impl MapFile {
             let known = out.iter().any(|(s, _)| *s == r.server);
             if !known && r.server != self.baseline && r.failure.is_some() {
                 let over = if self.baseline.is_empty() {
-                    "epoll-loop"
+                    loops()[0]
                 } else {
                     &self.baseline
                 };
