@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use ringecho_common::metric;
@@ -17,7 +20,7 @@ use ringecho_common::metric;
 use crate::admission::Refusal;
 use crate::stats::{Snapshot, Stats};
 
-/// Renders a snapshot in the Prometheus text format.
+/// Renders a snapshot, and the process's own figures, in the Prometheus text format.
 ///
 /// The registry is built per scrape from a snapshot: the echo threads keep plain per-thread
 /// counters and never touch Prometheus types. Names, help texts and labels come from
@@ -137,6 +140,7 @@ pub fn render(s: &Snapshot) -> String {
             .set(v as i64);
     }
     reg.register(metric::BUFFERS_HELD.name, metric::BUFFERS_HELD.help, held);
+    reg.register_collector(Box::new(Process));
     let mut out = String::new();
     encode(&mut out, &reg).expect("formatting into a String cannot fail");
     out
@@ -148,65 +152,74 @@ fn label(m: &metric::Metric) -> String {
 }
 
 /// The process's own cost, in the names Prometheus's client libraries use, so a loadgen on
-/// another host can read the server's CPU and memory over exactly its measured window.
-/// Figures that cannot be read are left out rather than reported as zero.
-pub fn render_process() -> String {
-    use ringecho_common::procfs;
-    let mut out = String::new();
-    let mut put = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in lines {
-            out.push_str(&format!("{name}{labels} {v}\n"));
+/// another host can read the server's CPU and memory over exactly its measured window: a
+/// prometheus-client collector, read from /proc at each scrape. Figures that cannot be read
+/// are left out rather than reported as zero.
+#[derive(Debug)]
+struct Process;
+
+impl Process {
+    /// A counter's family name: the text encoder adds `_total` to its samples.
+    fn family(name: &str) -> &str {
+        name.strip_suffix("_total").unwrap_or(name)
+    }
+}
+
+impl Collector for Process {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        use ringecho_common::procfs;
+        if let Ok(p) = procfs::ProcSample::read_self() {
+            let total = enc.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(p.user_s + p.sys_s).encode(total)?;
+            let m = &metric::PROCESS_CPU_SECONDS_TOTAL;
+            let mut by_mode =
+                enc.encode_descriptor(Self::family(m.name), m.help, None, MetricType::Counter)?;
+            for (mode, v) in [("user", p.user_s), ("system", p.sys_s)] {
+                let labels = [(label(m), mode.to_string())];
+                ConstCounter::new(v).encode(by_mode.encode_family(&labels)?)?;
+            }
+            let rss = enc.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new((p.rss_kb * 1024) as f64).encode(rss)?;
         }
-    };
-    if let Ok(p) = procfs::ProcSample::read_self() {
-        put(
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            &[(String::new(), p.user_s + p.sys_s)],
-        );
-        put(
-            metric::PROCESS_CPU_SECONDS_TOTAL.name,
-            "counter",
-            metric::PROCESS_CPU_SECONDS_TOTAL.help,
-            &[
-                ("{mode=\"user\"}".into(), p.user_s),
-                ("{mode=\"system\"}".into(), p.sys_s),
-            ],
-        );
-        put(
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            &[(String::new(), (p.rss_kb * 1024) as f64)],
-        );
+        if let Ok(n) = procfs::open_fds() {
+            let g = enc.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(n as f64).encode(g)?;
+        }
+        if let Ok(n) = procfs::max_fds() {
+            let g = enc.encode_descriptor(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(n as f64).encode(g)?;
+        }
+        if let Ok(t) = procfs::start_time_unix_s() {
+            let g = enc.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(t).encode(g)?;
+        }
+        Ok(())
     }
-    if let Ok(n) = procfs::open_fds() {
-        put(
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            &[(String::new(), n as f64)],
-        );
-    }
-    if let Ok(n) = procfs::max_fds() {
-        put(
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            &[(String::new(), n as f64)],
-        );
-    }
-    if let Ok(t) = procfs::start_time_unix_s() {
-        put(
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since unix epoch in seconds.",
-            &[(String::new(), t)],
-        );
-    }
-    out
 }
 
 /// The metrics endpoint; stops when dropped.
@@ -235,13 +248,8 @@ impl MetricsServer {
                             "text/plain; version=0.0.4; charset=utf-8",
                         )
                         .expect("static header is valid");
-                        tiny_http::Response::from_string({
-                            // The process figures go before the registry's `# EOF`.
-                            let text = render(&stats.snapshot());
-                            let body = text.strip_suffix("# EOF\n").unwrap_or(&text);
-                            format!("{body}{}# EOF\n", render_process())
-                        })
-                        .with_header(header)
+                        tiny_http::Response::from_string(render(&stats.snapshot()))
+                            .with_header(header)
                     } else {
                         tiny_http::Response::from_string("not found; try /metrics\n")
                             .with_status_code(404)
@@ -310,7 +318,7 @@ mod tests {
     /// under the `ringecho_` prefix is.
     #[test]
     fn renders_the_table_and_only_the_table() {
-        let text = render(&Snapshot::default()) + &render_process();
+        let text = render(&Snapshot::default());
         for m in metric::ALL {
             let kind = match m.kind {
                 metric::Kind::Counter => "counter",
@@ -318,15 +326,35 @@ mod tests {
             };
             let typed = text
                 .lines()
-                .any(|l| l == format!("# TYPE {} {kind}", m.name));
+                .any(|l| l == format!("# TYPE {} {kind}", Process::family(m.name)));
             let helped = text
                 .lines()
-                .any(|l| l.starts_with(&format!("# HELP {} {}", m.name, m.help)));
+                .any(|l| l.starts_with(&format!("# HELP {} {}", Process::family(m.name), m.help)));
             assert!(typed && helped, "{} in\n{text}", m.name);
         }
         for l in text.lines().filter(|l| l.starts_with("# TYPE ringecho_")) {
             let name = l.split(' ').nth(2).unwrap();
-            assert!(metric::ALL.iter().any(|m| m.name == name), "{name}");
+            assert!(
+                metric::ALL.iter().any(|m| Process::family(m.name) == name),
+                "{name}"
+            );
         }
+        // The process's figures come from the collector, before the one `# EOF`.
+        for name in [
+            "process_cpu_seconds_total ",
+            "ringecho_process_cpu_seconds_total{mode=\"user\"} ",
+            "ringecho_process_cpu_seconds_total{mode=\"system\"} ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(name)),
+                "{name} in\n{text}"
+            );
+        }
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -49,6 +49,94 @@ pub(crate) fn read_size(buffer: usize, spilled: usize) -> usize {
     }
 }
 
+/// Spare spill buffers a thread keeps for reuse; more are freed at the sweep.
+pub(crate) const SPARE_SPILLS: usize = 64;
+
+/// A connection's unsent bytes: what a short write left, in a buffer of its own, as
+/// `buf[len - unsent..len]` while [`Session::unsent`] says `unsent` are left.
+#[derive(Debug)]
+pub(crate) struct Spill {
+    buf: Box<[u8]>,
+    len: u32,
+}
+
+impl Spill {
+    /// The `unsent` bytes still to write.
+    pub(crate) fn unsent(&self, unsent: u32) -> &[u8] {
+        let end = self.len as usize;
+        &self.buf[end - unsent as usize..end]
+    }
+}
+
+/// A thread's spills, the rule of what a short write may keep: a pooled buffer of the small
+/// size when the leftover fits one, else a buffer of the leftover's own size; and once the
+/// thread's spills hold [`SPILL_BUDGET`] bytes, reads cut to [`SMALL_READ`] ([`read_size`]).
+#[derive(Debug)]
+pub(crate) struct Spills {
+    /// Spare buffers of the small size.
+    pool: Vec<Box<[u8]>>,
+    /// Spills held by connections.
+    held: u64,
+    /// Their bytes.
+    bytes: usize,
+    /// The small size: [`SMALL_READ`], or the receive buffer if that is smaller.
+    small: usize,
+}
+
+impl Spills {
+    /// The spills of a thread whose receive buffer is `buffer` bytes.
+    pub(crate) fn new(buffer: usize) -> Spills {
+        Spills {
+            pool: Vec::new(),
+            held: 0,
+            bytes: 0,
+            small: buffer.min(SMALL_READ),
+        }
+    }
+
+    /// How much the next read may take into the thread's `buffer`-byte receive buffer.
+    pub(crate) fn read_size(&self, buffer: usize) -> usize {
+        read_size(buffer, self.bytes)
+    }
+
+    /// Keeps `left`, the bytes a short write left, for the connection to write later.
+    pub(crate) fn keep(&mut self, left: &[u8]) -> Spill {
+        let mut buf = if left.len() <= self.small {
+            self.pool
+                .pop()
+                .unwrap_or_else(|| vec![0; self.small].into_boxed_slice())
+        } else {
+            vec![0; left.len()].into_boxed_slice()
+        };
+        buf[..left.len()].copy_from_slice(left);
+        self.held += 1;
+        self.bytes += buf.len();
+        Spill {
+            buf,
+            len: left.len() as u32,
+        }
+    }
+
+    /// Takes back a connection's spill: a small one into the pool, a larger one freed.
+    pub(crate) fn give_back(&mut self, spill: Spill) {
+        self.held -= 1;
+        self.bytes -= spill.buf.len();
+        if spill.buf.len() == self.small {
+            self.pool.push(spill.buf);
+        }
+    }
+
+    /// Spills held by connections (the `spill` buffers-held gauge).
+    pub(crate) fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Frees the spare buffers past [`SPARE_SPILLS`].
+    pub(crate) fn trim(&mut self) {
+        self.pool.truncate(SPARE_SPILLS);
+    }
+}
+
 /// What the driver must do next for a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Next {

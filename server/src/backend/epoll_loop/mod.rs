@@ -23,8 +23,8 @@
 //! Memory per thread: one receive buffer (`--buffer-size`, 64 KiB by default), `64` bytes or
 //! so per connection, and per connection whose peer is not reading its echoes one spill of
 //! what its short write left: of that size while the thread's spills hold less than
-//! [`conn::SPILL_BUDGET`], then at most [`SMALL_READ`] (reads are cut to it), the small ones
-//! from a pool that keeps at most [`SPARE_SPILLS`] spare.
+//! [`conn::SPILL_BUDGET`], then at most [`conn::SMALL_READ`] (reads are cut to it), the small ones
+//! from a pool that keeps at most [`conn::SPARE_SPILLS`] spare ([`Spills`]).
 
 mod conn;
 
@@ -40,7 +40,7 @@ use crate::admission::{Admission, Seen};
 use crate::ready::Ready;
 use crate::stats::{CloseKind, Counters};
 use crate::worker::Worker;
-use conn::{read_size, Next, Session, SMALL_READ};
+use conn::{Next, Session, Spill, Spills};
 
 /// Events taken from one `epoll_wait` at most. Not more: the wait polls each ready socket
 /// before the loop reads and writes it, and with a longer batch the first sockets' lines
@@ -49,17 +49,14 @@ use conn::{read_size, Next, Session, SMALL_READ};
 const EVENTS: usize = 128;
 /// Connections accepted from one listener per turn before the others' events are served.
 const ACCEPTS_PER_TURN: usize = 64;
-/// Spare spill buffers kept for reuse; more are freed.
-const SPARE_SPILLS: usize = 64;
 
 /// One connection: its socket, its rules' state, the bytes a short write left, and when it
 /// last moved.
 struct Conn {
     stream: TcpStream,
     session: Session,
-    /// Holds the unsent bytes as `spill[spill_len - unsent..spill_len]`.
-    spill: Option<Box<[u8]>>,
-    spill_len: u32,
+    /// The unsent bytes a short write left.
+    spill: Option<Spill>,
     /// When it last moved, on the loop's millisecond clock.
     last_active: u32,
     /// Which connection of its slot's this is, for the idle order.
@@ -112,10 +109,7 @@ pub fn run(listeners: Vec<std::net::TcpListener>, worker: Worker, ready: Ready) 
         listeners: mio_listeners,
         conns: Slab::new(),
         buf: vec![0; size].into_boxed_slice(),
-        spills: Vec::new(),
-        spills_held: 0,
-        spill_bytes: 0,
-        small: size.min(SMALL_READ),
+        spills: Spills::new(size),
         again: Vec::new(),
         next_gen: 0,
         shell: Shell::new(worker),
@@ -164,14 +158,8 @@ struct Loop {
     conns: Slab<Conn>,
     /// The thread's receive buffer, shared by every connection.
     buf: Box<[u8]>,
-    /// Spare spill buffers, each of the small size (`small`).
-    spills: Vec<Box<[u8]>>,
-    /// Spill buffers held by connections.
-    spills_held: u64,
-    /// Bytes of spill buffers held by connections.
-    spill_bytes: usize,
-    /// The small spill size: [`SMALL_READ`], or the receive buffer if that is smaller.
-    small: usize,
+    /// The connections' spills ([`Spills`] holds their rule).
+    spills: Spills,
     /// Connections that yielded with more to read, served after the next wait.
     again: Vec<usize>,
     next_gen: u32,
@@ -242,13 +230,13 @@ impl Loop {
             }
             if self.shell.sweep_due(now) {
                 self.close_idle();
-                self.spills.truncate(SPARE_SPILLS);
+                self.spills.trim();
             }
             self.shell
                 .worker
                 .counters
                 .spill_buffers_held
-                .set(self.spills_held);
+                .set(self.spills.held());
         }
     }
 
@@ -314,7 +302,6 @@ impl Loop {
             stream,
             session: Session::default(),
             spill: None,
-            spill_len: 0,
             last_active: now,
             gen,
             out_armed: false,
@@ -333,7 +320,7 @@ impl Loop {
         loop {
             match c.session.next() {
                 Next::Recv => {
-                    let size = read_size(self.buf.len(), self.spill_bytes);
+                    let size = self.spills.read_size(self.buf.len());
                     let res = recv(&c.stream, &mut self.buf[..size]);
                     c.session.received(&res, size);
                     let Ok(n @ 1..) = res else { continue };
@@ -343,34 +330,20 @@ impl Loop {
                     let left = c.session.unsent() as usize;
                     if left > 0 && !c.session.is_closing() {
                         // A short write: keep what is left, and read no more until it is out.
-                        // A pooled small buffer if it fits, else one of its own size.
                         debug_assert!(c.spill.is_none(), "read while holding a spill");
-                        let spill = if left <= self.small {
-                            self.spills
-                                .pop()
-                                .unwrap_or_else(|| vec![0; self.small].into_boxed_slice())
-                        } else {
-                            vec![0; left].into_boxed_slice()
-                        };
-                        self.spills_held += 1;
-                        self.spill_bytes += spill.len();
-                        let spill = c.spill.insert(spill);
-                        spill[..left].copy_from_slice(&self.buf[n - left..n]);
-                        c.spill_len = left as u32;
+                        c.spill = Some(self.spills.keep(&self.buf[n - left..n]));
                     }
                 }
                 Next::Send => {
                     let spill = c.spill.as_ref().expect("unsent bytes are spilled");
-                    let end = c.spill_len as usize;
-                    let res = send(&c.stream, &spill[end - c.session.unsent() as usize..end]);
+                    let res = send(&c.stream, spill.unsent(c.session.unsent()));
                     if matches!(res, Ok(1..)) {
                         c.last_active = now;
                     }
                     echoed(counters, c.session.sent(&res));
                     if c.session.unsent() == 0 {
                         if let Some(spill) = c.spill.take() {
-                            give_back(&mut self.spills, &mut self.spill_bytes, self.small, spill);
-                            self.spills_held -= 1;
+                            self.spills.give_back(spill);
                         }
                     }
                 }
@@ -408,8 +381,7 @@ impl Loop {
                 Next::Close(how) => {
                     let c = self.conns.remove(slot);
                     if let Some(spill) = c.spill {
-                        give_back(&mut self.spills, &mut self.spill_bytes, self.small, spill);
-                        self.spills_held -= 1;
+                        self.spills.give_back(spill);
                     }
                     // Closing the descriptor takes it out of the epoll set.
                     drop(c.stream);
@@ -452,14 +424,6 @@ fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 /// [`recv`] is.
 fn send(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
     rustix::net::send(stream, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
-}
-
-/// Takes back a connection's spill: a small one into the pool, a larger one freed.
-fn give_back(pool: &mut Vec<Box<[u8]>>, bytes: &mut usize, small: usize, spill: Box<[u8]>) {
-    *bytes -= spill.len();
-    if spill.len() == small {
-        pool.push(spill);
-    }
 }
 
 /// Counts a receive whose bytes are all written back.

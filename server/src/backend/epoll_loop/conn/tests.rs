@@ -310,3 +310,40 @@ fn the_thread_closes_with_the_first_reason() {
     s.close(CloseKind::Fin);
     assert_eq!(s.next(), Next::Close(CloseKind::Server));
 }
+
+/// What a short write leaves is kept whole: a small leftover in a pooled buffer that comes
+/// back for the next one, a large one in a buffer of its own size that is freed; past the
+/// budget, reads are cut to the small size.
+#[test]
+fn spills_pool_the_small_free_the_large_and_cut_reads_past_the_budget() {
+    let mut spills = Spills::new(64 << 10);
+    let small = spills.keep(b"abc");
+    assert_eq!(small.unsent(2), b"bc");
+    assert_eq!(spills.held(), 1);
+    spills.give_back(small);
+    assert_eq!((spills.held(), spills.pool.len()), (0, 1));
+    let large: Vec<u8> = (0..10_000).map(|i| i as u8).collect();
+    let kept = spills.keep(&large);
+    assert_eq!(kept.unsent(10_000), &large[..]);
+    assert_eq!(
+        spills.pool.len(),
+        1,
+        "a large leftover does not take a pooled buffer"
+    );
+    spills.give_back(kept);
+    assert_eq!(spills.pool.len(), 1, "and is freed, not pooled");
+    assert_eq!(spills.read_size(64 << 10), 64 << 10);
+    let held: Vec<Spill> = (0..SPILL_BUDGET / 10_000 + 1)
+        .map(|_| spills.keep(&large))
+        .collect();
+    assert_eq!(spills.read_size(64 << 10), SMALL_READ);
+    for s in held {
+        spills.give_back(s);
+    }
+    assert_eq!(spills.read_size(64 << 10), 64 << 10);
+    for _ in 0..SPARE_SPILLS + 5 {
+        spills.pool.push(vec![0; SMALL_READ].into_boxed_slice());
+    }
+    spills.trim();
+    assert_eq!(spills.pool.len(), SPARE_SPILLS);
+}
