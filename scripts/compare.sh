@@ -19,7 +19,7 @@
 # minutes on 2 cores, 2 with --quick): map.json, map.txt, map.svg and its heat maps in
 # report.html. `ringecho-perf map` runs a map of your own axes alone.
 #
-# The comparison itself is `ringecho-perf compare` (perf/src/compare/); --help there says
+# The comparison itself is `ringecho-perf compare` (perf/src/run/); --help there says
 # what each flag does. This script builds the release binaries and runs it from the
 # checkout's root.
 # Scenarios (data in perf/src/scenario.rs; `ringecho-perf scenario NAME` prints one's flags):

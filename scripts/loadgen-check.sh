@@ -9,7 +9,7 @@
 # --quick shortens every window (for a smoke test; the figures are then noisier).
 # Connections are spread over source addresses 127.0.0.2-127.0.0.9 so TIME_WAIT sockets left
 # by earlier runs do not slow the connect phase's port search. The runs and the targets are
-# `ringecho-perf loadgen-check` (perf/src/check.rs).
+# `ringecho-perf loadgen-check` (perf/src/run/check.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p ringecho-server -p ringecho-loadgen -p ringecho-perf

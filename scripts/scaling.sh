@@ -12,7 +12,7 @@
 # At most 10 minutes: 4 counts × 3 scenarios × 5 runs (4 backends and the baseline's A/A)
 # × 3 rounds × ~3 s is 9 minutes, and a count the host cannot give cores of its own (past
 # half its cores) is skipped with one line, so a smaller host takes less. The comparison is
-# `ringecho-perf compare --threads` (perf/src/compare/); `ringecho-perf split --threads N`
+# `ringecho-perf compare --threads` (perf/src/run/); `ringecho-perf split --threads N`
 # prints the split each count gets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
