@@ -144,6 +144,20 @@ pub const SEND_BUFFERS: Metric = counter(
     "Held buffers the send requests carried (multishot): more than one per send where \
      gathered",
 );
+/// Receive completions that carried bytes (multishot).
+pub const RECV_COMPLETIONS: Metric = counter(
+    "ringecho_recv_completions",
+    None,
+    "Receive completions that carried bytes (multishot): each fills one ring buffer, or \
+     several with a bundle",
+);
+/// Ring buffers those completions filled (multishot).
+pub const RECV_BUFFERS: Metric = counter(
+    "ringecho_recv_buffers",
+    None,
+    "Ring buffers the receive completions filled (multishot): more than one per completion \
+     where bundled",
+);
 /// Buffers held with bytes not yet echoed (multishot), label `kind` (`ring`, `spill`).
 pub const BUFFERS_HELD: Metric = gauge(
     "ringecho_buffers_held",
@@ -180,6 +194,8 @@ pub const ALL: &[Metric] = &[
     CONNECTION_ERRORS,
     SENDS,
     SEND_BUFFERS,
+    RECV_COMPLETIONS,
+    RECV_BUFFERS,
     BUFFERS_HELD,
     PROCESS_CPU_SECONDS_TOTAL,
 ];

@@ -33,8 +33,8 @@ enum Tweak {
     Defaults,
     /// `--direct-descriptors on`.
     Direct,
-    /// Every switchable multishot lever off (`--gather-sends off --large-receives off`): the
-    /// fallbacks run too.
+    /// Every switchable multishot lever off (`--gather-sends off --large-receives off
+    /// --recv-bundles off`): the fallbacks run too.
     LeversOff,
 }
 
@@ -46,6 +46,7 @@ impl Tweak {
             Tweak::LeversOff => {
                 c.gather_sends = false;
                 c.large_receives = false;
+                c.recv_bundles = false;
             }
         }
     }

@@ -24,7 +24,14 @@ const VARIANTS: [(&str, &[&str]); 5] = [
     ("multishot", &[]),
     (
         "multishot",
-        &["--gather-sends", "off", "--large-receives", "off"],
+        &[
+            "--gather-sends",
+            "off",
+            "--large-receives",
+            "off",
+            "--recv-bundles",
+            "off",
+        ],
     ),
 ];
 

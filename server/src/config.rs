@@ -144,6 +144,13 @@ pub struct Config {
     #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub large_receives: bool,
 
+    /// multishot: receive bundles (IORING_RECVSEND_BUNDLE, 6.10): one receive completion
+    /// fills as many ring buffers as the bytes waiting need, within the connection's cap,
+    /// instead of one completion per buffer; `off` takes one buffer per completion, the rule
+    /// before. Needs the kernel's support (`--probe` says).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
+    pub recv_bundles: bool,
+
     /// Once every listener is up, write this file (atomically: written beside it, then
     /// renamed): a line `listen ADDR` per listening address, then `metrics ADDR` with
     /// --metrics. A file left there by an earlier run is removed at start, so whoever waits

@@ -131,6 +131,16 @@ pub fn render(s: &Snapshot) -> String {
         metric::SEND_BUFFERS.help,
         counter(s.send_buffers),
     );
+    reg.register(
+        metric::RECV_COMPLETIONS.name,
+        metric::RECV_COMPLETIONS.help,
+        counter(s.recv_completions),
+    );
+    reg.register(
+        metric::RECV_BUFFERS.name,
+        metric::RECV_BUFFERS.help,
+        counter(s.recv_buffers),
+    );
     let held = Family::<Vec<(String, String)>, Gauge>::default();
     for (kind, v) in [
         ("ring", s.ring_buffers_held),

@@ -265,6 +265,7 @@ fn spawn_workers(
             direct: config.direct_descriptors,
             gather: config.gather_sends,
             large: config.large_receives && config.buffer_size.is_none(),
+            bundles: config.recv_bundles,
         };
         let core = cores.as_ref().map(|c| c[i % c.len()]);
         let spawned = std::thread::Builder::new()

@@ -109,6 +109,10 @@ pub struct Counters {
     pub sends: LocalCounter,
     /// Held buffers those sends carried (multishot).
     pub send_buffers: LocalCounter,
+    /// Receive completions that carried bytes (multishot).
+    pub recv_completions: LocalCounter,
+    /// Ring buffers those completions filled (multishot).
+    pub recv_buffers: LocalCounter,
     /// Ring buffers held by connections now (multishot), a gauge.
     pub ring_buffers_held: LocalCounter,
     /// Spill buffers held by connections now (multishot), a gauge.
@@ -200,6 +204,8 @@ impl Stats {
             s.accept_errors += c.accept_errors.get();
             s.sends += c.sends.get();
             s.send_buffers += c.send_buffers.get();
+            s.recv_completions += c.recv_completions.get();
+            s.recv_buffers += c.recv_buffers.get();
             s.ring_buffers_held += c.ring_buffers_held.get();
             s.spill_buffers_held += c.spill_buffers_held.get();
             let map = c.errors_by_kind.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,6 +248,10 @@ pub struct Snapshot {
     pub sends: u64,
     /// Held buffers those sends carried (multishot): above `sends` where gathered.
     pub send_buffers: u64,
+    /// Receive completions that carried bytes (multishot).
+    pub recv_completions: u64,
+    /// Ring buffers they filled (multishot): above `recv_completions` where bundled.
+    pub recv_buffers: u64,
     /// Ring buffers held by connections (multishot): received bytes queued for sending.
     pub ring_buffers_held: u64,
     /// Spill buffers held by connections (multishot): bytes copied out of the ring.

@@ -487,3 +487,28 @@ fn multishot_sends_count_the_buffers_they_gather() {
         srv.shutdown().unwrap();
     }
 }
+
+/// multishot's receive bundles fill several ring buffers per completion on a stream, where
+/// the kernel has them and the receive limit (`--probe` says); with `--recv-bundles off`
+/// every completion fills one. Every byte comes back either way.
+#[test]
+fn multishot_receive_bundles_count_the_buffers_they_fill() {
+    let probe = ringecho_server::probe();
+    let has = probe.contains("receive bundles (need the limit): yes");
+    for bundles in [true, false] {
+        let srv = server(Setup(Backend::Multishot, false), |c| {
+            c.recv_bundles = bundles;
+            c.large_receives = false;
+        });
+        let data = pattern(8 << 20, 7);
+        assert!(echo_concurrently(connect(srv.local_addr()), data.clone()) == data);
+        let s = wait_for(&srv, "the close", |s| s.fin == 1);
+        assert!(s.recv_completions > 0, "{s:?}");
+        if bundles && has {
+            assert!(s.recv_buffers > s.recv_completions, "{s:?}");
+        } else {
+            assert_eq!(s.recv_buffers, s.recv_completions, "{s:?}");
+        }
+        srv.shutdown().unwrap();
+    }
+}

@@ -36,6 +36,13 @@
 //!   a receive that fits a small buffer also ends the large receive, so that the next one is
 //!   small again. Large buffers held are thus at most `max_conns × LARGE_PER_CONN`, half the
 //!   large ring, whatever the peers do; idle and small-message connections never touch it.
+//! - **Receive bundles** (`--recv-bundles on`, the default, on kernels with bundles and the
+//!   receive limit). One completion may fill several ring buffers in ring order; the
+//!   driver hands them to the rules one buffer at a time ([`received`]), the receive still
+//!   armed for all but the last, so the budget, the per-connection cap (exact: a bundle stops
+//!   at the receive's limit) and the gathered sends apply to each buffer as before. Without
+//!   the receive limit a bundle could overshoot the cancel-at-the-cap rule by a bundle's worth,
+//!   so bundles are used only with it.
 //! - **Closing.** A close cancels what is in flight, returns every buffer not being read by
 //!   a send, and releases the connection once the kernel holds nothing of it.
 
@@ -219,6 +226,21 @@ pub(crate) enum Event {
     Close(CloseKind),
     /// The batch that asked for it ([`Action::Flush`]) is handled: send what is queued.
     Flush,
+}
+
+/// The events of one receive completion that filled `bufs` in order (a bundle fills several,
+/// each full but the last): an [`Event::Received`] per buffer, the receive still armed for
+/// every one but the last, which carries the completion's `more`. So a bundle reaches the
+/// rules as the completions of one buffer each would, and every rule holds for it unchanged.
+pub(crate) fn received(bufs: &[(u16, u32)], more: bool) -> impl Iterator<Item = Event> + '_ {
+    let last = bufs.len().saturating_sub(1);
+    bufs.iter()
+        .enumerate()
+        .map(move |(i, &(bid, len))| Event::Received {
+            bid,
+            len,
+            more: more || i < last,
+        })
 }
 
 /// What the driver must do for a connection, in the order given.

@@ -69,6 +69,9 @@ pub struct RingConfig {
     /// A second ring of large buffers for connections moving bulk data (`--large-receives`,
     /// and no `--buffer-size` given: that flag gives one ring of one size).
     pub large: bool,
+    /// Receives fill several buffers per completion where the kernel can
+    /// (`--recv-bundles`, IORING_RECVSEND_BUNDLE).
+    pub bundles: bool,
 }
 
 /// The large ring: 64 buffers of 32 KiB (2 MiB of address space per thread, resident only
@@ -253,6 +256,12 @@ pub fn run(
     if cfg.gather && !gather {
         tracing::info!("kernel has no io_uring sendmsg; sending held buffers one at a time");
     }
+    // Bundles need the exact cap too: cancelled at the cap, a receive could overshoot it by
+    // a whole bundle.
+    let bundles = cfg.bundles && recv_limit && ring.has_bundles();
+    if cfg.bundles && !bundles {
+        tracing::info!("no receive bundles (kernel without them or the receive limit); one buffer per receive completion");
+    }
     match ring.taskrun() {
         TaskRun::Deferred => tracing::debug!("ring set up with SINGLE_ISSUER and DEFER_TASKRUN"),
         TaskRun::Cooperative => tracing::info!("kernel refused DEFER_TASKRUN; using COOP_TASKRUN"),
@@ -277,6 +286,8 @@ pub fn run(
         },
         flush: Vec::new(),
         actions: Vec::new(),
+        bundles,
+        bundle: Vec::new(),
         table,
         next_gen: 0,
         tick: TickBy::Completion,
@@ -301,7 +312,7 @@ pub fn probe() -> String {
     format!(
         "io_uring: yes\nprovided buffer rings: yes\nmultishot receive: {}\n\
          multishot receive limit: {limit}\nsendmsg (gathered sends): {}\n\
-         large receive ring (needs the limit): {}\n\
+         large receive ring (needs the limit): {}\nreceive bundles (need the limit): {}\n\
          DEFER_TASKRUN: {}\nCOOP_TASKRUN: {}\n",
         if limit.starts_with("no (") {
             "no"
@@ -310,6 +321,7 @@ pub fn probe() -> String {
         },
         yes(ring.has_sendmsg()),
         yes(large),
+        yes(limit == "yes" && ring.has_bundles()),
         yes(taskrun == TaskRun::Deferred),
         yes(taskrun != TaskRun::Default),
     )
@@ -340,6 +352,10 @@ struct Loop {
     actions: Vec<Action>,
     /// Connections that asked for [`Event::Flush`] once the batch is handled.
     flush: Vec<(usize, u32)>,
+    /// Receives are armed as bundles ([`RingConfig::bundles`], where the kernel has them).
+    bundles: bool,
+    /// The buffers of the receive completion being handled (kept to reuse its allocation).
+    bundle: Vec<(u16, u32)>,
     /// The ring's file table, when connections are direct descriptors.
     table: Option<Table>,
     next_gen: u32,
@@ -649,7 +665,21 @@ impl Loop {
                 if !conn.session.is_closing() {
                     conn.last_active = self.shell.now;
                 }
-                Event::Received { bid, len, more }
+                // One event per buffer filled, in order ([`conn::received`]).
+                let mut bufs = std::mem::take(&mut self.bundle);
+                self.ring.bundle(bid, len, &mut bufs);
+                let counters = &self.shell.worker.counters;
+                counters.recv_completions.add(1);
+                counters.recv_buffers.add(bufs.len() as u64);
+                let mut result = Ok(());
+                for event in conn::received(&bufs, more) {
+                    if result.is_ok() {
+                        result = self.feed(slot, event);
+                    }
+                }
+                bufs.clear();
+                self.bundle = bufs;
+                return result;
             }
             Err(libc::ENOBUFS) => Event::NoBuffers { more },
             Err(libc::ECANCELED) => Event::RecvCancelled { more },
@@ -689,7 +719,7 @@ impl Loop {
         match action {
             Action::Recv { limit, large } => {
                 self.ring
-                    .recv_multi(sock, limit, large, tag(Op::Recv, slot, gen))?
+                    .recv_multi(sock, limit, large, self.bundles, tag(Op::Recv, slot, gen))?
             }
             Action::CancelRecv => self
                 .ring

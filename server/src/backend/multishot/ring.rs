@@ -37,6 +37,11 @@ struct Pool {
     tail: u16,
     first: u16,
     group: u16,
+    /// The ring position (the tail's value) each buffer was last put at, by local id, and
+    /// the buffer at each slot: a receive bundle takes buffers in ring order from the one
+    /// its completion names, and these say which ([`Ring::bundle`]).
+    at: Vec<u16>,
+    order: Vec<u16>,
 }
 
 impl Pool {
@@ -49,6 +54,8 @@ impl Pool {
             tail: 0,
             first,
             group,
+            at: vec![0; count as usize],
+            order: vec![0; count as usize],
         })
     }
 
@@ -77,6 +84,8 @@ impl Pool {
             entry.set_len(self.size);
             entry.set_bid(local);
         }
+        self.order[slot] = local;
+        self.at[local as usize] = self.tail;
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: the tail field overlays entry 0's `resv`, inside the mapping; the kernel reads
         // it with acquire semantics, so a release store publishes the entry written above.
@@ -402,6 +411,32 @@ impl Ring {
             && probe.is_supported(opcode::SendMsg::CODE)
     }
 
+    /// Whether this kernel fills several buffers per receive completion (a bundle,
+    /// IORING_RECVSEND_BUNDLE: 6.10 and later, announced as IORING_FEAT_RECVSEND_BUNDLE).
+    pub fn has_bundles(&self) -> bool {
+        self.uring.params().is_feature_recvsend_bundle()
+    }
+
+    /// The buffers a receive completion of `len` bytes filled, starting with ring buffer
+    /// `bid` (an id as [`Buf::Ring`] names it), each with the bytes it holds, appended to
+    /// `out` in order: one buffer, or with a bundle as many as `len` needs, taken in ring
+    /// order from `bid`'s position. Every buffer but the last is full.
+    pub fn bundle(&self, bid: u16, len: u32, out: &mut Vec<(u16, u32)>) {
+        let (pool, mut local) = self.pool(bid);
+        let mut position = pool.at[local as usize];
+        let mut left = len;
+        loop {
+            let n = left.min(pool.size);
+            out.push((pool.first + local, n));
+            left -= n;
+            if left == 0 {
+                return;
+            }
+            position = position.wrapping_add(1);
+            local = pool.order[usize::from(position & (pool.count - 1))];
+        }
+    }
+
     /// How the ring was set up.
     pub fn taskrun(&self) -> TaskRun {
         self.taskrun
@@ -452,19 +487,26 @@ impl Ring {
     /// Queues a multishot receive on `sock` that picks buffers from the ring. With `limit`
     /// above zero it ends by itself (a completion without MORE) once it has received that
     /// many bytes in all (the last receive is not shortened to fit: it may overshoot by up to
-    /// a buffer); [`Ring::probe_recv_limit`] says whether the kernel knows the limit.
+    /// a buffer; a bundle's is: it stops at the limit); [`Ring::probe_recv_limit`] says
+    /// whether the kernel knows the limit. With `bundle`, one completion may fill several
+    /// buffers in ring order ([`Ring::bundle`] names them).
     pub fn recv_multi(
         &mut self,
         sock: Sock,
         limit: u32,
         large: bool,
+        bundle: bool,
         user_data: u64,
     ) -> io::Result<()> {
         let group = match &self.large {
             Some(l) if large => l.group,
             _ => BUF_GROUP,
         };
-        let mut sqe = on_sock!(sock, t => opcode::RecvMulti::new(t, group).build());
+        let mut sqe = if bundle {
+            on_sock!(sock, t => opcode::RecvMultiBundle::new(t, group).build())
+        } else {
+            on_sock!(sock, t => opcode::RecvMulti::new(t, group).build())
+        };
         if limit > 0 {
             set_optlen(&mut sqe, limit);
         }
@@ -482,7 +524,7 @@ impl Ring {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         (&b).write_all(&[0u8; 16])?;
-        self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, false, PROBE)?;
+        self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, false, false, PROBE)?;
         let mut verdict = None;
         let mut cqes = Vec::new();
         for _ in 0..50 {
@@ -751,7 +793,7 @@ mod tests {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         let mut got = Vec::new();
-        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, false, 7)
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, false, false, 7)
             .unwrap();
         for _ in 0..4 {
             (&b).write_all(&[1u8; 64]).unwrap();
@@ -768,5 +810,75 @@ mod tests {
             got.iter().all(|c| c.result != Err(libc::ENOBUFS)),
             "a buffer was lost: {got:?}"
         );
+    }
+
+    /// A bundle's completion names its first buffer; the others are the ones after it in
+    /// ring order, which after buffers came back out of order is not id order. Received
+    /// bytes land in them in that order, and the receive's limit holds exactly.
+    #[test]
+    fn a_bundle_is_split_into_its_buffers_in_ring_order() {
+        let mut ring = Ring::new(8, 8, 64).expect("an io_uring");
+        if !ring.has_bundles() {
+            eprintln!("kernel without receive bundles: nothing to split");
+            return;
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        // Take four buffers out and give them back as 3, 1, 2, 0: the ring now holds
+        // 4 5 6 7 3 1 2 0 from its head.
+        let mut got = Vec::new();
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 256, false, true, 1)
+            .unwrap();
+        (&b).write_all(&[0u8; 256]).unwrap();
+        while !got.iter().any(|c: &Completion| c.user_data == 1 && !c.more) {
+            ring.submit_and_wait(Some(Duration::from_millis(200)))
+                .unwrap();
+            ring.drain_completions(&mut got);
+        }
+        let mut taken = Vec::new();
+        for c in got.drain(..) {
+            ring.bundle(c.buffer.unwrap(), c.result.unwrap(), &mut taken);
+        }
+        assert_eq!(
+            taken.iter().map(|t| t.0).collect::<Vec<_>>(),
+            [0, 1, 2, 3],
+            "the first four in order"
+        );
+        for bid in [3, 1, 2, 0] {
+            ring.recycle_ring(bid);
+        }
+        // 7 buffers' worth and a bit, the receive limited to 400 bytes.
+        let sent: Vec<u8> = (0..460u32).map(|i| i as u8).collect();
+        (&b).write_all(&sent).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 400, false, true, 2)
+            .unwrap();
+        while !got.iter().any(|c: &Completion| c.user_data == 2 && !c.more) {
+            ring.submit_and_wait(Some(Duration::from_millis(200)))
+                .unwrap();
+            ring.drain_completions(&mut got);
+        }
+        let mut taken = Vec::new();
+        for c in &got {
+            ring.bundle(c.buffer.unwrap(), c.result.unwrap(), &mut taken);
+        }
+        let ids: Vec<u16> = taken.iter().map(|t| t.0).collect();
+        assert_eq!(ids, [4, 5, 6, 7, 3, 1, 2], "{got:?}");
+        assert_eq!(
+            taken.iter().map(|t| t.1).sum::<u32>(),
+            400,
+            "the limit holds exactly"
+        );
+        let mut bytes = Vec::new();
+        for (bid, n) in taken {
+            let p = ring.small.ptr(bid);
+            // SAFETY: the kernel filled `n` bytes of buffer `bid` and is done with it (the
+            // receive ended); nothing else writes it until it is recycled.
+            bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p, n as usize) });
+        }
+        assert_eq!(bytes, sent[..400]);
     }
 }

@@ -106,6 +106,11 @@ struct Model {
     ring_mem: Vec<Vec<u8>>,
     spills: SpillPool,
     actions: Vec<Action>,
+    /// Receives fill several buffers per completion (a bundle), as the driver then splits
+    /// them ([`received`]).
+    bundles: bool,
+    /// Buffers (small, large) a bundle took that the rules have not been handed yet.
+    pending: (usize, usize),
 }
 
 /// Spill buffers with real memory; `fail` makes every allocation fail.
@@ -207,6 +212,8 @@ impl Model {
                 ..SpillPool::default()
             },
             actions: Vec::new(),
+            bundles: false,
+            pending: (0, 0),
         };
         for &reads in readers {
             m.peers.push(Peer::new(reads));
@@ -408,6 +415,9 @@ impl Model {
     }
 
     fn deliver(&mut self, conn: usize, n: u32) {
+        if self.bundles {
+            return self.deliver_bundle(conn, n);
+        }
         let p = &mut self.peers[conn];
         let Some(r) = &mut p.recv else { return };
         let more_after = |r: &mut RecvOp, len: u32| match &mut r.left {
@@ -446,6 +456,70 @@ impl Model {
             p.recv = None;
         }
         self.feed(conn, Event::Received { bid, len, more });
+    }
+
+    /// A bundle: the kernel takes the `n` bytes that arrived (up to the receive's limit,
+    /// exactly) into as many free buffers as they need, in ring order, and posts one
+    /// completion, which the driver hands to the rules a buffer at a time.
+    fn deliver_bundle(&mut self, conn: usize, n: u32) {
+        let p = &mut self.peers[conn];
+        let Some(r) = &mut p.recv else { return };
+        assert_eq!(r.large, p.session.recv_large(), "the driver's ring");
+        let (free, size) = if r.large {
+            (&mut self.large_free, LSIZE)
+        } else {
+            (&mut self.ring_free, SIZE)
+        };
+        if free.is_empty() {
+            p.recv = None;
+            self.feed(conn, Event::NoBuffers { more: false });
+            return;
+        }
+        let mut left = r.left.map_or(n, |l| n.min(l)).max(1);
+        let mut bufs = Vec::new();
+        while left > 0 {
+            let Some(bid) = free.pop_front() else { break };
+            let len = left.min(size);
+            for k in 0..len {
+                self.ring_mem[bid as usize][k as usize] = pattern(conn, p.delivered + u64::from(k));
+            }
+            p.delivered += u64::from(len);
+            left -= len;
+            bufs.push((bid, len));
+        }
+        let taken: u32 = bufs.iter().map(|b| b.1).sum();
+        let large = r.large;
+        let more = match &mut r.left {
+            Some(l) => {
+                *l -= taken.min(*l);
+                *l > 0
+            }
+            None => true,
+        };
+        *if large {
+            &mut self.pending.1
+        } else {
+            &mut self.pending.0
+        } = bufs.len();
+        for event in received(&bufs, more) {
+            let Event::Received { len, more, .. } = event else {
+                unreachable!()
+            };
+            *if large {
+                &mut self.pending.1
+            } else {
+                &mut self.pending.0
+            } -= 1;
+            let p = &mut self.peers[conn];
+            if p.recv.as_ref().is_some_and(|r| r.cancel_requested) {
+                p.late += len;
+            }
+            p.receives += 1;
+            if !more {
+                p.recv = None;
+            }
+            self.feed(conn, event);
+        }
     }
 
     /// The peer reads what the send in flight carries (all of it with `all`).
@@ -503,14 +577,14 @@ impl Model {
     fn check(&self) {
         let spills_ok = !self.spills.fail;
         assert_eq!(
-            self.ring_free.len() + self.shared.ring_held,
+            self.ring_free.len() + self.shared.ring_held + self.pending.0,
             RING as usize,
             "ring buffers lost or made up"
         );
         assert_eq!(self.spills.held, self.shared.spill_held, "spill count");
         if let Some(l) = &self.shared.large {
             assert_eq!(
-                self.large_free.len() + l.held,
+                self.large_free.len() + l.held + self.pending.1,
                 LRING as usize,
                 "large buffers lost or made up"
             );
@@ -660,6 +734,7 @@ fn steps(conns: usize) -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         30 => (conn.clone(), 1..=2 * SIZE).prop_map(|(conn, n)| Step::Deliver { conn, n }),
         10 => (conn.clone(), 1..=2 * LSIZE).prop_map(|(conn, n)| Step::Deliver { conn, n }),
+        5 => (conn.clone(), 1..=8 * SIZE).prop_map(|(conn, n)| Step::Deliver { conn, n }),
         15 => (conn.clone(), 1u8..=4).prop_map(|(conn, part)| Step::Complete { conn, part }),
         4 => conn.clone().prop_map(|conn| Step::CancelLands { conn }),
         1 => conn.clone().prop_map(|conn| Step::PeerFin { conn }),
@@ -676,7 +751,23 @@ fn run(
     (recv_limit, spill_fails, gather, large): (bool, bool, bool, bool),
     steps: Vec<Step>,
 ) {
+    run_bundled(
+        readers,
+        (recv_limit, spill_fails, gather, large),
+        false,
+        steps,
+    )
+}
+
+/// [`run`], receives bundled with `bundles` (as the driver arms them: with the limit only).
+fn run_bundled(
+    readers: &[bool],
+    (recv_limit, spill_fails, gather, large): (bool, bool, bool, bool),
+    bundles: bool,
+    steps: Vec<Step>,
+) {
     let mut m = Model::with(readers, recv_limit, spill_fails, gather, large);
+    m.bundles = bundles && recv_limit;
     for step in steps.into_iter().filter(|s| s.conn() < readers.len()) {
         m.step(step);
     }
@@ -698,6 +789,19 @@ proptest! {
         steps in steps(6),
     ) {
         run(&readers, (recv_limit, false, gather, large), steps);
+    }
+
+    /// Receive bundles (several buffers a completion, split by the driver): every bound
+    /// holds, the cap exactly, and every byte comes back once and in order.
+    #[test]
+    fn bundled_receives_keep_the_bounds_and_echo_exactly_once(
+        readers in prop::collection::vec(any::<bool>(), 1..7),
+        gather in any::<bool>(),
+        large in any::<bool>(),
+        spill_fails in any::<bool>(),
+        steps in steps(6),
+    ) {
+        run_bundled(&readers, (true, spill_fails, gather, large), true, steps);
     }
 
     /// With no spill buffer to be had, received ring buffers are held instead: nothing is
