@@ -31,7 +31,8 @@ const RING_BUFFERS: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tweak {
     Defaults,
-    /// `--direct-descriptors on`.
+    /// The multishot levers that are off by default, on: `--direct-descriptors on
+    /// --recv-bundles on`.
     Direct,
     /// Every switchable multishot lever off (`--gather-sends off --large-receives off
     /// --recv-bundles off`): the fallbacks run too.
@@ -42,7 +43,10 @@ impl Tweak {
     fn apply(self, c: &mut Config) {
         match self {
             Tweak::Defaults => {}
-            Tweak::Direct => c.direct_descriptors = true,
+            Tweak::Direct => {
+                c.direct_descriptors = true;
+                c.recv_bundles = true;
+            }
             Tweak::LeversOff => {
                 c.gather_sends = false;
                 c.large_receives = false;
@@ -52,8 +56,8 @@ impl Tweak {
     }
 }
 
-/// Every backend, and multishot once more with direct descriptors and once with its levers
-/// off: the scenarios that stress closing paths and held buffers run against all of them.
+/// Every backend, and multishot once more with its off-by-default levers on (direct
+/// descriptors, receive bundles) and once with its levers off: the scenarios that stress closing paths and held buffers run against all of them.
 const VARIANTS: [(Backend, Tweak); 6] = [
     (Backend::Uring, Tweak::Defaults),
     (Backend::Epoll, Tweak::Defaults),

@@ -144,11 +144,13 @@ pub struct Config {
     #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub large_receives: bool,
 
-    /// multishot: receive bundles (IORING_RECVSEND_BUNDLE, 6.10): one receive completion
-    /// fills as many ring buffers as the bytes waiting need, within the connection's cap,
-    /// instead of one completion per buffer; `off` takes one buffer per completion, the rule
-    /// before. Needs the kernel's support (`--probe` says).
-    #[arg(long, default_value = "on", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
+    /// multishot: receive bundles (IORING_RECVSEND_BUNDLE, 6.10; used with the receive limit,
+    /// 6.17): one receive completion may fill several ring buffers, within the connection's
+    /// cap. Off by default: it measured dearer (1.4–3.6× the CPU per message on streams and
+    /// 16–64 KiB, docs/results.md, "Levers tried on multishot"): a short bundle ends the
+    /// kernel's retry loop, so a message's bytes come in more completions across batches and
+    /// leave in more sends. `--probe` says whether this kernel has them.
+    #[arg(long, default_value = "off", value_parser = parse_on_off, value_name = "on|off", action = clap::ArgAction::Set)]
     pub recv_bundles: bool,
 
     /// Once every listener is up, write this file (atomically: written beside it, then

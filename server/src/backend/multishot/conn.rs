@@ -36,8 +36,8 @@
 //!   a receive that fits a small buffer also ends the large receive, so that the next one is
 //!   small again. Large buffers held are thus at most `max_conns × LARGE_PER_CONN`, half the
 //!   large ring, whatever the peers do; idle and small-message connections never touch it.
-//! - **Receive bundles** (`--recv-bundles on`, the default, on kernels with bundles and the
-//!   receive limit). One completion may fill several ring buffers in ring order; the
+//! - **Receive bundles** (`--recv-bundles on`, off by default: measured dearer; on kernels
+//!   with bundles and the receive limit). One completion may fill several ring buffers in ring order; the
 //!   driver hands them to the rules one buffer at a time ([`received`]), the receive still
 //!   armed for all but the last, so the budget, the per-connection cap (exact: a bundle stops
 //!   at the receive's limit) and the gathered sends apply to each buffer as before. Without
