@@ -30,7 +30,9 @@
 //! - **Large receives** (`--large-receives on`, the default, on kernels with the receive
 //!   limit). A connection whose receive filled a whole ring buffer is moving bulk data: its
 //!   next receive is armed on a second ring of large buffers ([`Large`]), while fewer than
-//!   [`Large::max_conns`] connections of the thread are, and its cap is two large buffers.
+//!   [`Large::max_conns`] connections of the thread are, and its cap is one large buffer
+//!   more than it may hold as they are ([`Large::cap`]), so that an armed large receive
+//!   takes up to [`LARGE_PER_CONN`] buffers before its limit ends it.
 //!   It holds at most [`LARGE_PER_CONN`] large buffers; a receive past that, or one that fits
 //!   a small buffer, is copied into small spills and its large buffer goes straight back, and
 //!   a receive that fits a small buffer also ends the large receive, so that the next one is
@@ -106,9 +108,14 @@ impl Large {
         }
     }
 
-    /// The unsent bytes a connection in large mode may hold.
+    /// The unsent bytes a connection in large mode may hold: [`LARGE_PER_CONN`] buffers
+    /// and one more, so that a receive armed with nothing unsent (limited to the cap less
+    /// one buffer) takes as many large buffers as the connection may hold as they are, and
+    /// they leave in one gathered send. A smaller cap ends the receive after fewer buffers
+    /// (with two, after each one: a re-arm per 32 KiB); a larger one fills buffers past
+    /// [`LARGE_PER_CONN`], which are copied out (docs/results.md, "Levers tried").
     pub fn cap(&self) -> u32 {
-        2 * self.size
+        (u32::from(LARGE_PER_CONN) + 1) * self.size
     }
 }
 

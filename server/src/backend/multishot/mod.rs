@@ -27,7 +27,7 @@
 //! (trimmed to 64 after a quiet tick). At the defaults (256 × 4 KiB, cap 4) that is 1 MiB +
 //! at most 24 KiB per blocked connection; with large receives ([`conn`]), plus the large
 //! ring (64 × 32 KiB) and, for each of the at most ten connections in large mode, three
-//! large buffers and its 64 KiB cap in spills.
+//! large buffers and its 128 KiB cap in spills.
 //!
 //! Alternatives weighed are in docs/backends.md: per-connection buffer rings cost memory for
 //! idle connections, which the shared ring exists to avoid.
