@@ -665,27 +665,38 @@ impl Loop {
                 if !conn.session.is_closing() {
                     conn.last_active = self.shell.now;
                 }
-                // One event per buffer filled, in order ([`conn::received`]).
-                let mut bufs = std::mem::take(&mut self.bundle);
-                self.ring.bundle(bid, len, &mut bufs);
                 let counters = &self.shell.worker.counters;
                 counters.recv_completions.add(1);
-                counters.recv_buffers.add(bufs.len() as u64);
-                let mut result = Ok(());
-                for event in conn::received(&bufs, more) {
-                    if result.is_ok() {
-                        result = self.feed(slot, event);
-                    }
+                if self.bundles {
+                    return self.on_bundle(slot, bid, len, more);
                 }
-                bufs.clear();
-                self.bundle = bufs;
-                return result;
+                // Without bundles a completion fills the one buffer it names.
+                counters.recv_buffers.add(1);
+                Event::Received { bid, len, more }
             }
             Err(libc::ENOBUFS) => Event::NoBuffers { more },
             Err(libc::ECANCELED) => Event::RecvCancelled { more },
             Err(errno) => Event::RecvFailed { errno, more },
         };
         self.feed(slot, event)
+    }
+
+    /// A bundle's completion: one event per buffer filled, in ring order
+    /// ([`conn::received`]).
+    fn on_bundle(&mut self, slot: usize, bid: u16, len: u32, more: bool) -> io::Result<()> {
+        let mut bufs = std::mem::take(&mut self.bundle);
+        self.ring.bundle(bid, len, &mut bufs);
+        let counters = &self.shell.worker.counters;
+        counters.recv_buffers.add(bufs.len() as u64);
+        let mut result = Ok(());
+        for event in conn::received(&bufs, more) {
+            if result.is_ok() {
+                result = self.feed(slot, event);
+            }
+        }
+        bufs.clear();
+        self.bundle = bufs;
+        result
     }
 
     /// A send completion, as the connection's event.
