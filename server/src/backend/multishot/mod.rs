@@ -767,8 +767,11 @@ impl Loop {
             }
             Action::Release(how) => {
                 let c = self.conns.remove(slot);
+                // The descriptor goes before the close is counted, as in epoll-loop: whoever
+                // sees the count sees the descriptor gone.
+                let closed = self.close_socket(c.sock);
                 self.shell.closed(slot, &how);
-                self.close_socket(c.sock)?;
+                closed?;
             }
         }
         Ok(())
