@@ -113,7 +113,8 @@ impl Large {
     /// one buffer) takes as many large buffers as the connection may hold as they are, and
     /// they leave in one gathered send. A smaller cap ends the receive after fewer buffers
     /// (with two, after each one: a re-arm per 32 KiB); a larger one fills buffers past
-    /// [`LARGE_PER_CONN`], which are copied out (docs/results.md, "Levers tried").
+    /// [`LARGE_PER_CONN`], which are copied out (docs/results.md,
+    /// "Levers tried on multishot").
     pub fn cap(&self) -> u32 {
         (u32::from(LARGE_PER_CONN) + 1) * self.size
     }
