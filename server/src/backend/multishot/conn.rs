@@ -29,15 +29,19 @@
 //!   and every buffer queued behind it is copied into a spill.
 //! - **Large receives** (`--large-receives on`, the default, on kernels with the receive
 //!   limit). A connection whose receive filled a whole ring buffer is moving bulk data: its
-//!   next receive is armed on a second ring of large buffers ([`Large`]), while fewer than
-//!   [`Large::max_conns`] connections of the thread are, and its cap is one large buffer
-//!   more than it may hold as they are ([`Large::cap`]), so that an armed large receive
-//!   takes up to [`LARGE_PER_CONN`] buffers before its limit ends it.
-//!   It holds at most [`LARGE_PER_CONN`] large buffers; a receive past that, or one that fits
-//!   a small buffer, is copied into small spills and its large buffer goes straight back, and
-//!   a receive that fits a small buffer also ends the large receive, so that the next one is
-//!   small again. Large buffers held are thus at most `max_conns × LARGE_PER_CONN`, half the
-//!   large ring, whatever the peers do; idle and small-message connections never touch it.
+//!   next receive is armed on a second ring of large buffers ([`Large`]). While fewer than
+//!   [`Large::max_conns`] connections of the thread hold one, it takes a credit, and with
+//!   it a cap of one large buffer more than it may hold as they are ([`Large::cap`]), so
+//!   that an armed large receive takes up to [`LARGE_PER_CONN`] buffers before its limit
+//!   ends it. Without a credit its cap stays the small one: each receive is shortened to
+//!   what is left below the cap, and the limit ends the receive after it (a 16 KiB message
+//!   still comes in one completion, not four).
+//!   It holds at most [`LARGE_PER_CONN`] large buffers, and all connections at most
+//!   [`Large::budget`], half the large ring; a receive past either, or one that fits a small
+//!   buffer, is copied into small spills and its large buffer goes straight back, and a
+//!   receive that fits a small buffer also ends the large receive, so that the next one is
+//!   small again. Half the large ring stays free whatever the peers do, and the large cap's
+//!   spills are bounded by the credits; idle and small-message connections never touch it.
 //! - **Receive bundles** (`--recv-bundles on`, off by default: measured dearer; on kernels
 //!   with bundles and the receive limit). One completion may fill several ring buffers in ring order; the
 //!   driver hands them to the rules one buffer at a time ([`received`]), the receive still
@@ -88,23 +92,27 @@ pub(crate) const LARGE_PER_CONN: u8 = 3;
 pub(crate) struct Large {
     /// Each large buffer's size.
     pub size: u32,
-    /// Connections that may be in large mode at once.
+    /// Connections that may hold the large cap ([`Large::cap`]) at once: its credits.
     pub max_conns: usize,
-    /// Connections in large mode now.
+    /// Connections holding a credit now.
     pub conns: usize,
     /// Large buffers connections hold.
     pub held: usize,
+    /// Large buffers connections may hold at most (half the large ring); past it, a large
+    /// receive's bytes are copied out.
+    pub budget: usize,
 }
 
 impl Large {
-    /// Large mode for a ring of `count` buffers of `size` bytes: as many connections as keep
-    /// half the ring free when each holds [`LARGE_PER_CONN`].
-    pub fn new(count: u16, size: u32) -> Self {
+    /// Large mode for a ring of `count` buffers of `size` bytes, `credits` connections of
+    /// which may hold the large cap at once.
+    pub fn new(count: u16, size: u32, credits: usize) -> Self {
         Large {
             size,
-            max_conns: (usize::from(count) / 2 / usize::from(LARGE_PER_CONN)).max(1),
+            max_conns: credits.max(1),
             conns: 0,
             held: 0,
+            budget: (usize::from(count) / 2).max(1),
         }
     }
 
@@ -216,8 +224,14 @@ pub(crate) trait Spills {
 pub(crate) enum Event {
     /// The connection was accepted; nothing is armed yet.
     Opened,
-    /// A receive filled `len` bytes of ring buffer `bid`; `more`: the receive stays armed.
-    Received { bid: u16, len: u32, more: bool },
+    /// A receive filled `len` bytes of ring buffer `bid`; `more`: the receive stays armed;
+    /// `rest`: the socket held more bytes when it completed (`IORING_CQE_F_SOCK_NONEMPTY`).
+    Received {
+        bid: u16,
+        len: u32,
+        more: bool,
+        rest: bool,
+    },
     /// The peer's FIN: the receive returned 0.
     PeerClosed { more: bool },
     /// The ring was empty (ENOBUFS); the receive ended.
@@ -237,10 +251,15 @@ pub(crate) enum Event {
 }
 
 /// The events of one receive completion that filled `bufs` in order (a bundle fills several,
-/// each full but the last): an [`Event::Received`] per buffer, the receive still armed for
-/// every one but the last, which carries the completion's `more`. So a bundle reaches the
-/// rules as the completions of one buffer each would, and every rule holds for it unchanged.
-pub(crate) fn received(bufs: &[(u16, u32)], more: bool) -> impl Iterator<Item = Event> + '_ {
+/// each full but the last): an [`Event::Received`] per buffer, the receive still armed and
+/// bytes still to come for every one but the last, which carries the completion's `more` and
+/// `rest`. So a bundle reaches the rules as the completions of one buffer each would, and
+/// every rule holds for it unchanged.
+pub(crate) fn received(
+    bufs: &[(u16, u32)],
+    more: bool,
+    rest: bool,
+) -> impl Iterator<Item = Event> + '_ {
     let last = bufs.len().saturating_sub(1);
     bufs.iter()
         .enumerate()
@@ -248,15 +267,28 @@ pub(crate) fn received(bufs: &[(u16, u32)], more: bool) -> impl Iterator<Item = 
             bid,
             len,
             more: more || i < last,
+            rest: rest || i < last,
         })
+}
+
+/// The total limit to arm a bundle receive with, for an [`Action::Recv`]'s `limit` and
+/// `len`: a bundle stops at its limit exactly, where the limit the rules give leaves room for
+/// one more receive of `len` bytes, so a shortened bundle (`len` > 0) may take that room.
+pub(crate) fn bundle_limit(limit: u32, len: u32) -> u32 {
+    if len > 0 && limit > 0 {
+        limit + len - 1
+    } else {
+        limit
+    }
 }
 
 /// What the driver must do for a connection, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
     /// Arm a multishot receive, on the large ring with `large`; `limit` > 0: it ends after
-    /// that many bytes in all (give or take the last buffer).
-    Recv { limit: u32, large: bool },
+    /// that many bytes in all (give or take the last receive); `len` > 0: each receive
+    /// takes at most that many bytes of its buffer.
+    Recv { limit: u32, large: bool, len: u32 },
     /// Cancel the armed receive (its end comes as a completion without MORE).
     CancelRecv,
     /// Send these bytes of held buffers, in order, in one request.
@@ -439,9 +471,14 @@ impl Session {
                 self.flags.remove(Flags::RECV_ARMED);
                 self.rearm(&mut out);
             }
-            Event::Received { bid, len, more } => {
+            Event::Received {
+                bid,
+                len,
+                more,
+                rest,
+            } => {
                 self.recv_ended_unless(more);
-                self.received(bid, len, &mut out);
+                self.received(bid, len, rest, &mut out);
             }
             Event::PeerClosed { more } => {
                 self.recv_ended_unless(more);
@@ -497,10 +534,11 @@ impl Session {
         self.flags.contains(Flags::LARGE)
     }
 
-    /// The unsent bytes the connection may hold in its mode.
+    /// The unsent bytes the connection may hold: the large cap with a credit and a large
+    /// receive, else the small one.
     fn cap(&self, shared: &Shared) -> u32 {
         match &shared.large {
-            Some(l) if self.flags.contains(Flags::LARGE) => l.cap(),
+            Some(l) if self.flags.contains(Flags::LARGE | Flags::CREDIT) => l.cap(),
             _ => shared.cap,
         }
     }
@@ -518,21 +556,30 @@ impl Session {
         }
     }
 
-    fn received<S: Spills>(&mut self, bid: u16, len: u32, out: &mut Out<'_, S>) {
+    fn received<S: Spills>(&mut self, bid: u16, len: u32, rest: bool, out: &mut Out<'_, S>) {
         if self.closing.is_some() {
             out.actions.push(Action::Recycle(Buf::Ring(bid)));
             return;
         }
         let small = out.shared.buffer_size;
         let large = out.shared.is_large(bid);
-        // Bulk: a small receive filled its buffer, or a large one took more than a small
-        // buffer holds.
-        self.flags
-            .set(Flags::BULK, if large { len > small } else { len >= small });
+        // Bulk: a small receive filled its buffer with more waiting behind it (a message
+        // that just fits is not; the last full buffer of a bulk run leaves it as it is), or a
+        // large one took more than a small buffer holds.
+        let bulk = match (large, len >= small) {
+            (true, _) => len > small,
+            (false, true) => rest || self.flags.contains(Flags::BULK),
+            (false, false) => false,
+        };
+        self.flags.set(Flags::BULK, bulk);
         let zero_copy = if large {
-            // Held as it is only while it carries more than a small buffer would, and the
-            // connection holds fewer than its share; else copied out and given back at once.
-            len > small && self.large_chunks(out.shared.small_count) < LARGE_PER_CONN
+            // Held as it is only while it carries more than a small buffer would, the
+            // connection holds fewer than its share and the thread's connections fewer than
+            // the large budget; else copied out and given back at once.
+            let l = out.shared.large.as_ref().expect("a large ring");
+            len > small
+                && l.held < l.budget
+                && self.large_chunks(out.shared.small_count) < LARGE_PER_CONN
         } else {
             let room = out.shared.ring_held < out.shared.ring_budget;
             if out.shared.gather {
@@ -749,21 +796,28 @@ impl Session {
         }
         self.flags.insert(Flags::RECV_ARMED);
         let large = self.flags.contains(Flags::LARGE);
-        let limit = if out.shared.recv_limit {
-            let size = match &out.shared.large {
-                Some(l) if large => l.size,
-                _ => out.shared.buffer_size,
-            };
-            // At least cap/2 - size + 1 >= 1, as the cap holds two buffers.
-            cap - self.unsent - (size - 1)
-        } else {
-            0
+        let size = match &out.shared.large {
+            Some(l) if large => l.size,
+            _ => out.shared.buffer_size,
         };
-        out.actions.push(Action::Recv { limit, large });
+        // One receive takes at most what is left below the cap (only a large receive
+        // without a credit is shorter than its buffer: the small cap is below a large
+        // buffer), and the limit ends the receive before a further one could pass the cap.
+        let most = size.min(cap - self.unsent);
+        let (limit, len) = if out.shared.recv_limit {
+            // At least 1: cap - unsent >= most.
+            (
+                cap - self.unsent - (most - 1),
+                if most < size { most } else { 0 },
+            )
+        } else {
+            (0, 0)
+        };
+        out.actions.push(Action::Recv { limit, large, len });
     }
 
-    /// Between receives: a connection moving bulk data takes the large ring while a credit is
-    /// free; one that is not gives its credit back.
+    /// Between receives: a connection moving bulk data takes the large ring, and a credit
+    /// (the large cap) while one is free; one that is not gives its credit back.
     fn choose_ring(&mut self, shared: &mut Shared) {
         let Some(l) = shared.large.as_mut() else {
             return;
@@ -773,13 +827,12 @@ impl Session {
             l.conns += 1;
             self.flags.insert(Flags::CREDIT);
         }
-        self.flags
-            .set(Flags::LARGE, bulk && self.flags.contains(Flags::CREDIT));
+        self.flags.set(Flags::LARGE, bulk);
         self.release_credit_if_done(shared);
     }
 
-    /// Gives the large-ring credit back once the connection neither receives into the large
-    /// ring nor holds any of its buffers: so no more connections hold large buffers than
+    /// Gives the credit back once the connection neither receives into the large ring nor
+    /// holds any of its buffers: so no more connections hold the large cap's bytes than
     /// there are credits.
     fn release_credit_if_done(&mut self, shared: &mut Shared) {
         if self.flags.contains(Flags::CREDIT)

@@ -26,8 +26,9 @@
 //! the receive's cancellation lands), plus a pool of at most 1,024 spare spill buffers
 //! (trimmed to 64 after a quiet tick). At the defaults (256 × 4 KiB, cap 4) that is 1 MiB +
 //! at most 24 KiB per blocked connection; with large receives ([`conn`]), plus the large
-//! ring (64 × 32 KiB) and, for each of the at most ten connections in large mode, three
-//! large buffers and its 128 KiB cap in spills.
+//! ring (32 × 32 KiB, at most half of it held) and, for each of the at most ten connections
+//! with a large-mode credit, its 128 KiB cap in spills (a bulk connection without one keeps
+//! the small cap).
 //!
 //! Alternatives weighed are in docs/backends.md: per-connection buffer rings cost memory for
 //! idle connections, which the shared ring exists to avoid.
@@ -74,10 +75,14 @@ pub struct RingConfig {
     pub bundles: bool,
 }
 
-/// The large ring: 64 buffers of 32 KiB (2 MiB of address space per thread, resident only
-/// as bulk traffic touches it; ten connections in large mode at once).
-const LARGE_BUFFERS: u16 = 64;
+/// The large ring: 32 buffers of 32 KiB (1 MiB of address space per thread, resident only
+/// as bulk traffic touches it; half of it held at most). 64 measured the same at 100 ×
+/// 16 KiB and 10 × 64 KiB and kept 2 MiB resident under a never-reading flood
+/// (docs/results.md, "Levers tried on multishot").
+const LARGE_BUFFERS: u16 = 32;
 const LARGE_SIZE: u32 = 32 << 10;
+/// Connections that may hold the large cap at once (`conn::Large::cap`).
+const LARGE_CREDITS: usize = 10;
 
 /// Submission queue entries per ring (the completion queue has four times as many). Small,
 /// as liburing's echo example keeps it, so the rings' memory stays in cache: with the
@@ -243,7 +248,7 @@ pub fn run(
     let large = if cfg.large && recv_limit && LARGE_SIZE <= cfg.buffer_size * conn::MAX_FRESH as u32
     {
         match ring.add_large(LARGE_BUFFERS, LARGE_SIZE) {
-            Ok(()) => Some(conn::Large::new(LARGE_BUFFERS, LARGE_SIZE)),
+            Ok(()) => Some(conn::Large::new(LARGE_BUFFERS, LARGE_SIZE, LARGE_CREDITS)),
             Err(e) => {
                 tracing::info!(error = %e, "no large ring; every receive uses the small one");
                 None
@@ -668,11 +673,16 @@ impl Loop {
                 let counters = &self.shell.worker.counters;
                 counters.recv_completions.add(1);
                 if self.bundles {
-                    return self.on_bundle(slot, bid, len, more);
+                    return self.on_bundle(slot, bid, len, more, c.nonempty);
                 }
                 // Without bundles a completion fills the one buffer it names.
                 counters.recv_buffers.add(1);
-                Event::Received { bid, len, more }
+                Event::Received {
+                    bid,
+                    len,
+                    more,
+                    rest: c.nonempty,
+                }
             }
             Err(libc::ENOBUFS) => Event::NoBuffers { more },
             Err(libc::ECANCELED) => Event::RecvCancelled { more },
@@ -683,13 +693,20 @@ impl Loop {
 
     /// A bundle's completion: one event per buffer filled, in ring order
     /// ([`conn::received`]).
-    fn on_bundle(&mut self, slot: usize, bid: u16, len: u32, more: bool) -> io::Result<()> {
+    fn on_bundle(
+        &mut self,
+        slot: usize,
+        bid: u16,
+        len: u32,
+        more: bool,
+        rest: bool,
+    ) -> io::Result<()> {
         let mut bufs = std::mem::take(&mut self.bundle);
         self.ring.bundle(bid, len, &mut bufs);
         let counters = &self.shell.worker.counters;
         counters.recv_buffers.add(bufs.len() as u64);
         let mut result = Ok(());
-        for event in conn::received(&bufs, more) {
+        for event in conn::received(&bufs, more, rest) {
             if result.is_ok() {
                 result = self.feed(slot, event);
             }
@@ -728,10 +745,18 @@ impl Loop {
     /// Carries out one action of connection `slot`.
     fn execute(&mut self, slot: usize, sock: Sock, gen: u32, action: Action) -> io::Result<()> {
         match action {
-            Action::Recv { limit, large } => {
-                self.ring
-                    .recv_multi(sock, limit, large, self.bundles, tag(Op::Recv, slot, gen))?
-            }
+            Action::Recv { limit, large, len } => self.ring.recv_multi(
+                sock,
+                if self.bundles {
+                    conn::bundle_limit(limit, len)
+                } else {
+                    limit
+                },
+                len,
+                large,
+                self.bundles,
+                tag(Op::Recv, slot, gen),
+            )?,
             Action::CancelRecv => self
                 .ring
                 .cancel(tag(Op::Recv, slot, gen), tag(Op::Cancel, slot, gen))?,

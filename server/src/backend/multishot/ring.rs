@@ -487,13 +487,16 @@ impl Ring {
     /// Queues a multishot receive on `sock` that picks buffers from the ring. With `limit`
     /// above zero it ends by itself (a completion without MORE) once it has received that
     /// many bytes in all (the last receive is not shortened to fit: it may overshoot by up to
-    /// a buffer; a bundle's is: it stops at the limit); [`Ring::probe_recv_limit`] says
-    /// whether the kernel knows the limit. With `bundle`, one completion may fill several
-    /// buffers in ring order ([`Ring::bundle`] names them).
+    /// a receive; a bundle's is: it stops at the limit); [`Ring::probe_recv_limit`] says
+    /// whether the kernel knows the limit. With `len` above zero each receive takes at most
+    /// that many bytes of its buffer (the SQE's `len`; a bundle ignores it, its limit caps
+    /// it). With `bundle`, one completion may fill several buffers in ring order
+    /// ([`Ring::bundle`] names them).
     pub fn recv_multi(
         &mut self,
         sock: Sock,
         limit: u32,
+        len: u32,
         large: bool,
         bundle: bool,
         user_data: u64,
@@ -505,11 +508,16 @@ impl Ring {
         let mut sqe = if bundle {
             on_sock!(sock, t => opcode::RecvMultiBundle::new(t, group).build())
         } else {
-            on_sock!(sock, t => opcode::RecvMulti::new(t, group).build())
+            on_sock!(sock, t => opcode::RecvMulti::new(t, group).len(len).build())
         };
         if limit > 0 {
             set_optlen(&mut sqe, limit);
         }
+        // A bundle's bytes are capped by its limit; the crate's bundle builder has no `len`.
+        debug_assert!(
+            !bundle || len == 0 || limit > 0,
+            "a shortened bundle needs a limit"
+        );
         self.push(sqe.user_data(user_data))
     }
 
@@ -524,7 +532,7 @@ impl Ring {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         (&b).write_all(&[0u8; 16])?;
-        self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, false, false, PROBE)?;
+        self.recv_multi(Sock::Fd(a.as_raw_fd()), 8, 0, false, false, PROBE)?;
         let mut verdict = None;
         let mut cqes = Vec::new();
         for _ in 0..50 {
@@ -714,6 +722,7 @@ impl Ring {
             },
             more: cqueue::more(c.flags()),
             buffer: cqueue::buffer_select(c.flags()),
+            nonempty: cqueue::sock_nonempty(c.flags()),
         }));
     }
 }
@@ -754,6 +763,8 @@ pub(crate) struct Completion {
     pub more: bool,
     /// The ring buffer a receive filled, if it used one.
     pub buffer: Option<u16>,
+    /// A receive left bytes in the socket (`IORING_CQE_F_SOCK_NONEMPTY`).
+    pub nonempty: bool,
 }
 
 /// Takes ownership of the descriptor an accept completion returned.
@@ -793,7 +804,7 @@ mod tests {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         let mut got = Vec::new();
-        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, false, false, 7)
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 0, 0, false, false, 7)
             .unwrap();
         for _ in 0..4 {
             (&b).write_all(&[1u8; 64]).unwrap();
@@ -830,7 +841,7 @@ mod tests {
         // Take four buffers out and give them back as 3, 1, 2, 0: the ring now holds
         // 4 5 6 7 3 1 2 0 from its head.
         let mut got = Vec::new();
-        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 256, false, true, 1)
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 256, 0, false, true, 1)
             .unwrap();
         (&b).write_all(&[0u8; 256]).unwrap();
         while !got.iter().any(|c: &Completion| c.user_data == 1 && !c.more) {
@@ -854,7 +865,7 @@ mod tests {
         let sent: Vec<u8> = (0..460u32).map(|i| i as u8).collect();
         (&b).write_all(&sent).unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 400, false, true, 2)
+        ring.recv_multi(Sock::Fd(a.as_raw_fd()), 400, 0, false, true, 2)
             .unwrap();
         while !got.iter().any(|c: &Completion| c.user_data == 2 && !c.more) {
             ring.submit_and_wait(Some(Duration::from_millis(200)))

@@ -14,7 +14,7 @@ use super::*;
 const SIZE: u32 = 64;
 const RING: u16 = 8;
 const CAP_BUFFERS: u32 = 4;
-/// The large ring: buffers of four small ones, room for two connections in large mode.
+/// The large ring: buffers of four small ones, two credits for the large cap.
 const LSIZE: u32 = 4 * SIZE;
 const LRING: u16 = 16;
 
@@ -23,6 +23,8 @@ const LRING: u16 = 16;
 struct RecvOp {
     /// Bytes left before a limited receive ends by itself.
     left: Option<u32>,
+    /// Bytes one receive takes at most, where shorter than its buffer.
+    len: Option<u32>,
     cancel_requested: bool,
     /// It draws from the large ring.
     large: bool,
@@ -200,7 +202,7 @@ impl Model {
         ring_mem.extend(vec![vec![0; LSIZE as usize]; LRING as usize]);
         let mut m = Model {
             shared: Shared {
-                large: (large && recv_limit).then(|| Large::new(LRING, LSIZE)),
+                large: (large && recv_limit).then(|| Large::new(LRING, LSIZE, 2)),
                 ..Shared::new(RING, SIZE, CAP_BUFFERS, recv_limit, gather)
             },
             peers: Vec::new(),
@@ -255,7 +257,7 @@ impl Model {
         let p = &mut self.peers[conn];
         assert!(!p.released, "{action:?} after release ({event:?})");
         match action {
-            Action::Recv { limit, large } => {
+            Action::Recv { limit, large, len } => {
                 assert!(p.recv.is_none(), "a second receive armed ({event:?})");
                 assert_eq!(limit > 0, self.shared.recv_limit, "limit {limit}");
                 assert!(
@@ -263,8 +265,31 @@ impl Model {
                     "a large receive, no ring"
                 );
                 assert_eq!(large, p.session.recv_large(), "the receive's ring");
+                let size = if large { LSIZE } else { SIZE };
+                assert!(len < size, "a receive shortened to {len} of {size}");
+                if limit > 0 {
+                    // The most the receive can take before its limit ends it (a bundle stops
+                    // at the limit), on top of what the connection holds, is within its cap.
+                    let most = if self.bundles {
+                        bundle_limit(limit, len)
+                    } else {
+                        limit - 1 + if len > 0 { len } else { size }
+                    };
+                    let (unsent, cap) = (p.session.unsent(), p.session.cap(&self.shared));
+                    assert!(
+                        unsent + most <= cap,
+                        "{unsent} unsent and a receive of up to {most} pass the cap {cap}"
+                    );
+                }
+                // As the driver arms it: a bundle's limit caps its bytes exactly.
+                let limit = if self.bundles {
+                    bundle_limit(limit, len)
+                } else {
+                    limit
+                };
                 p.recv = Some(RecvOp {
                     left: (limit > 0).then_some(limit),
+                    len: (len > 0).then_some(len),
                     cancel_requested: false,
                     large,
                 });
@@ -442,7 +467,7 @@ impl Model {
             self.feed(conn, Event::NoBuffers { more: false });
             return;
         };
-        let len = n.clamp(1, size);
+        let len = n.clamp(1, r.len.map_or(size, |l| l.min(size)));
         if r.cancel_requested {
             p.late += len;
         }
@@ -455,7 +480,16 @@ impl Model {
         if !more {
             p.recv = None;
         }
-        self.feed(conn, Event::Received { bid, len, more });
+        let rest = n > len;
+        self.feed(
+            conn,
+            Event::Received {
+                bid,
+                len,
+                more,
+                rest,
+            },
+        );
     }
 
     /// A bundle: the kernel takes the `n` bytes that arrived (up to the receive's limit,
@@ -501,7 +535,7 @@ impl Model {
         } else {
             &mut self.pending.0
         } = bufs.len();
-        for event in received(&bufs, more) {
+        for event in received(&bufs, more, n > taken) {
             let Event::Received { len, more, .. } = event else {
                 unreachable!()
             };
@@ -590,9 +624,10 @@ impl Model {
             );
             assert!(l.conns <= l.max_conns, "{} in large mode", l.conns);
             assert!(
-                !spills_ok || l.held <= l.max_conns * usize::from(LARGE_PER_CONN),
-                "{} large buffers held",
-                l.held
+                !spills_ok || l.held <= l.budget,
+                "{} large buffers held, budget {}",
+                l.held,
+                l.budget
             );
             let in_large = self
                 .peers
@@ -946,22 +981,25 @@ fn a_batchs_receives_leave_in_one_gathered_send() {
     m.finish();
 }
 
-/// Bulk data moves a connection to the large ring while a credit is free (two here): a third
-/// bulk connection stays small; small data on the large ring ends that receive, and the
-/// connection's next receive is small again, its credit back for another.
+/// Bulk data moves every bulk connection to the large ring; two credits (the large cap) go
+/// to the first two, and the third receives large buffers within the small cap; small data
+/// on the large ring ends that receive, and the connection's next receive is small again,
+/// its credit back for the connection left out.
 #[test]
-fn bulk_connections_take_the_large_ring_while_credits_last() {
+fn bulk_connections_take_the_large_ring_and_credits_while_they_last() {
     let mut m = Model::with(&[true, true, true], true, false, true, true);
     let is_large =
         |m: &Model| -> Vec<bool> { m.peers.iter().map(|p| p.session.recv_large()).collect() };
-    // Full small buffers: bulk. Each receive ends at its limit and the next is armed large
-    // while a credit is free; a large one gets more than a small buffer at a time.
+    let credits =
+        |m: &Model| -> Vec<bool> { m.peers.iter().map(|p| p.session.has_credit()).collect() };
+    // Full small buffers with more behind them: bulk. Each receive ends at its limit and
+    // the next is armed large; a large one gets more than a small buffer at a time.
     for _ in 0..8 {
         for conn in 0..3 {
             let n = if m.peers[conn].session.recv_large() {
                 LSIZE
             } else {
-                SIZE
+                2 * SIZE
             };
             m.step(Step::Deliver { conn, n });
         }
@@ -970,10 +1008,36 @@ fn bulk_connections_take_the_large_ring_while_credits_last() {
             m.step(Step::Complete { conn, part: 4 });
         }
     }
-    let large = is_large(&m);
-    assert_eq!(large.iter().filter(|&&l| l).count(), 2, "{large:?}");
-    let big = large.iter().position(|&l| l).unwrap();
-    let small = large.iter().position(|&l| !l).unwrap();
+    assert_eq!(is_large(&m), [true; 3]);
+    let credit = credits(&m);
+    assert_eq!(credit.iter().filter(|&&c| c).count(), 2, "{credit:?}");
+    let big = credit.iter().position(|&c| c).unwrap();
+    let small = credit.iter().position(|&c| !c).unwrap();
+    // Without a credit, a large receive stays within the small cap (shortened below its
+    // buffer while the connection holds bytes) and its limit ends it after one receive.
+    for _ in 0..4 {
+        if let Some(r) = &m.peers[small].recv {
+            assert!(
+                r.large,
+                "a bulk connection without a credit, on the small ring"
+            );
+            let unsent = m.peers[small].session.unsent();
+            assert!(
+                r.len.unwrap_or(LSIZE) + unsent <= m.shared.cap,
+                "{r:?} with {unsent} unsent passes the small cap"
+            );
+            m.step(Step::Deliver {
+                conn: small,
+                n: LSIZE,
+            });
+            assert!(m.peers[small].recv.is_none(), "the receive went on");
+        }
+        m.step(Step::EndBatch);
+        m.step(Step::Complete {
+            conn: small,
+            part: 4,
+        });
+    }
     // A few bytes on the large ring: copied out, the large buffer back at once, the receive
     // ended; the next one is small, and the credit goes to the bulk connection left out.
     if m.peers[big].recv.is_none() {
@@ -983,7 +1047,6 @@ fn bulk_connections_take_the_large_ring_while_credits_last() {
         });
     }
     m.step(Step::Deliver { conn: big, n: 5 });
-    assert_eq!(m.shared.large.as_ref().unwrap().held, 0);
     m.step(Step::CancelLands { conn: big });
     m.step(Step::EndBatch);
     m.step(Step::Complete { conn: big, part: 4 });
@@ -991,12 +1054,13 @@ fn bulk_connections_take_the_large_ring_while_credits_last() {
         !m.peers[big].session.recv_large(),
         "still large after small data"
     );
+    assert!(!m.peers[big].session.has_credit(), "credit kept");
     let mut took_it = false;
     for _ in 0..8 {
         let n = if m.peers[small].session.recv_large() {
             LSIZE
         } else {
-            SIZE
+            2 * SIZE
         };
         m.step(Step::Deliver { conn: small, n });
         m.step(Step::EndBatch);
@@ -1004,7 +1068,7 @@ fn bulk_connections_take_the_large_ring_while_credits_last() {
             conn: small,
             part: 4,
         });
-        took_it |= m.peers[small].session.recv_large();
+        took_it |= m.peers[small].session.has_credit();
     }
     assert!(took_it, "the freed credit unused");
     m.finish();
