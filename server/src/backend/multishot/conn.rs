@@ -40,7 +40,8 @@
 //!   [`Large::budget`], half the large ring; a receive past either, or one that fits a small
 //!   buffer, is copied into small spills and its large buffer goes straight back, and a
 //!   receive that fits a small buffer also ends the large receive, so that the next one is
-//!   small again. Half the large ring stays free whatever the peers do, and the large cap's
+//!   small again, as is a receive the large ring had no buffer for (ENOBUFS), rather than
+//!   wait. Half the large ring stays free whatever the peers do, and the large cap's
 //!   spills are bounded by the credits; idle and small-message connections never touch it.
 //! - **Receive bundles** (`--recv-bundles on`, off by default: measured dearer; on kernels
 //!   with bundles and the receive limit). One completion may fill several ring buffers in ring order; the
@@ -489,7 +490,12 @@ impl Session {
             }
             Event::NoBuffers { more } => {
                 self.recv_ended_unless(more);
-                if self.closing.is_none() && !self.flags.contains(Flags::STARVED) {
+                if self.closing.is_none() && self.flags.contains(Flags::LARGE) {
+                    // The large ring ran dry: the next receive draws from the small one,
+                    // rather than waiting for large buffers to come back.
+                    self.flags.remove(Flags::BULK);
+                    self.rearm(&mut out);
+                } else if self.closing.is_none() && !self.flags.contains(Flags::STARVED) {
                     self.flags.insert(Flags::STARVED);
                     out.actions.push(Action::Starved);
                 }

@@ -1074,6 +1074,34 @@ fn bulk_connections_take_the_large_ring_and_credits_while_they_last() {
     m.finish();
 }
 
+/// A large receive the large ring has no buffer for (ENOBUFS) does not wait for one: the next
+/// receive is armed on the small ring at once.
+#[test]
+fn an_empty_large_ring_sends_the_receive_to_the_small_one() {
+    let mut m = Model::with(&[true], true, false, true, true);
+    for _ in 0..4 {
+        if m.peers[0].session.recv_large() {
+            break;
+        }
+        m.step(Step::Deliver {
+            conn: 0,
+            n: 2 * SIZE,
+        });
+        m.step(Step::EndBatch);
+        m.step(Step::Complete { conn: 0, part: 4 });
+    }
+    assert!(m.peers[0].recv.as_ref().is_some_and(|r| r.large));
+    // The kernel ends the receive: the large ring is empty.
+    m.peers[0].recv = None;
+    m.feed(0, Event::NoBuffers { more: false });
+    let r = m.peers[0].recv.as_ref().expect("a receive armed at once");
+    assert!(!r.large, "armed on the large ring again");
+    m.step(Step::Deliver { conn: 0, n: SIZE });
+    m.step(Step::EndBatch);
+    m.step(Step::Complete { conn: 0, part: 4 });
+    m.finish();
+}
+
 /// A peer's FIN with echoes still queued: the connection closes as FIN once they are sent.
 #[test]
 fn a_fin_waits_for_the_queued_echoes() {
