@@ -28,8 +28,9 @@
 //!   byte is copied while the budget lasts. Off, the first held buffer is sent at once, alone,
 //!   and every buffer queued behind it is copied into a spill.
 //! - **Large receives** (`--large-receives on`, the default, on kernels with the receive
-//!   limit). A connection whose receive filled a whole ring buffer is moving bulk data: its
-//!   next receive is armed on a second ring of large buffers ([`Large`]). While fewer than
+//!   limit). A connection whose receive filled a whole small buffer with bytes still waiting
+//!   in the socket (a message that just fits is not) is moving bulk data: its next receive
+//!   is armed on a second ring of large buffers ([`Large`]). While fewer than
 //!   [`Large::max_conns`] connections of the thread hold one, it takes a credit, and with
 //!   it a cap of one large buffer more than it may hold as they are ([`Large::cap`]), so
 //!   that an armed large receive takes up to [`LARGE_PER_CONN`] buffers before its limit

@@ -490,8 +490,9 @@ impl Ring {
     /// a receive; a bundle's is: it stops at the limit); [`Ring::probe_recv_limit`] says
     /// whether the kernel knows the limit. With `len` above zero each receive takes at most
     /// that many bytes of its buffer (the SQE's `len`; a bundle ignores it, its limit caps
-    /// it). With `bundle`, one completion may fill several buffers in ring order
-    /// ([`Ring::bundle`] names them).
+    /// it; older kernels refuse a multishot receive with a `len`, and the rules give one only
+    /// on the large ring, which needs the limit's kernel). With `bundle`, one completion may
+    /// fill several buffers in ring order ([`Ring::bundle`] names them).
     pub fn recv_multi(
         &mut self,
         sock: Sock,
