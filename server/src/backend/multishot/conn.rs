@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     pub recv_limit: bool,
     /// Sends gather a connection's queued buffers at the end of a batch (the module's rules).
     pub gather: bool,
+    /// Receives are armed as bundles (only with `recv_limit`): a bundle stops at its limit
+    /// exactly, where a receive of one buffer may pass it by that receive.
+    pub bundles: bool,
     /// Ring buffers one connection may hold as they are, with `gather`; past it, bytes are
     /// spilled (a flood of small receives would otherwise hold a ring buffer each).
     pub ring_per_conn: u8,
@@ -153,6 +156,7 @@ impl Shared {
             cap: cap_buffers * buffer_size,
             recv_limit,
             gather,
+            bundles: false,
             ring_per_conn: cap_buffers as u8,
             small_count: ring_buffers,
             large: None,
@@ -271,17 +275,6 @@ pub(crate) fn received(
             more: more || i < last,
             rest: rest || i < last,
         })
-}
-
-/// The total limit to arm a bundle receive with, for an [`Action::Recv`]'s `limit` and
-/// `len`: a bundle stops at its limit exactly, where the limit the rules give leaves room for
-/// one more receive of `len` bytes, so a shortened bundle (`len` > 0) may take that room.
-pub(crate) fn bundle_limit(limit: u32, len: u32) -> u32 {
-    if len > 0 && limit > 0 {
-        limit + len - 1
-    } else {
-        limit
-    }
 }
 
 /// What the driver must do for a connection, in the order given.
@@ -491,14 +484,16 @@ impl Session {
             }
             Event::NoBuffers { more } => {
                 self.recv_ended_unless(more);
-                if self.closing.is_none() && self.flags.contains(Flags::LARGE) {
-                    // The large ring ran dry: the next receive draws from the small one,
-                    // rather than waiting for large buffers to come back.
-                    self.flags.remove(Flags::BULK);
-                    self.rearm(&mut out);
-                } else if self.closing.is_none() && !self.flags.contains(Flags::STARVED) {
-                    self.flags.insert(Flags::STARVED);
-                    out.actions.push(Action::Starved);
+                if self.closing.is_none() {
+                    if self.flags.contains(Flags::LARGE) {
+                        // The large ring ran dry: the next receive draws from the small one,
+                        // rather than waiting for large buffers to come back.
+                        self.flags.remove(Flags::BULK);
+                        self.rearm(&mut out);
+                    } else if !self.flags.contains(Flags::STARVED) {
+                        self.flags.insert(Flags::STARVED);
+                        out.actions.push(Action::Starved);
+                    }
                 }
             }
             Event::RecvCancelled { more } => {
@@ -809,14 +804,18 @@ impl Session {
         };
         // One receive takes at most what is left below the cap (only a large receive
         // without a credit is shorter than its buffer: the small cap is below a large
-        // buffer), and the limit ends the receive before a further one could pass the cap.
+        // buffer), and the limit ends the receive before a further one could pass the cap;
+        // a shortened bundle, which stops at its limit exactly, may take all that is left.
         let most = size.min(cap - self.unsent);
         let (limit, len) = if out.shared.recv_limit {
+            let len = if most < size { most } else { 0 };
             // At least 1: cap - unsent >= most.
-            (
-                cap - self.unsent - (most - 1),
-                if most < size { most } else { 0 },
-            )
+            let limit = if out.shared.bundles && len > 0 {
+                cap - self.unsent
+            } else {
+                cap - self.unsent - (most - 1)
+            };
+            (limit, len)
         } else {
             (0, 0)
         };

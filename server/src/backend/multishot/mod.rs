@@ -287,11 +287,11 @@ pub fn run(
         returned: false,
         shared: Shared {
             large,
+            bundles,
             ..Shared::new(cfg.buffers, cfg.buffer_size, MAX_HELD, recv_limit, gather)
         },
         flush: Vec::new(),
         actions: Vec::new(),
-        bundles,
         bundle: Vec::new(),
         table,
         next_gen: 0,
@@ -357,8 +357,6 @@ struct Loop {
     actions: Vec<Action>,
     /// Connections that asked for [`Event::Flush`] once the batch is handled.
     flush: Vec<(usize, u32)>,
-    /// Receives are armed as bundles ([`RingConfig::bundles`], where the kernel has them).
-    bundles: bool,
     /// The buffers of the receive completion being handled (kept to reuse its allocation).
     bundle: Vec<(u16, u32)>,
     /// The ring's file table, when connections are direct descriptors.
@@ -672,7 +670,7 @@ impl Loop {
                 }
                 let counters = &self.shell.worker.counters;
                 counters.recv_completions.add(1);
-                if self.bundles {
+                if self.shared.bundles {
                     return self.on_bundle(slot, bid, len, more, c.nonempty);
                 }
                 // Without bundles a completion fills the one buffer it names.
@@ -747,14 +745,10 @@ impl Loop {
         match action {
             Action::Recv { limit, large, len } => self.ring.recv_multi(
                 sock,
-                if self.bundles {
-                    conn::bundle_limit(limit, len)
-                } else {
-                    limit
-                },
+                limit,
                 len,
                 large,
-                self.bundles,
+                self.shared.bundles,
                 tag(Op::Recv, slot, gen),
             )?,
             Action::CancelRecv => self

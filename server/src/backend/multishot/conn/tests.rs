@@ -108,9 +108,6 @@ struct Model {
     ring_mem: Vec<Vec<u8>>,
     spills: SpillPool,
     actions: Vec<Action>,
-    /// Receives fill several buffers per completion (a bundle), as the driver then splits
-    /// them ([`received`]).
-    bundles: bool,
     /// Buffers (small, large) a bundle took that the rules have not been handed yet.
     pending: (usize, usize),
 }
@@ -214,7 +211,6 @@ impl Model {
                 ..SpillPool::default()
             },
             actions: Vec::new(),
-            bundles: false,
             pending: (0, 0),
         };
         for &reads in readers {
@@ -270,8 +266,8 @@ impl Model {
                 if limit > 0 {
                     // The most the receive can take before its limit ends it (a bundle stops
                     // at the limit), on top of what the connection holds, is within its cap.
-                    let most = if self.bundles {
-                        bundle_limit(limit, len)
+                    let most = if self.shared.bundles {
+                        limit
                     } else {
                         limit - 1 + if len > 0 { len } else { size }
                     };
@@ -281,12 +277,6 @@ impl Model {
                         "{unsent} unsent and a receive of up to {most} pass the cap {cap}"
                     );
                 }
-                // As the driver arms it: a bundle's limit caps its bytes exactly.
-                let limit = if self.bundles {
-                    bundle_limit(limit, len)
-                } else {
-                    limit
-                };
                 p.recv = Some(RecvOp {
                     left: (limit > 0).then_some(limit),
                     len: (len > 0).then_some(len),
@@ -440,7 +430,7 @@ impl Model {
     }
 
     fn deliver(&mut self, conn: usize, n: u32) {
-        if self.bundles {
+        if self.shared.bundles {
             return self.deliver_bundle(conn, n);
         }
         let p = &mut self.peers[conn];
@@ -802,7 +792,7 @@ fn run_bundled(
     steps: Vec<Step>,
 ) {
     let mut m = Model::with(readers, recv_limit, spill_fails, gather, large);
-    m.bundles = bundles && recv_limit;
+    m.shared.bundles = bundles && recv_limit;
     for step in steps.into_iter().filter(|s| s.conn() < readers.len()) {
         m.step(step);
     }
